@@ -1,0 +1,96 @@
+"""The Flask application factory. Everything is built here, from a Config; nothing at import."""
+
+from __future__ import annotations
+
+import html
+import logging
+import time
+import uuid
+
+from flask import Flask, Response, g, request
+
+from catalogue import __version__
+from catalogue.api import system, v1
+from catalogue.api.errors import register_error_handlers
+from catalogue.config import Config, load_config
+from catalogue.errors import CatalogueError, Unauthenticated
+from catalogue.model.identity import ANONYMOUS
+from catalogue.runtime import Runtime
+
+log = logging.getLogger("catalogue.access")
+
+
+def create_app(config: Config | None = None, runtime: Runtime | None = None,
+               background_indexer: bool = True) -> Flask:
+    """Build the WSGI app. Without ``runtime`` one is started from ``config`` (and closed with
+    the app's ``close_runtime``)."""
+    config = config or (runtime.config if runtime else load_config())
+    if runtime is None:
+        runtime = Runtime(config).start(background_indexer=background_indexer)
+    app = Flask("catalogue")
+    app.config.update(
+        SECRET_KEY=runtime.secret_key,
+        MAX_CONTENT_LENGTH=config.max_request_bytes,
+        JSON_SORT_KEYS=False,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=config.production,
+    )
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["catalogue"] = runtime
+    register_error_handlers(app)
+
+    @app.before_request
+    def _identify() -> None:
+        g.request_id = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex
+        g.started = time.perf_counter()
+        g.identity = ANONYMOUS
+        header = request.headers.get("Authorization", "")
+        if header:
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise Unauthenticated("use 'Authorization: Bearer <token>'")
+            g.identity = runtime.identities.authenticate(token)
+
+    @app.after_request
+    def _headers(response: Response) -> Response:
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        elapsed = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+        # ids, status and timing only: never bodies, queries or tokens
+        log.info("%s %s %s %.1fms id=%s", request.method, request.path, response.status_code,
+                 elapsed, g.get("request_id", ""))
+        return response
+
+    app.register_blueprint(system.bp)
+    app.register_blueprint(v1.bp)
+
+    @app.get("/")
+    def home() -> Response:
+        try:
+            page = runtime.datasets.search(g.identity, size=100)
+            rows = "".join(
+                f"<li><a href=\"/api/v1/datasets/{html.escape(d.id or '')}\">"
+                f"{html.escape(d.label())}</a> — {html.escape(', '.join(d.countries))} · "
+                f"{html.escape(', '.join(d.modalities))}</li>" for d in page.items)
+            summary = f"<p>{page.total} published datasets.</p><ul>{rows}</ul>"
+        except CatalogueError as exc:
+            summary = f"<p>Search is unavailable right now: {html.escape(exc.message)}</p>"
+        body = (
+            "<!doctype html><html lang=en><head><meta charset=utf-8>"
+            "<meta name=viewport content='width=device-width, initial-scale=1'>"
+            "<title>Cancer Imaging Catalogue</title><style>body{font:16px/1.5 system-ui,"
+            "sans-serif;max-width:56rem;margin:auto;padding:1rem}</style></head><body>"
+            f"<h1>Cancer Imaging Catalogue</h1><p>Version {__version__}. "
+            "<a href=/api/docs>API documentation</a> · <a href=/readyz>status</a></p>"
+            f"{summary}</body></html>"
+        )
+        return Response(body, mimetype="text/html")
+
+    def close_runtime() -> None:
+        runtime.close()
+
+    app.extensions["catalogue_close"] = close_runtime
+    return app

@@ -1,0 +1,421 @@
+"""The ``catalogue`` command line.
+
+Commands that touch the store honour ``--data-dir`` / ``CATALOGUE_DATA_DIR`` and the rest of the
+configuration. Local commands act as the operator (audited as ``cli``). Errors print one clear
+line and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+
+from catalogue import __version__
+from catalogue.config import SETTINGS, Config, load_config
+from catalogue.errors import CatalogueError
+from catalogue.logs import setup_logging
+from catalogue.model.identity import Identity, Organisation, Role, User
+from catalogue.runtime import Runtime
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+CLI_IDENTITY = Identity(user_id="00000000-0000-0000-0000-000000000000", username="cli",
+                        role=Role.ADMIN)
+
+
+class Terminate(BaseException):
+    """Raised from the SIGTERM handler so ``finally`` blocks run (and PostgreSQL stops)."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminate()
+
+
+def handle_errors(fn: F) -> F:
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except CatalogueError as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            if exc.details:
+                click.echo(json.dumps(exc.details, indent=2, default=str), err=True)
+            sys.exit(2)
+    return wrapper  # type: ignore[return-value]
+
+
+def _config(ctx: click.Context, **overrides: Any) -> Config:
+    obj = ctx.find_root().obj or {}
+    values = {"data_dir": obj.get("data_dir"), **overrides}
+    config = load_config(config_file=obj.get("config_file"), **values)
+    setup_logging(config.log_level, config.log_format)
+    return config
+
+
+@contextmanager
+def _runtime(ctx: click.Context, with_search: bool = True, **overrides: Any) -> Iterator[Runtime]:
+    config = _config(ctx, **overrides)
+    runtime = Runtime(config)
+    try:
+        runtime.start(with_search=with_search)
+        yield runtime
+    finally:
+        runtime.close()
+
+
+@click.group()
+@click.version_option(__version__, prog_name="catalogue")
+@click.option("--data-dir", envvar="CATALOGUE_DATA_DIR", default=None,
+              help="Data folder (embedded PostgreSQL, tantivy index, keys).")
+@click.option("--config", "config_file", envvar="CATALOGUE_CONFIG", default=None,
+              help="TOML configuration file.")
+@click.pass_context
+def main(ctx: click.Context, data_dir: str | None, config_file: str | None) -> None:
+    """Cancer Imaging Catalogue: DCAT-AP/FHIR/OMOP metadata catalogue and cohort search."""
+    ctx.obj = {"data_dir": data_dir, "config_file": config_file}
+
+
+# -- serve / demo -----------------------------------------------------------------------------
+def _serve(runtime: Runtime, host: str, port: int, workers: int,
+           ready: Callable[[], None] | None = None) -> None:
+    from waitress import create_server
+
+    from catalogue.api.app import create_app
+
+    app = create_app(runtime=runtime)
+    try:
+        server = create_server(app, host=host, port=port, threads=workers,
+                               ident="catalogue", clear_untrusted_proxy_headers=True)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise CatalogueError(
+                f"port {port} on {host} is already in use; stop the other program or choose "
+                "another port with --port / CATALOGUE_PORT") from None
+        raise CatalogueError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    click.echo(f"Cancer Imaging Catalogue {__version__} on http://{host}:{port} "
+               f"(store: {'embedded PostgreSQL' if runtime.embedded else 'PostgreSQL'}, "
+               f"search: {runtime.search.name if runtime.search else 'none'})", err=True)
+    if ready:
+        ready()
+    try:
+        server.run()
+    finally:
+        server.close()
+
+
+@main.command()
+@click.option("--host", default=None, help="Bind address (CATALOGUE_HOST).")
+@click.option("--port", type=int, default=None, help="Port (CATALOGUE_PORT).")
+@click.option("--workers", type=int, default=None, help="Worker threads (CATALOGUE_WORKERS).")
+@click.pass_context
+@handle_errors
+def serve(ctx: click.Context, host: str | None, port: int | None, workers: int | None) -> None:
+    """Run the catalogue with a production WSGI server (migrates the database first)."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    config = _config(ctx, host=host, port=port, workers=workers)
+    runtime = Runtime(config)
+    try:
+        runtime.start(background_indexer=True)
+        _serve(runtime, config.host, config.port, config.workers)
+    except (KeyboardInterrupt, Terminate):
+        pass
+    finally:
+        runtime.close()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8080, show_default=True)
+@click.pass_context
+@handle_errors
+def demo(ctx: click.Context, host: str, port: int) -> None:
+    """Start on the embedded defaults with the bundled demo catalogue."""
+    from catalogue.demo import load_demo
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    started = time.perf_counter()
+    config = _config(ctx, host=host, port=port)
+    runtime = Runtime(config)
+    try:
+        runtime.start(background_indexer=False)
+        created = load_demo(runtime)
+        assert runtime.indexer is not None
+        runtime.indexer.drain()
+        runtime.indexer.start(config.indexer_interval)
+
+        def ready() -> None:
+            click.echo(f"Demo ready in {time.perf_counter() - started:.2f}s "
+                       f"(created: {created['datasets']} datasets, {created['organisations']} "
+                       f"organisations, {created['users']} users). Data folder: "
+                       f"{config.data_dir}. Press Ctrl+C to stop.", err=True)
+            click.echo("Get a token: catalogue tokens create demo-provider", err=True)
+
+        _serve(runtime, host, port, config.workers, ready)
+    except (KeyboardInterrupt, Terminate):
+        pass
+    finally:
+        runtime.close()
+
+
+# -- config / db ------------------------------------------------------------------------------
+@main.group("config")
+def config_group() -> None:
+    """Inspect the configuration."""
+
+
+@config_group.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@handle_errors
+def config_show(ctx: click.Context, as_json: bool) -> None:
+    """Print the effective configuration (secrets masked) and where each value came from."""
+    config = _config(ctx)
+    values = config.masked()
+    if as_json:
+        click.echo(json.dumps(values, indent=2))
+        return
+    for s in SETTINGS:
+        source = config.sources.get(s.name, "default")
+        click.echo(f"{s.env:34} = {values[s.name]!s:40} ({source})")
+
+
+@main.group("db")
+def db_group() -> None:
+    """Database schema."""
+
+
+@db_group.command("upgrade")
+@click.pass_context
+@handle_errors
+def db_upgrade(ctx: click.Context) -> None:
+    """Apply pending migrations (each in its own transaction)."""
+    from catalogue.store import migrations
+    from catalogue.store.db import Database
+    from catalogue.store.embedded import EmbeddedPostgres
+
+    config = _config(ctx)
+    embedded = None
+    url = config.database_url
+    if not url:
+        from pathlib import Path
+
+        embedded = EmbeddedPostgres(Path(config.data_dir))
+        url = embedded.start()
+    db = Database(url, timeout=config.database_timeout)
+    try:
+        db.open(wait=False)
+        applied = migrations.upgrade(db)
+        click.echo(f"applied {len(applied)} migration(s)"
+                   + (": " + ", ".join(m.path.name for m in applied) if applied else
+                      "; the schema is up to date"))
+    finally:
+        db.close()
+        if embedded:
+            embedded.stop()
+
+
+@db_group.command("status")
+@click.pass_context
+@handle_errors
+def db_status(ctx: click.Context) -> None:
+    """Show applied and pending migrations."""
+    from catalogue.store import migrations
+
+    with _runtime(ctx, with_search=False) as rt:
+        pending = migrations.pending(rt.database)
+        with rt.database.transaction() as conn:
+            rows = conn.execute(
+                "SELECT version, name, applied_at FROM schema_migrations ORDER BY version"
+            ).fetchall()
+    for r in rows:
+        click.echo(f"applied  {r['version']:04d}_{r['name']}  {r['applied_at']:%Y-%m-%d %H:%M}")
+    for m in pending:
+        click.echo(f"pending  {m.path.name}")
+
+
+# -- identities -------------------------------------------------------------------------------
+@main.group("orgs")
+def orgs_group() -> None:
+    """Organisations (data providers)."""
+
+
+@orgs_group.command("create")
+@click.argument("org_id")
+@click.option("--name", required=True)
+@click.option("--country", default=None, help="ISO 3166 alpha-2 code, e.g. ES")
+@click.option("--homepage", default=None)
+@click.pass_context
+@handle_errors
+def orgs_create(ctx: click.Context, org_id: str, name: str, country: str | None,
+                homepage: str | None) -> None:
+    """Create an organisation."""
+    with _runtime(ctx, with_search=False) as rt:
+        org = rt.identities.create_organisation(
+            CLI_IDENTITY, Organisation(org_id, name, country.upper() if country else None,
+                                       homepage))
+    click.echo(f"created organisation {org.id}")
+
+
+@orgs_group.command("list")
+@click.pass_context
+@handle_errors
+def orgs_list(ctx: click.Context) -> None:
+    """List organisations."""
+    with _runtime(ctx, with_search=False) as rt:
+        for org in rt.identities.list_organisations():
+            click.echo(f"{org.id:24} {org.country or '--':3} {org.name}")
+
+
+@main.group("users")
+def users_group() -> None:
+    """User accounts."""
+
+
+@users_group.command("create")
+@click.argument("username")
+@click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
+@click.option("--organisation", "organisation_id", default=None,
+              help="Organisation id (required for providers).")
+@click.option("--name", "display_name", default=None)
+@click.option("--email", default=None)
+@click.pass_context
+@handle_errors
+def users_create(ctx: click.Context, username: str, role: str, organisation_id: str | None,
+                 display_name: str | None, email: str | None) -> None:
+    """Create a user."""
+    with _runtime(ctx, with_search=False) as rt:
+        user = rt.identities.create_user(CLI_IDENTITY, User(
+            id="", username=username, role=Role(role), organisation_id=organisation_id,
+            display_name=display_name, email=email))
+    click.echo(f"created {user.role.value} {user.username}")
+
+
+@users_group.command("list")
+@click.pass_context
+@handle_errors
+def users_list(ctx: click.Context) -> None:
+    """List users."""
+    with _runtime(ctx, with_search=False) as rt:
+        for u in rt.identities.list_users(CLI_IDENTITY):
+            state = "" if u.active else " (deactivated)"
+            click.echo(f"{u.username:24} {u.role.value:10} {u.organisation_id or '-'}{state}")
+
+
+@users_group.command("deactivate")
+@click.argument("username")
+@click.pass_context
+@handle_errors
+def users_deactivate(ctx: click.Context, username: str) -> None:
+    """Deactivate a user (their tokens stop working)."""
+    with _runtime(ctx, with_search=False) as rt:
+        rt.identities.set_user_active(CLI_IDENTITY, username, False)
+    click.echo(f"deactivated {username}")
+
+
+@main.group("tokens")
+def tokens_group() -> None:
+    """API tokens (stored hashed; the secret is shown once)."""
+
+
+@tokens_group.command("create")
+@click.argument("username")
+@click.option("--name", default="", help="A label, e.g. the machine using it.")
+@click.option("--ttl-days", type=int, default=None, help="Lifetime; 0 = never expires.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handle_errors
+def tokens_create(ctx: click.Context, username: str, name: str, ttl_days: int | None,
+                  as_json: bool) -> None:
+    """Create a token for USERNAME and print it (only this once)."""
+    with _runtime(ctx, with_search=False) as rt:
+        issued = rt.identities.issue_token(CLI_IDENTITY, username, name, ttl_days)
+    if as_json:
+        click.echo(json.dumps({**asdict(issued.token), "token": issued.secret}, default=str))
+    else:
+        expiry = issued.token.expires_at.date() if issued.token.expires_at else "never"
+        click.echo(issued.secret)
+        click.echo(f"(token {issued.token.id} for {username}, expires {expiry}; "
+                   "it cannot be shown again)", err=True)
+
+
+@tokens_group.command("list")
+@click.option("--user", "username", default=None)
+@click.pass_context
+@handle_errors
+def tokens_list(ctx: click.Context, username: str | None) -> None:
+    """List tokens (never their secrets)."""
+    with _runtime(ctx, with_search=False) as rt:
+        for t in rt.identities.list_tokens(CLI_IDENTITY, username):
+            state = "revoked" if t.revoked_at else "active"
+            expires = t.expires_at.date() if t.expires_at else "never"
+            click.echo(f"{t.id}  {t.username or '':20} {state:8} expires {expires}  {t.name}")
+
+
+@tokens_group.command("revoke")
+@click.argument("token_id")
+@click.pass_context
+@handle_errors
+def tokens_revoke(ctx: click.Context, token_id: str) -> None:
+    """Revoke a token by its id (``cic_…``, the part before the dot)."""
+    with _runtime(ctx, with_search=False) as rt:
+        rt.identities.revoke_token(CLI_IDENTITY, token_id.split(".")[0])
+    click.echo(f"revoked {token_id.split('.')[0]}")
+
+
+# -- search index -----------------------------------------------------------------------------
+@main.group("index")
+def index_group() -> None:
+    """The search index (derived from PostgreSQL; can be rebuilt at any time)."""
+
+
+@index_group.command("rebuild")
+@click.pass_context
+@handle_errors
+def index_rebuild(ctx: click.Context) -> None:
+    """Build a new index from PostgreSQL and switch to it atomically."""
+    with _runtime(ctx) as rt:
+        assert rt.indexer is not None
+        with click.progressbar(length=1, label="indexing datasets") as bar:
+            def progress(done: int, total: int) -> None:
+                bar.length = max(total, 1)
+                bar.update(done - bar.pos)
+            result = rt.indexer.rebuild(progress)
+    click.echo(f"switched to {result['index']} ({result['documents']} documents; "
+               f"previous: {result['previous'] or 'none'})")
+
+
+@index_group.command("status")
+@click.pass_context
+@handle_errors
+def index_status(ctx: click.Context) -> None:
+    """Engine, current indices and outbox lag."""
+    with _runtime(ctx) as rt:
+        ready, details = rt.readiness()
+    click.echo(json.dumps(details, indent=2, default=str))
+    if not ready:
+        sys.exit(1)
+
+
+@index_group.command("drain")
+@click.pass_context
+@handle_errors
+def index_drain(ctx: click.Context) -> None:
+    """Apply every pending outbox entry now."""
+    with _runtime(ctx) as rt:
+        assert rt.indexer is not None
+        done = rt.indexer.drain(max_seconds=3600)
+    click.echo(f"applied {done} outbox entries")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,1 @@
+"""Plain typed dataclasses: the vocabulary every layer speaks."""

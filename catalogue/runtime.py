@@ -1,0 +1,146 @@
+"""Everything a running catalogue holds: store, search backend, indexer, services.
+
+Built from a :class:`Config` by :func:`Runtime.start`; no import-time globals. The CLI and
+``create_app`` both use it, so a command and the server see the same wiring.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from catalogue.config import Config, check_secret_strength
+from catalogue.errors import CatalogueError, ConfigError
+from catalogue.search.base import SearchBackend
+from catalogue.search.indexer import Indexer
+from catalogue.search.registry import create_backend
+from catalogue.services.datasets import DatasetService
+from catalogue.services.identities import IdentityService
+from catalogue.store import migrations
+from catalogue.store.db import Database
+from catalogue.store.embedded import EmbeddedPostgres
+
+log = logging.getLogger(__name__)
+
+
+def resolve_secret(config: Config) -> str:
+    """The configured secret, or (outside production) a random one kept in the data folder."""
+    if config.secret_key:
+        if config.production:
+            check_secret_strength(config.secret_key)
+        return config.secret_key
+    if config.production:
+        check_secret_strength("")
+    path = Path(config.data_dir) / "secret.key"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+class Runtime:
+    """Owns the long-lived parts of one catalogue process."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.secret_key = resolve_secret(config)
+        self.embedded: EmbeddedPostgres | None = None
+        self.db: Database | None = None
+        self.search: SearchBackend | None = None
+        self.indexer: Indexer | None = None
+        self._datasets: DatasetService | None = None
+        self._identities: IdentityService | None = None
+
+    @property
+    def datasets(self) -> DatasetService:
+        if self._datasets is None:
+            raise RuntimeError("runtime not started")
+        return self._datasets
+
+    @property
+    def identities(self) -> IdentityService:
+        if self._identities is None:
+            raise RuntimeError("runtime not started")
+        return self._identities
+
+    @property
+    def database(self) -> Database:
+        if self.db is None:
+            raise RuntimeError("runtime not started")
+        return self.db
+
+    def start(self, migrate: bool = True, with_search: bool = True,
+              background_indexer: bool = False) -> Runtime:
+        config = self.config
+        url = config.database_url
+        if not url:
+            self.embedded = EmbeddedPostgres(Path(config.data_dir))
+            url = self.embedded.start()
+        self.db = Database(url, min_size=config.database_pool_min,
+                           max_size=config.database_pool_max, timeout=config.database_timeout)
+        try:
+            self.db.open(wait=False)
+            if migrate:
+                migrations.upgrade(self.db)
+            else:
+                todo = migrations.pending(self.db)
+                if todo:
+                    raise ConfigError(
+                        f"the database schema is {len(todo)} migration(s) behind; run "
+                        "`catalogue db upgrade`"
+                    )
+        except CatalogueError:
+            self.close()
+            raise
+        if with_search:
+            self.search = create_backend(config)
+            self.indexer = Indexer(self.db, self.search, batch_size=config.indexer_batch)
+            try:
+                self.indexer.ensure_indices()
+            except CatalogueError as exc:
+                log.warning("search index not ready: %s", exc.message)
+            if background_indexer:
+                self.indexer.start(config.indexer_interval)
+        self._identities = IdentityService(self.db, token_ttl_days=config.token_ttl_days)
+        self._datasets = DatasetService(
+            self.db, self.search, on_change=self.indexer.wake if self.indexer else None)
+        return self
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """(ready, details) for ``/readyz``: store and search reachable, indexer lag."""
+        details: dict[str, Any] = {}
+        ready = True
+        try:
+            assert self.db is not None
+            details["store"] = {"ok": True, **self.db.ping(),
+                                "embedded": self.embedded is not None}
+        except CatalogueError as exc:
+            ready = False
+            details["store"] = {"ok": False, "error": exc.message}
+        if self.search is not None:
+            try:
+                details["search"] = {"ok": True, **self.search.ping()}
+            except CatalogueError as exc:
+                ready = False
+                details["search"] = {"ok": False, "error": exc.message}
+        if self.indexer is not None and details["store"]["ok"]:
+            try:
+                details["indexer"] = self.indexer.lag()
+            except CatalogueError as exc:
+                details["indexer"] = {"error": exc.message}
+        return ready, details
+
+    def close(self) -> None:
+        if self.indexer is not None:
+            self.indexer.stop()
+        if self.search is not None:
+            self.search.close()
+        if self.db is not None:
+            self.db.close()
+        if self.embedded is not None:
+            self.embedded.stop()

@@ -1,0 +1,1 @@
+"""Search: backend interface, engine-independent queries, backends, the outbox indexer."""

@@ -1,0 +1,282 @@
+"""Elasticsearch 8/9 and OpenSearch 2/3 backends.
+
+Both speak the same REST API for everything the catalogue needs, so the logic lives once in
+:class:`RestSearchBackend`, with request bodies from :mod:`es_dsl`. The two subclasses differ only
+in the official client they use to send a request and in how its errors look.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from catalogue.errors import CatalogueError, NotFound, SearchUnavailable, ValidationError
+from catalogue.search.backends import es_dsl
+from catalogue.search.backends.tantivy_backend import fold
+from catalogue.search.base import Action, BulkResult, Delete, SearchBackend, Upsert
+from catalogue.search.mappings import IndexDefinition, load_definition
+from catalogue.search.query import SearchRequest, SearchResult
+
+log = logging.getLogger(__name__)
+
+_PHYSICAL = re.compile(r"^(?P<logical>.+)-v(?P<version>\d+)-(?P<stamp>\d{20})$")
+
+
+class EngineHTTPError(Exception):
+    def __init__(self, status: int, info: Any) -> None:
+        self.status = status
+        self.info = info
+        super().__init__(f"{status}: {str(info)[:300]}")
+
+
+class RestSearchBackend(SearchBackend):
+    """Shared logic; subclasses implement :meth:`_send`."""
+
+    def __init__(self, urls: list[str], prefix: str = "catalogue-", shards: int = 1,
+                 replicas: int = 1, timeout: float = 10.0, verify_certs: bool = True) -> None:
+        self.urls = urls
+        self.prefix = prefix
+        self.shards = shards
+        self.replicas = replicas
+        self.timeout = timeout
+        self.verify_certs = verify_certs
+
+    @classmethod
+    def from_config(cls, config: Any) -> RestSearchBackend:
+        urls = [u.strip() for u in config.search_url.split(",") if u.strip()]
+        return cls(urls, prefix=config.search_index_prefix, shards=config.search_shards,
+                   replicas=config.search_replicas, timeout=config.search_timeout,
+                   verify_certs=config.search_verify_certs)
+
+    # -- transport ----------------------------------------------------------------------------
+    def _send(self, method: str, path: str, body: Any = None,
+              params: dict[str, Any] | None = None) -> Any:
+        raise NotImplementedError
+
+    def _request(self, method: str, path: str, body: Any = None,
+                 params: dict[str, Any] | None = None) -> Any:
+        try:
+            return self._send(method, path, body, params)
+        except EngineHTTPError as exc:
+            if exc.status == 404:
+                raise NotFound("search index not found") from None
+            if exc.status in (429, 502, 503, 504) or exc.status >= 500:
+                raise SearchUnavailable() from None
+            log.error("search engine rejected %s %s: %s", method, path, exc)
+            raise CatalogueError("the search engine rejected a request") from None
+
+    # -- names --------------------------------------------------------------------------------
+    def logical_name(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    def _definition(self, index: str) -> IndexDefinition:
+        physical = index
+        match = _PHYSICAL.match(index)
+        if match is None:
+            current = self.current_index(index)
+            if current is None:
+                raise NotFound(f"search index {index!r} does not exist")
+            physical = current
+            match = _PHYSICAL.match(physical)
+        assert match is not None
+        name = match.group("logical")[len(self.prefix):]
+        return load_definition(name, int(match.group("version")))
+
+    # -- contract -----------------------------------------------------------------------------
+    def ping(self) -> dict[str, Any]:
+        info = self._request("GET", "/")
+        health = self._request("GET", "/_cluster/health")
+        version = info.get("version", {})
+        return {"engine": version.get("distribution", "elasticsearch"),
+                "version": version.get("number"), "cluster": health.get("cluster_name"),
+                "status": health.get("status"), "nodes": health.get("number_of_nodes")}
+
+    def create_index(self, definition: IndexDefinition) -> str:
+        stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S%f")
+        physical = f"{self.logical_name(definition.name)}-v{definition.version}-{stamp}"
+        body = es_dsl.index_body(definition, self.shards, self.replicas)
+        self._request("PUT", f"/{physical}", body)
+        self._request("GET", f"/_cluster/health/{physical}",
+                      params={"wait_for_status": "yellow", "timeout": f"{int(self.timeout)}s"})
+        return physical
+
+    def current_index(self, logical: str) -> str | None:
+        try:
+            found = self._request("GET", f"/_alias/{logical}")
+        except NotFound:
+            return None
+        names = sorted(found)
+        return names[-1] if names else None
+
+    def switch_alias(self, logical: str, physical: str) -> None:
+        actions: list[dict[str, Any]] = [{"add": {"index": physical, "alias": logical}}]
+        current = self.current_index(logical)
+        if current and current != physical:
+            actions.insert(0, {"remove": {"index": current, "alias": logical}})
+        self._request("POST", "/_aliases", {"actions": actions})
+
+    def list_indices(self, logical: str) -> list[str]:
+        found = self._request("GET", f"/{logical}-v*", params={"expand_wildcards": "open"})
+        return sorted(n for n in found if _PHYSICAL.match(n))
+
+    def drop_index(self, physical: str) -> None:
+        for logical in {m.group("logical") for m in [_PHYSICAL.match(physical)] if m}:
+            if self.current_index(logical) == physical:
+                raise ValidationError(f"{physical} is the current index of {logical}")
+        self._request("DELETE", f"/{physical}")
+
+    def bulk(self, index: str, actions: Sequence[Action]) -> BulkResult:
+        if not actions:
+            return BulkResult()
+        definition = self._definition(index)
+        lines: list[str] = []
+        for action in actions:
+            if isinstance(action, Upsert):
+                lines.append(json.dumps({"index": {"_index": index, "_id": action.id}}))
+                lines.append(json.dumps(es_dsl.document(definition, action.document),
+                                        ensure_ascii=False))
+            elif isinstance(action, Delete):
+                lines.append(json.dumps({"delete": {"_index": index, "_id": action.id}}))
+        response = self._request("POST", "/_bulk", "\n".join(lines) + "\n")
+        result = BulkResult()
+        for item in response.get("items", []):
+            op = next(iter(item.values()))
+            status = int(op.get("status", 500))
+            if status < 300 or (status == 404 and "delete" in item):
+                result.applied += 1
+            elif status in (429, 503):
+                raise SearchUnavailable()
+            else:
+                result.errors.append(f"{op.get('_id')}: {op.get('error', {}).get('reason')}")
+        return result
+
+    def refresh(self, index: str) -> None:
+        self._request("POST", f"/{index}/_refresh")
+
+    def count(self, index: str, filters: Iterable[Any] = ()) -> int:
+        definition = self._definition(index)
+        body = {"query": es_dsl.filters_query(definition, tuple(filters))}
+        return int(self._request("POST", f"/{index}/_count", body)["count"])
+
+    def get(self, index: str, doc_id: str) -> dict[str, Any] | None:
+        definition = self._definition(index)
+        try:
+            found = self._request("GET", f"/{index}/_doc/{doc_id}")
+        except NotFound:
+            return None
+        if not found.get("found"):
+            return None
+        return es_dsl.stored(definition, found["_source"])
+
+    def search(self, index: str, request: SearchRequest) -> SearchResult:
+        definition = self._definition(index)
+        tokens = fold(request.text) if request.text else []
+        body = es_dsl.search_body(definition, request, tokens)
+        response = self._request("POST", f"/{index}/_search", body)
+        hits = response["hits"]
+        return SearchResult(
+            total=int(hits["total"]["value"]),
+            ids=[str(h["_source"][definition.id_field]) for h in hits["hits"]],
+            facets=es_dsl.parse_facets(response, request.facets),
+        )
+
+
+class OpenSearchBackend(RestSearchBackend):
+    name = "opensearch"
+
+    def __init__(self, urls: list[str], **kwargs: Any) -> None:
+        super().__init__(urls, **kwargs)
+        from opensearchpy import OpenSearch
+
+        self.client = OpenSearch(hosts=urls, timeout=self.timeout, max_retries=1,
+                                 retry_on_timeout=False, verify_certs=self.verify_certs,
+                                 ssl_show_warn=False)
+
+    def _send(self, method: str, path: str, body: Any = None,
+              params: dict[str, Any] | None = None) -> Any:
+        from opensearchpy import exceptions as osx
+
+        try:
+            return self.client.transport.perform_request(method, path, params=params,
+                                                         body=body)
+        except osx.TransportError as exc:
+            if isinstance(exc.status_code, int):
+                raise EngineHTTPError(exc.status_code, exc.info) from None
+            raise SearchUnavailable() from None  # connection error / timeout (status "N/A")
+        except osx.ImproperlyConfigured as exc:
+            raise CatalogueError(f"search client misconfigured: {exc}") from None
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class ElasticsearchBackend(RestSearchBackend):
+    name = "elasticsearch"
+
+    def __init__(self, urls: list[str], **kwargs: Any) -> None:
+        super().__init__(urls, **kwargs)
+        from elasticsearch import Elasticsearch
+
+        self.client = Elasticsearch(hosts=urls, request_timeout=self.timeout, max_retries=1,
+                                    retry_on_timeout=False, verify_certs=self.verify_certs)
+
+    def _send(self, method: str, path: str, body: Any = None,
+              params: dict[str, Any] | None = None) -> Any:
+        import elastic_transport
+        from elasticsearch import ApiError
+
+        headers = {"accept": "application/json"}
+        if body is not None:
+            headers["content-type"] = ("application/x-ndjson" if path.endswith("_bulk")
+                                       else "application/json")
+        query = ""
+        if params:
+            query = "?" + "&".join(f"{k}={v}" for k, v in params.items())
+        try:
+            response = self.client.perform_request(method, path + query, headers=headers,
+                                                   body=body)
+        except ApiError as exc:
+            raise EngineHTTPError(exc.meta.status, exc.body) from None
+        except elastic_transport.TransportError:
+            raise SearchUnavailable() from None
+        return response.body
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def detect_engine(url: str, timeout: float = 5.0, verify: bool = True) -> str:
+    """``opensearch`` or ``elasticsearch``, from the root endpoint of the first URL."""
+    import base64
+    import ssl
+    import urllib.request
+
+    parts = urlsplit(url)
+    clean = url
+    headers = {"Accept": "application/json"}
+    if parts.username:
+        token = base64.b64encode(f"{parts.username}:{parts.password or ''}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+        clean = url.replace(f"{parts.username}:{parts.password}@", "").replace(
+            f"{parts.username}@", "")
+    context = None
+    if not verify:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    request = urllib.request.Request(clean.rstrip("/") + "/", headers=headers)  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as resp:  # noqa: S310
+            info = json.loads(resp.read())
+    except OSError as exc:
+        raise SearchUnavailable(
+            f"cannot reach the search engine at {parts.scheme}://{parts.hostname}:{parts.port}: "
+            f"{getattr(exc, 'reason', exc)}"
+        ) from None
+    distribution = info.get("version", {}).get("distribution")
+    return "opensearch" if distribution == "opensearch" else "elasticsearch"

@@ -1,0 +1,373 @@
+"""Embedded tantivy backend: index files in the data folder, no server to run.
+
+Layout under ``<data_dir>/search``::
+
+    indices/<physical>/        tantivy index + definition.json
+    aliases/<logical>          text file naming the current physical index (atomic os.replace)
+
+One process writes (the one running the indexer or a rebuild); every process reads, reopening its
+searcher when the alias file changes or an index commits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import tantivy
+
+from catalogue.errors import NotFound, SearchUnavailable, ValidationError
+from catalogue.search.base import Action, BulkResult, Delete, SearchBackend, Upsert
+from catalogue.search.mappings import FieldDef, IndexDefinition
+from catalogue.search.query import Range, SearchRequest, SearchResult, Terms
+
+TEXT_ANALYZER = "catalogue_text"
+_WRITER_HEAP = 64_000_000
+
+
+def fold(text: str) -> list[str]:
+    """Tokenise like the engines' text analysers: split on non-alphanumerics, lowercase,
+    strip accents."""
+    decomposed = unicodedata.normalize("NFKD", text.lower())
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+    tokens, current = [], []
+    for ch in plain:
+        if ch.isalnum():
+            current.append(ch)
+        elif current:
+            tokens.append("".join(current))
+            current = []
+    if current:
+        tokens.append("".join(current))
+    return tokens
+
+
+def _analyzer() -> Any:
+    return (
+        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
+        .filter(tantivy.Filter.lowercase())
+        .filter(tantivy.Filter.ascii_fold())
+        .build()
+    )
+
+
+def _schema(definition: IndexDefinition) -> tantivy.Schema:
+    sb = tantivy.SchemaBuilder()
+    for f in definition.fields.values():
+        if f.type == "keyword":
+            sb.add_text_field(f.name, stored=True, fast=True, tokenizer_name="raw")
+        elif f.type == "text":
+            sb.add_text_field(f.name, stored=True, tokenizer_name=TEXT_ANALYZER)
+        elif f.type == "integer":
+            sb.add_integer_field(f.name, stored=True, indexed=True, fast=True)
+        elif f.type == "float":
+            sb.add_float_field(f.name, stored=True, indexed=True, fast=True)
+        elif f.type == "date":
+            sb.add_date_field(f.name, stored=True, indexed=True, fast=True)
+        elif f.type == "boolean":
+            sb.add_boolean_field(f.name, stored=True, indexed=True, fast=True)
+    return sb.build()
+
+
+class _OpenIndex:
+    """One physical index opened in this process."""
+
+    def __init__(self, path: Path, definition: IndexDefinition) -> None:
+        self.path = path
+        self.definition = definition
+        self.index = tantivy.Index.open(str(path))
+        self.index.register_tokenizer(TEXT_ANALYZER, _analyzer())
+        self.schema = self.index.schema
+        self.writer: Any = None
+        self.lock = threading.Lock()
+
+    def get_writer(self) -> Any:
+        if self.writer is None:
+            try:
+                self.writer = self.index.writer(heap_size=_WRITER_HEAP, num_threads=1)
+            except ValueError as exc:
+                raise SearchUnavailable(
+                    f"the tantivy index {self.path.name} is locked by another process "
+                    "(only one catalogue process may write to a data folder)"
+                ) from exc
+        return self.writer
+
+    def close(self) -> None:
+        if self.writer is not None:
+            try:
+                self.writer.wait_merging_threads()
+            except Exception:  # noqa: S110 - best effort when shutting down
+                pass
+            self.writer = None
+
+
+class TantivyBackend(SearchBackend):
+    name = "tantivy"
+
+    def __init__(self, root: Path, prefix: str = "catalogue-") -> None:
+        self.root = Path(root)
+        self.prefix = prefix
+        self.indices_dir = self.root / "indices"
+        self.aliases_dir = self.root / "aliases"
+        self.indices_dir.mkdir(parents=True, exist_ok=True)
+        self.aliases_dir.mkdir(parents=True, exist_ok=True)
+        self._open: dict[str, _OpenIndex] = {}
+        self._lock = threading.RLock()
+
+    @classmethod
+    def from_config(cls, config: Any) -> TantivyBackend:
+        return cls(Path(config.data_dir) / "search", config.search_index_prefix)
+
+    # -- names --------------------------------------------------------------------------------
+    def logical_name(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    def _resolve(self, index: str) -> str:
+        if (self.indices_dir / index).is_dir():
+            return index
+        current = self.current_index(index)
+        if current is None:
+            raise NotFound(f"search index {index!r} does not exist")
+        return current
+
+    def _opened(self, index: str) -> _OpenIndex:
+        physical = self._resolve(index)
+        with self._lock:
+            handle = self._open.get(physical)
+            if handle is None:
+                path = self.indices_dir / physical
+                data = json.loads((path / "definition.json").read_text())
+                definition = IndexDefinition(
+                    name=data["name"], version=data["version"],
+                    fields={k: FieldDef(**v) for k, v in data["fields"].items()},
+                    text_fields=tuple(data["text_fields"]), id_field=data["id_field"],
+                )
+                handle = _OpenIndex(path, definition)
+                self._open[physical] = handle
+            return handle
+
+    # -- contract -----------------------------------------------------------------------------
+    def ping(self) -> dict[str, Any]:
+        if not os.access(self.root, os.W_OK):
+            raise SearchUnavailable(f"the tantivy index folder {self.root} is not writable")
+        return {"engine": "tantivy", "version": _tantivy_version(), "path": str(self.root),
+                "indices": sorted(p.name for p in self.indices_dir.iterdir())}
+
+    def create_index(self, definition: IndexDefinition) -> str:
+        stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S%f")
+        physical = f"{self.logical_name(definition.name)}-v{definition.version}-{stamp}"
+        path = self.indices_dir / physical
+        path.mkdir(parents=True)
+        tantivy.Index(_schema(definition), path=str(path), reuse=False)
+        meta = {"name": definition.name, "version": definition.version,
+                "fields": {k: asdict(v) for k, v in definition.fields.items()},
+                "text_fields": list(definition.text_fields), "id_field": definition.id_field}
+        (path / "definition.json").write_text(json.dumps(meta, indent=1))
+        return physical
+
+    def current_index(self, logical: str) -> str | None:
+        try:
+            name = (self.aliases_dir / logical).read_text().strip()
+        except FileNotFoundError:
+            return None
+        return name if (self.indices_dir / name).is_dir() else None
+
+    def switch_alias(self, logical: str, physical: str) -> None:
+        if not (self.indices_dir / physical).is_dir():
+            raise NotFound(f"search index {physical!r} does not exist")
+        tmp = self.aliases_dir / f".{logical}.{os.getpid()}.tmp"
+        tmp.write_text(physical)
+        os.replace(tmp, self.aliases_dir / logical)
+
+    def list_indices(self, logical: str) -> list[str]:
+        return sorted(p.name for p in self.indices_dir.iterdir()
+                      if p.name.startswith(f"{logical}-v"))
+
+    def drop_index(self, physical: str) -> None:
+        for alias in self.aliases_dir.iterdir():
+            if not alias.name.startswith(".") and alias.read_text().strip() == physical:
+                raise ValidationError(f"{physical} is the current index of {alias.name}")
+        with self._lock:
+            handle = self._open.pop(physical, None)
+            if handle is not None:
+                handle.close()
+        shutil.rmtree(self.indices_dir / physical, ignore_errors=True)
+
+    def bulk(self, index: str, actions: Sequence[Action]) -> BulkResult:
+        handle = self._opened(index)
+        result = BulkResult()
+        id_field = handle.definition.id_field
+        with handle.lock:
+            writer = handle.get_writer()
+            try:
+                for action in actions:
+                    writer.delete_documents_by_term(id_field, action.id)
+                    if isinstance(action, Upsert):
+                        doc = self._document(handle.definition, action.document)
+                        writer.add_document(tantivy.Document.from_dict(doc, handle.schema))
+                    result.applied += 1
+                writer.commit()
+            except (ValueError, TypeError) as exc:
+                writer.rollback()
+                raise ValidationError(f"document rejected by the index: {exc}") from None
+        return result
+
+    def refresh(self, index: str) -> None:
+        self._opened(index).index.reload()
+
+    def count(self, index: str, filters: Iterable[Any] = ()) -> int:
+        handle = self._opened(index)
+        query = self._filters_query(handle, tuple(filters))
+        return int(handle.index.searcher().search(query, 0, count=True).count)
+
+    def get(self, index: str, doc_id: str) -> dict[str, Any] | None:
+        handle = self._opened(index)
+        searcher = handle.index.searcher()
+        query = tantivy.Query.term_query(handle.schema, handle.definition.id_field, doc_id)
+        hits = searcher.search(query, 1).hits
+        if not hits:
+            return None
+        return self._stored(handle.definition, searcher.doc(hits[0][1]).to_dict())
+
+    def search(self, index: str, request: SearchRequest) -> SearchResult:
+        handle = self._opened(index)
+        searcher = handle.index.searcher()
+        must: list[Any] = []
+        if request.text:
+            must.extend(self._text_clauses(handle, request.text))
+        if request.filters or request.any_of:
+            must.append(self._filters_query(handle, request.filters, request.any_of))
+        query = (tantivy.Query.boolean_query([(tantivy.Occur.Must, q) for q in must])
+                 if must else tantivy.Query.all_query())
+        kwargs: dict[str, Any] = {}
+        if request.sort:
+            field = request.sort.lstrip("-")
+            if handle.definition.fields.get(field) is None or \
+                    handle.definition.fields[field].type not in ("integer", "float", "date"):
+                raise ValidationError(f"cannot sort by {field!r}")
+            kwargs = {"order_by_field": field, "order": tantivy.Order.Desc
+                      if request.sort.startswith("-") else tantivy.Order.Asc}
+        found = searcher.search(query, request.size, count=True, offset=request.offset, **kwargs)
+        id_field = handle.definition.id_field
+        ids = [searcher.doc(addr).get_first(id_field) for _score, addr in found.hits]
+        facets: dict[str, list[tuple[str, int]]] = {}
+        if request.facets:
+            aggs = {f: {"terms": {"field": f, "size": request.facet_size}}
+                    for f in request.facets}
+            raw = searcher.aggregate(query, aggs)
+            for f in request.facets:
+                facets[f] = [(str(b["key"]), int(b["doc_count"])) for b in raw[f]["buckets"]]
+        return SearchResult(total=int(found.count), ids=[str(i) for i in ids], facets=facets)
+
+    def close(self) -> None:
+        with self._lock:
+            for handle in self._open.values():
+                handle.close()
+            self._open.clear()
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _text_clauses(self, handle: _OpenIndex, text: str) -> list[Any]:
+        clauses = []
+        for token in fold(text):
+            per_field = [(tantivy.Occur.Should,
+                          tantivy.Query.term_query(handle.schema, f, token))
+                         for f in handle.definition.text_fields]
+            clauses.append(tantivy.Query.boolean_query(per_field))
+        return clauses
+
+    def _filter(self, handle: _OpenIndex, flt: Any) -> Any:
+        fdef = handle.definition.fields.get(flt.field)
+        if fdef is None:
+            raise ValidationError(f"unknown search field {flt.field!r}")
+        if isinstance(flt, Terms):
+            return tantivy.Query.boolean_query([
+                (tantivy.Occur.Should, tantivy.Query.term_query(handle.schema, flt.field,
+                                                                self._term(fdef, v)))
+                for v in flt.values
+            ]) if flt.values else tantivy.Query.empty_query()
+        if isinstance(flt, Range):
+            kind = {"integer": tantivy.FieldType.Integer, "float": tantivy.FieldType.Float,
+                    "date": tantivy.FieldType.Date}.get(fdef.type)
+            if kind is None:
+                raise ValidationError(f"field {flt.field!r} is not numeric")
+            low = None if flt.gte is None else self._bound(fdef, flt.gte)
+            high = None if flt.lte is None else self._bound(fdef, flt.lte)
+            return tantivy.Query.range_query(handle.schema, flt.field, kind, low, high)
+        raise ValidationError(f"unsupported filter {type(flt).__name__}")
+
+    def _filters_query(self, handle: _OpenIndex, filters: tuple[Any, ...],
+                       any_of: tuple[tuple[Any, ...], ...] = ()) -> Any:
+        clauses = [(tantivy.Occur.Must, self._filter(handle, f)) for f in filters]
+        for group in any_of:
+            clauses.append((tantivy.Occur.Must, tantivy.Query.boolean_query(
+                [(tantivy.Occur.Should, self._filter(handle, f)) for f in group])))
+        if not clauses:
+            return tantivy.Query.all_query()
+        return tantivy.Query.boolean_query(clauses)
+
+    @staticmethod
+    def _term(fdef: FieldDef, value: Any) -> Any:
+        if fdef.type == "integer":
+            return int(value)
+        if fdef.type == "float":
+            return float(value)
+        if fdef.type == "boolean":
+            return bool(value)
+        return str(value)
+
+    @staticmethod
+    def _bound(fdef: FieldDef, value: Any) -> Any:
+        if fdef.type == "integer":
+            return int(value)
+        if fdef.type == "date":
+            return datetime.fromtimestamp(float(value), UTC)
+        return float(value)
+
+    @staticmethod
+    def _document(definition: IndexDefinition, doc: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in doc.items():
+            fdef = definition.fields.get(key)
+            if fdef is None:
+                raise ValueError(f"field {key!r} is not in the {definition.name} index")
+            if value is None or value == []:
+                continue
+            if fdef.type == "date":
+                value = _as_datetime(value)
+            out[key] = value
+        return out
+
+    @staticmethod
+    def _stored(definition: IndexDefinition, stored: dict[str, list[Any]]) -> dict[str, Any]:
+        """Stored fields as ``{field: [values]}`` (dates as ISO strings)."""
+        out: dict[str, Any] = {}
+        for key, values in stored.items():
+            fdef = definition.fields.get(key)
+            if fdef is None:
+                continue
+            if fdef.type == "date":
+                values = [v.isoformat() for v in values]
+            out[key] = list(values)
+        return out
+
+
+def _as_datetime(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def _tantivy_version() -> str:
+    from importlib.metadata import version
+
+    return version("tantivy")

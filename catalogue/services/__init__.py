@@ -1,0 +1,1 @@
+"""Business operations. Each takes an explicit ``Identity``; none imports Flask."""

@@ -1,0 +1,166 @@
+"""Dataset descriptions: provider publishing (draft → published → withdrawn) and reading.
+
+Visibility rule, applied everywhere: published datasets are public; drafts and withdrawn
+datasets are visible only to the owning organisation's providers and to admins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from catalogue.errors import Conflict, NotFound, ValidationError
+from catalogue.model.dataset import Dataset, DatasetStatus
+from catalogue.model.identity import Identity
+from catalogue.search.base import SearchBackend
+from catalogue.search.query import SearchRequest, Terms
+from catalogue.services.permissions import require_authenticated, require_organisation
+from catalogue.store.audit import audit, enqueue
+from catalogue.store.datasets import DatasetRepository, content_hash
+from catalogue.store.db import Database
+from catalogue.store.identities import OrganisationRepository
+
+FACETS = ("conditions", "modalities", "body_parts", "countries", "access_rights",
+          "organisation_id")
+
+
+def can_see(identity: Identity, ds: Dataset) -> bool:
+    return ds.status == DatasetStatus.PUBLISHED or identity.is_admin or \
+        identity.member_of(ds.organisation_id)
+
+
+@dataclass
+class DatasetPage:
+    total: int
+    items: list[Dataset]
+    facets: dict[str, list[tuple[str, int]]]
+
+
+class DatasetService:
+    def __init__(self, db: Database, search: SearchBackend | None = None,
+                 on_change: Callable[[], None] | None = None) -> None:
+        self.db = db
+        self.search_backend = search
+        self.on_change = on_change or (lambda: None)
+
+    # -- writes -------------------------------------------------------------------------------
+    def save(self, identity: Identity, ds: Dataset) -> tuple[Dataset, bool]:
+        """Create or update (by organisation + identifier). Returns (dataset, created)."""
+        require_organisation(identity, ds.organisation_id)
+        if not ds.identifier or not ds.title:
+            raise ValidationError("a dataset needs an identifier and a title")
+        with self.db.transaction() as conn:
+            OrganisationRepository(conn).get(ds.organisation_id)
+            repo = DatasetRepository(conn)
+            existing = repo.find(ds.organisation_id, ds.identifier)
+            if existing is None:
+                saved, created = repo.insert(ds), True
+            else:
+                if existing.content_hash == content_hash(ds) and existing.status == ds.status:
+                    return existing, False
+                ds.id = existing.id
+                saved, created = repo.update(ds), False
+            assert saved.id is not None
+            enqueue(conn, "dataset", [saved.id])
+            audit(conn, identity, "dataset.create" if created else "dataset.update",
+                  "dataset", saved.id, {"organisation": saved.organisation_id,
+                                        "status": saved.status.value})
+        self.on_change()
+        return saved, created
+
+    def update(self, identity: Identity, dataset_id: str, ds: Dataset) -> Dataset:
+        """Replace the description of an existing dataset (the caller must own it)."""
+        with self.db.transaction() as conn:
+            current = DatasetRepository(conn).get(dataset_id)
+        self._check_owner(identity, current)
+        if ds.organisation_id != current.organisation_id:
+            raise ValidationError("a dataset cannot move to another organisation")
+        if ds.identifier != current.identifier:
+            other = None
+            with self.db.transaction() as conn:
+                other = DatasetRepository(conn).find(current.organisation_id, ds.identifier)
+            if other is not None:
+                raise Conflict(f"identifier {ds.identifier!r} is used by another dataset")
+        ds.id = current.id
+        with self.db.transaction() as conn:
+            saved = DatasetRepository(conn).update(ds)
+            enqueue(conn, "dataset", [dataset_id])
+            audit(conn, identity, "dataset.update", "dataset", dataset_id,
+                  {"organisation": saved.organisation_id, "status": saved.status.value})
+        self.on_change()
+        return saved
+
+    def set_status(self, identity: Identity, dataset_id: str, status: DatasetStatus) -> Dataset:
+        with self.db.transaction() as conn:
+            repo = DatasetRepository(conn)
+            current = repo.get(dataset_id, for_update=True)
+            self._check_owner(identity, current)
+            repo.set_status(dataset_id, status)
+            enqueue(conn, "dataset", [dataset_id])
+            audit(conn, identity, f"dataset.{status.value}", "dataset", dataset_id,
+                  {"organisation": current.organisation_id, "from": current.status.value})
+            updated = repo.get(dataset_id)
+        self.on_change()
+        return updated
+
+    def _check_owner(self, identity: Identity, ds: Dataset) -> None:
+        require_authenticated(identity)
+        if not can_see(identity, ds):
+            # a provider must not learn that another organisation's draft exists
+            raise NotFound(f"dataset {ds.id!r} not found")
+        require_organisation(identity, ds.organisation_id)
+
+    # -- reads --------------------------------------------------------------------------------
+    def get(self, identity: Identity, dataset_id: str) -> Dataset:
+        with self.db.transaction() as conn:
+            ds = DatasetRepository(conn).get(dataset_id)
+        if not can_see(identity, ds):
+            raise NotFound(f"dataset {dataset_id!r} not found")
+        return ds
+
+    def visibility(self, identity: Identity) -> dict[str, Any]:
+        if identity.is_admin:
+            return {}
+        if identity.role is not None and identity.organisation_id and \
+                identity.member_of(identity.organisation_id):
+            return {"any_of": ((Terms("status", ("published",)),
+                                Terms("organisation_id", (identity.organisation_id,))),)}
+        return {"filters": (Terms("status", ("published",)),)}
+
+    def search(self, identity: Identity, text: str | None = None,
+               filters: dict[str, list[str]] | None = None, size: int = 20,
+               offset: int = 0) -> DatasetPage:
+        """Text and facet search over the datasets a caller may see."""
+        if self.search_backend is None:
+            raise NotFound("search is not configured")
+        vis = self.visibility(identity)
+        request_filters = tuple(vis.get("filters", ())) + tuple(
+            Terms(k, tuple(v)) for k, v in sorted((filters or {}).items()) if v)
+        for name in (filters or {}):
+            if name not in FACETS:
+                raise ValidationError(f"unknown filter {name!r}; use one of {', '.join(FACETS)}")
+        request = SearchRequest(text=text or None, filters=request_filters,
+                                any_of=vis.get("any_of", ()), facets=FACETS, size=size,
+                                offset=offset)
+        alias = self.search_backend.logical_name("datasets")
+        result = self.search_backend.search(alias, request)
+        with self.db.transaction() as conn:
+            found = {d.id: d for d in DatasetRepository(conn).get_many(result.ids)}
+        items = [found[i] for i in result.ids if i in found and can_see(identity, found[i])]
+        return DatasetPage(total=result.total, items=items, facets=result.facets)
+
+    def list_for_organisation(self, identity: Identity, organisation_id: str,
+                              limit: int = 100, offset: int = 0) -> tuple[int, list[Dataset]]:
+        require_organisation(identity, organisation_id)
+        with self.db.transaction() as conn:
+            return DatasetRepository(conn).list(organisation_id=organisation_id, limit=limit,
+                                                offset=offset)
+
+    def ensure_exists(self, dataset_id: str) -> None:
+        with self.db.transaction() as conn:
+            DatasetRepository(conn).get(dataset_id)
+
+    @staticmethod
+    def not_found(dataset_id: str) -> NotFound:
+        return NotFound(f"dataset {dataset_id!r} not found")

@@ -1,0 +1,179 @@
+"""Dataset repository: structured columns plus the complete description graph."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from catalogue.errors import NotFound
+from catalogue.model.dataset import Dataset, DatasetStatus, Distribution
+from catalogue.store.db import Connection
+
+_ARRAY_FIELDS = ("keywords", "themes", "health_categories", "conditions", "modalities",
+                 "body_parts", "manufacturers", "countries", "sexes")
+_SCALAR_FIELDS = ("access_rights", "licence", "number_of_individuals", "number_of_studies",
+                  "min_age", "max_age", "temporal_start", "temporal_end", "landing_page",
+                  "issued", "modified", "iri", "graph")
+_JSON_FIELDS = ("title", "description", "fields", "aggregates")
+_WRITABLE = _ARRAY_FIELDS + _SCALAR_FIELDS + _JSON_FIELDS
+
+
+def content_hash(dataset: Dataset) -> str:
+    """Hash of everything a provider controls, to skip unchanged re-submissions."""
+    payload = {name: getattr(dataset, name) for name in _WRITABLE if name != "aggregates"}
+    payload["distributions"] = [asdict(d) for d in dataset.distributions]
+    payload["identifier"] = dataset.identifier
+    text = json.dumps(payload, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _from_row(row: dict[str, Any], distributions: list[Distribution]) -> Dataset:
+    values = {name: row[name] for name in _WRITABLE}
+    return Dataset(
+        id=str(row["id"]), identifier=row["identifier"], organisation_id=row["organisation_id"],
+        status=DatasetStatus(row["status"]), content_hash=row["content_hash"],
+        created_at=row["created_at"], updated_at=row["updated_at"], version=row["version"],
+        distributions=distributions, **values,
+    )
+
+
+class DatasetRepository:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def _distributions(self, dataset_ids: list[str]) -> dict[str, list[Distribution]]:
+        out: dict[str, list[Distribution]] = {i: [] for i in dataset_ids}
+        if not dataset_ids:
+            return out
+        rows = self.conn.execute(
+            "SELECT * FROM distributions WHERE dataset_id::text = ANY(%s) "
+            "ORDER BY dataset_id, position", (dataset_ids,)
+        ).fetchall()
+        for r in rows:
+            out[str(r["dataset_id"])].append(Distribution(
+                title=r["title"], access_url=r["access_url"], download_url=r["download_url"],
+                media_type=r["media_type"], format=r["format"], licence=r["licence"],
+                byte_size=r["byte_size"]))
+        return out
+
+    def get(self, dataset_id: str, for_update: bool = False) -> Dataset:
+        try:
+            row = self.conn.execute(
+                "SELECT * FROM datasets WHERE id = %s" + (" FOR UPDATE" if for_update else ""),
+                (dataset_id,),
+            ).fetchone()
+        except psycopg.errors.InvalidTextRepresentation:
+            self.conn.rollback()
+            row = None
+        if row is None:
+            raise NotFound(f"dataset {dataset_id!r} not found")
+        return _from_row(row, self._distributions([str(row["id"])])[str(row["id"])])
+
+    def find(self, organisation_id: str, identifier: str) -> Dataset | None:
+        row = self.conn.execute(
+            "SELECT * FROM datasets WHERE organisation_id = %s AND identifier = %s",
+            (organisation_id, identifier),
+        ).fetchone()
+        if row is None:
+            return None
+        return _from_row(row, self._distributions([str(row["id"])])[str(row["id"])])
+
+    def get_many(self, ids: list[str]) -> list[Dataset]:
+        if not ids:
+            return []
+        rows = self.conn.execute(
+            "SELECT * FROM datasets WHERE id::text = ANY(%s)", (ids,)
+        ).fetchall()
+        dists = self._distributions([str(r["id"]) for r in rows])
+        return [_from_row(r, dists[str(r["id"])]) for r in rows]
+
+    def list(self, statuses: list[str] | None = None, organisation_id: str | None = None,
+             limit: int = 50, offset: int = 0) -> tuple[int, list[Dataset]]:
+        clauses, params = ["TRUE"], []  # type: tuple[list[str], list[Any]]
+        if statuses:
+            clauses.append("status = ANY(%s)")
+            params.append(statuses)
+        if organisation_id:
+            clauses.append("organisation_id = %s")
+            params.append(organisation_id)
+        where = " AND ".join(clauses)
+        total_row = self.conn.execute(
+            f"SELECT count(*) AS n FROM datasets WHERE {where}", params).fetchone()
+        rows = self.conn.execute(
+            f"SELECT * FROM datasets WHERE {where} ORDER BY updated_at DESC, id "
+            "LIMIT %s OFFSET %s", [*params, limit, offset],
+        ).fetchall()
+        dists = self._distributions([str(r["id"]) for r in rows])
+        assert total_row is not None
+        return int(total_row["n"]), [_from_row(r, dists[str(r["id"])]) for r in rows]
+
+    def all_ids(self) -> list[str]:
+        return [str(r["id"]) for r in self.conn.execute("SELECT id FROM datasets ORDER BY id")]
+
+    def insert(self, ds: Dataset) -> Dataset:
+        ds.content_hash = content_hash(ds)
+        cols = ["organisation_id", "identifier", "status", "content_hash", *_WRITABLE]
+        values = [ds.organisation_id, ds.identifier, ds.status.value, ds.content_hash,
+                  *[self._adapt(n, getattr(ds, n)) for n in _WRITABLE]]
+        published = ", published_at" if ds.status == DatasetStatus.PUBLISHED else ""
+        row = self.conn.execute(
+            f"INSERT INTO datasets ({', '.join(cols)}{published}) VALUES "
+            f"({', '.join(['%s'] * len(cols))}{', now()' if published else ''}) RETURNING id",
+            values,
+        ).fetchone()
+        assert row is not None
+        ds.id = str(row["id"])
+        self._write_distributions(ds)
+        return self.get(ds.id)
+
+    def update(self, ds: Dataset) -> Dataset:
+        assert ds.id is not None
+        ds.content_hash = content_hash(ds)
+        sets = ", ".join(f"{n} = %s" for n in _WRITABLE)
+        self.conn.execute(
+            f"UPDATE datasets SET {sets}, status = %s, content_hash = %s, updated_at = now(), "
+            "version = version + 1, "
+            "published_at = CASE WHEN %s = 'published' THEN coalesce(published_at, now()) "
+            "ELSE published_at END, "
+            "withdrawn_at = CASE WHEN %s = 'withdrawn' THEN now() ELSE NULL END "
+            "WHERE id = %s",
+            [*[self._adapt(n, getattr(ds, n)) for n in _WRITABLE], ds.status.value,
+             ds.content_hash, ds.status.value, ds.status.value, ds.id],
+        )
+        self._write_distributions(ds)
+        return self.get(ds.id)
+
+    def set_status(self, dataset_id: str, status: DatasetStatus) -> None:
+        self.conn.execute(
+            "UPDATE datasets SET status = %s, updated_at = now(), version = version + 1, "
+            "published_at = CASE WHEN %s = 'published' THEN coalesce(published_at, now()) "
+            "ELSE published_at END, "
+            "withdrawn_at = CASE WHEN %s = 'withdrawn' THEN now() ELSE NULL END WHERE id = %s",
+            (status.value, status.value, status.value, dataset_id),
+        )
+
+    def _write_distributions(self, ds: Dataset) -> None:
+        self.conn.execute("DELETE FROM distributions WHERE dataset_id = %s", (ds.id,))
+        if not ds.distributions:
+            return
+        with self.conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO distributions (dataset_id, title, access_url, download_url, "
+                "media_type, format, licence, byte_size, position) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                [(ds.id, Jsonb(d.title), d.access_url, d.download_url, d.media_type, d.format,
+                  d.licence, d.byte_size, i) for i, d in enumerate(ds.distributions)],
+            )
+
+    @staticmethod
+    def _adapt(name: str, value: Any) -> Any:
+        if name in _JSON_FIELDS:
+            return Jsonb(value or {})
+        if name in _ARRAY_FIELDS:
+            return list(value or [])
+        return value
