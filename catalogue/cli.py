@@ -38,7 +38,17 @@ class Terminate(BaseException):
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
+    # the first SIGTERM unwinds the main thread so cleanup runs; a second one is not caught
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     raise Terminate()
+
+
+def _install_signal_handlers() -> None:
+    """SIGTERM stops cleanly (finally blocks run); SIGUSR1 dumps every thread's stack."""
+    import faulthandler
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
 def handle_errors(fn: F) -> F:
@@ -121,7 +131,7 @@ def _serve(runtime: Runtime, host: str, port: int, workers: int,
 @handle_errors
 def serve(ctx: click.Context, host: str | None, port: int | None, workers: int | None) -> None:
     """Run the catalogue with a production WSGI server (migrates the database first)."""
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    _install_signal_handlers()
     config = _config(ctx, host=host, port=port, workers=workers)
     runtime = Runtime(config)
     try:
@@ -142,7 +152,7 @@ def demo(ctx: click.Context, host: str, port: int) -> None:
     """Start on the embedded defaults with the bundled demo catalogue."""
     from catalogue.demo import load_demo
 
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    _install_signal_handlers()
     started = time.perf_counter()
     config = _config(ctx, host=host, port=port)
     runtime = Runtime(config)

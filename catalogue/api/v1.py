@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from catalogue.api.routing import identity, int_arg, json_body, op, runtime
 from catalogue.model.dataset import Dataset, DatasetStatus, Distribution
 from catalogue.model.identity import Organisation, Role, User
 from catalogue.schemas import (
@@ -20,7 +21,6 @@ from catalogue.schemas import (
     load,
 )
 from catalogue.services.datasets import FACETS
-from catalogue.api.routing import identity, int_arg, json_body, op, runtime
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
 

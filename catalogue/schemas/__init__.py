@@ -8,7 +8,8 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from catalogue.errors import ValidationError as CatalogueValidationError
 
-_LANG_MAP = fields.Dict(keys=fields.String(validate=validate.Regexp(r"^[a-z]{2,3}(-[A-Za-z0-9]+)*$")),
+_LANG_TAG = validate.Regexp(r"^[a-z]{2,3}(-[A-Za-z0-9]+)*$")
+_LANG_MAP = fields.Dict(keys=fields.String(validate=_LANG_TAG),
                         values=fields.String(validate=validate.Length(max=20000)))
 
 

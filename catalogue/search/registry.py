@@ -17,9 +17,8 @@ def backend_name(config: Config) -> str:
         return config.search_backend
     if not config.search_url:
         return "tantivy"
-    from catalogue.search.backends.opensearch_backend import detect_engine
-
     from catalogue.errors import SearchUnavailable
+    from catalogue.search.backends.opensearch_backend import detect_engine
 
     first = config.search_url.split(",")[0].strip()
     try:

@@ -154,7 +154,7 @@ class DatasetService:
                               limit: int = 100, offset: int = 0) -> tuple[int, list[Dataset]]:
         require_organisation(identity, organisation_id)
         with self.db.transaction() as conn:
-            return DatasetRepository(conn).list(organisation_id=organisation_id, limit=limit,
+            return DatasetRepository(conn).list_page(organisation_id=organisation_id, limit=limit,
                                                 offset=offset)
 
     def ensure_exists(self, dataset_id: str) -> None:

@@ -21,7 +21,7 @@ from catalogue.store.audit import audit
 from catalogue.store.db import Database
 from catalogue.store.identities import OrganisationRepository, TokenRepository, UserRepository
 
-TOKEN_PREFIX = "cic"
+TOKEN_PREFIX = "cic"  # noqa: S105 - a public prefix, not a secret
 
 
 def hash_secret(secret: str) -> str:

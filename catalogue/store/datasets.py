@@ -92,7 +92,7 @@ class DatasetRepository:
         dists = self._distributions([str(r["id"]) for r in rows])
         return [_from_row(r, dists[str(r["id"])]) for r in rows]
 
-    def list(self, statuses: list[str] | None = None, organisation_id: str | None = None,
+    def list_page(self, statuses: list[str] | None = None, organisation_id: str | None = None,
              limit: int = 50, offset: int = 0) -> tuple[int, list[Dataset]]:
         clauses, params = ["TRUE"], []  # type: tuple[list[str], list[Any]]
         if statuses:

@@ -24,7 +24,7 @@ Connection = psycopg.Connection[dict[str, Any]]
 
 
 def _configure(conn: psycopg.Connection[Any]) -> None:
-    conn.row_factory = dict_row  # type: ignore[assignment]
+    conn.row_factory = dict_row
     conn.execute("SET TIME ZONE 'UTC'")
     conn.commit()
 
@@ -52,7 +52,8 @@ class Database:
     def open(self, wait: bool = True) -> None:
         self.pool.open(wait=False)
         if wait:
-            self.ping()
+            with self.connection() as conn:
+                conn.execute("SELECT 1")
 
     def close(self) -> None:
         self.pool.close()

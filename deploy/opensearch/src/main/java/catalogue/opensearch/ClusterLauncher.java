@@ -16,7 +16,9 @@ import java.nio.file.Paths;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
+import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 
 import org.codelibs.opensearch.runner.OpenSearchRunner;
@@ -70,6 +72,11 @@ public final class ClusterLauncher {
     private OpenSearchRunner runner;
     private boolean shutDown;
 
+    /** Lines from stdin; {@link #EOF} marks end of input. */
+    private final BlockingQueue<String> commands = new LinkedBlockingQueue<>();
+    private static final String EOF = new String("<eof>");
+    private volatile boolean ready;
+
     private ClusterLauncher(PrintStream protocol, Options options) {
         this.protocol = protocol;
         this.nodes = options.nodes;
@@ -113,6 +120,13 @@ public final class ClusterLauncher {
 
         Thread hook = new Thread(this::shutdown, "cluster-launcher-shutdown");
         Runtime.getRuntime().addShutdownHook(hook);
+        if (!ignoreStdin) {
+            // Read stdin from the very beginning so that a parent that dies while the cluster is
+            // still starting (stdin EOF) takes the JVM with it.
+            Thread reader = new Thread(this::readStdin, "cluster-launcher-stdin");
+            reader.setDaemon(true);
+            reader.start();
+        }
 
         long started = System.nanoTime();
         try {
@@ -125,6 +139,7 @@ public final class ClusterLauncher {
         }
         long millis = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - started);
         System.err.printf(Locale.ROOT, "cluster-launcher: %d node(s) green after %d ms%n", nodes, millis);
+        ready = true;
         reply("READY " + String.join(",", urls()));
 
         if (ignoreStdin) {
@@ -212,6 +227,11 @@ public final class ClusterLauncher {
                 "appender.console.layout.pattern = [%d{ISO8601}][%-5p][%c{1.}][%t] %m%n",
                 "rootLogger.level = " + logLevel,
                 "rootLogger.appenderRef.console.ref = console",
+                // Harmless warnings repeated on every reroute / node start.
+                "logger.allocation.name = org.opensearch.cluster.routing.allocation.AllocationService",
+                "logger.allocation.level = error",
+                "logger.dangling.name = org.opensearch.gateway.DanglingIndicesState",
+                "logger.dangling.level = error",
                 "");
         Files.writeString(file, config, StandardCharsets.UTF_8);
         System.setProperty("log4j2.configurationFile", file.toUri().toString());
@@ -248,18 +268,34 @@ public final class ClusterLauncher {
 
     // ------------------------------------------------------------------ commands
 
-    private void commandLoop() {
+    private void readStdin() {
         BufferedReader in =
                 new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
+        try {
+            String line;
+            while ((line = in.readLine()) != null) {
+                commands.add(line);
+            }
+        } catch (IOException e) {
+            System.err.println("cluster-launcher: reading stdin failed: " + e);
+        }
+        commands.add(EOF);
+        if (!ready) {
+            System.err.println("cluster-launcher: stdin closed during start-up, aborting");
+            System.exit(4); // the shutdown hook closes whatever has started
+        }
+    }
+
+    private void commandLoop() {
         while (true) {
             String line;
             try {
-                line = in.readLine();
-            } catch (IOException e) {
-                System.err.println("cluster-launcher: stdin failed, shutting down: " + e);
+                line = commands.take();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
                 return;
             }
-            if (line == null) {
+            if (line == EOF) {
                 System.err.println("cluster-launcher: stdin closed, shutting down");
                 return;
             }

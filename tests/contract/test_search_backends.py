@@ -1,0 +1,220 @@
+"""One contract, every backend: embedded tantivy and a real 3-node OpenSearch cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from catalogue.config import Config
+from catalogue.errors import NotFound, ValidationError
+from catalogue.search.base import Delete, SearchBackend, Upsert
+from catalogue.search.mappings import load_definition
+from catalogue.search.query import Range, SearchRequest, Terms
+from catalogue.search.registry import create_backend
+from tests.conftest import make_config
+
+DOCS: list[dict[str, Any]] = [
+    {"id": "d1", "organisation_id": "org-a", "status": "published", "identifier": "lung-1",
+     "title": "Lung cancer screening CT", "description": "Low-dose chest CT, Lungenkrebs",
+     "keywords_text": "lung screening", "keywords": ["lung", "screening"],
+     "modalities": ["CT"], "body_parts": ["CHEST"], "countries": ["ES"],
+     "number_of_individuals": 2140, "min_age": 50, "max_age": 80,
+     "modified": "2024-01-05T10:00:00+00:00"},
+    {"id": "d2", "organisation_id": "org-b", "status": "published", "identifier": "gbm",
+     "title": "Glioblastoma MRI", "description": "Brain MRI of glioblastoma patients",
+     "keywords": ["brain"], "modalities": ["MR"], "body_parts": ["BRAIN"],
+     "countries": ["DE"], "number_of_individuals": 412, "min_age": 25, "max_age": 85},
+    {"id": "d3", "organisation_id": "org-a", "status": "draft", "identifier": "pet",
+     "title": "NSCLC PET/CT radiomics", "description": "Café crème lung PET",
+     "modalities": ["PT", "CT"], "body_parts": ["CHEST"], "countries": ["ES", "PT"],
+     "number_of_individuals": 420},
+    {"id": "d4", "organisation_id": "org-c", "status": "published", "identifier": "breast",
+     "title": "Breast DCE-MRI and mammography", "description": "Breast cancer imaging",
+     "modalities": ["MG", "MR"], "body_parts": ["BREAST"], "countries": ["IT"],
+     "number_of_individuals": 980, "min_age": 30, "max_age": 75},
+]
+
+
+@pytest.fixture(params=["tantivy", pytest.param("opensearch", marks=pytest.mark.opensearch)])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SearchBackend]:
+    if request.param == "tantivy":
+        config = make_config(tmp_path, "postgresql://unused/x")
+    else:
+        urls = request.getfixturevalue("opensearch_urls")
+        config = make_config(tmp_path, "postgresql://unused/x", search_url=",".join(urls),
+                             search_index_prefix=f"c{os.getpid()}-{tmp_path.name[-12:]}-"
+                             .lower().replace("_", "-"))
+    b = create_backend(config)
+    assert b.name == request.param
+    yield b
+    for name in b.list_indices(b.logical_name("datasets")):
+        try:
+            b.switch_alias(b.logical_name("other"), name)
+            b.drop_index(name)
+        except Exception:
+            pass
+    b.close()
+
+
+@pytest.fixture
+def loaded(backend: SearchBackend) -> tuple[SearchBackend, str]:
+    definition = load_definition("datasets")
+    physical = backend.ensure_index(definition)
+    result = backend.bulk(physical, [Upsert(d["id"], d) for d in DOCS])
+    assert result.applied == len(DOCS) and not result.errors
+    backend.refresh(physical)
+    return backend, backend.logical_name("datasets")
+
+
+def test_ping_reports_engine(backend: SearchBackend) -> None:
+    details = backend.ping()
+    assert details["engine"] == backend.name
+    assert details["version"]
+
+
+def test_count_and_get(loaded: tuple[SearchBackend, str]) -> None:
+    backend, alias = loaded
+    assert backend.count(alias) == 4
+    assert backend.count(alias, [Terms("status", ("published",))]) == 3
+    assert backend.count(alias, [Terms("modalities", ("CT",)), Terms("countries", ("ES",))]) == 2
+    assert backend.count(alias, [Range("number_of_individuals", gte=500)]) == 2
+    doc = backend.get(alias, "d1")
+    assert doc is not None
+    assert doc["modalities"] == ["CT"] and doc["min_age"] == [50]
+    assert doc["modified"] == ["2024-01-05T10:00:00+00:00"]
+    assert backend.get(alias, "nope") is None
+
+
+def test_upsert_is_idempotent_and_delete_removes(loaded: tuple[SearchBackend, str]) -> None:
+    backend, alias = loaded
+    changed = dict(DOCS[1], title="Glioblastoma MRI (updated)")
+    backend.bulk(alias, [Upsert("d2", changed), Upsert("d2", changed)])
+    backend.bulk(alias, [Delete("d4"), Delete("d4"), Delete("never-existed")])
+    backend.refresh(alias)
+    assert backend.count(alias) == 3
+    result = backend.search(alias, SearchRequest(text="updated"))
+    assert result.ids == ["d2"]
+
+
+def test_text_search_folds_case_and_accents(loaded: tuple[SearchBackend, str]) -> None:
+    backend, alias = loaded
+    assert set(backend.search(alias, SearchRequest(text="LUNG")).ids) == {"d1", "d3"}
+    assert backend.search(alias, SearchRequest(text="cafe")).ids == ["d3"]
+    assert backend.search(alias, SearchRequest(text="lungenkrebs")).ids == ["d1"]
+    # every word must match somewhere
+    assert backend.search(alias, SearchRequest(text="lung brain")).total == 0
+
+
+def test_filters_facets_and_visibility(loaded: tuple[SearchBackend, str]) -> None:
+    backend, alias = loaded
+    visible = SearchRequest(any_of=((Terms("status", ("published",)),
+                                     Terms("organisation_id", ("org-a",))),),
+                            filters=(Terms("modalities", ("CT", "MR")),),
+                            facets=("modalities", "countries"), sort="-number_of_individuals")
+    result = backend.search(alias, visible)
+    assert result.total == 4  # d1, d2, d4 published; d3 is org-a's own draft
+    assert result.ids == ["d1", "d4", "d3", "d2"]
+    assert dict(result.facets["modalities"]) == {"CT": 2, "MR": 2, "PT": 1, "MG": 1}
+    public = backend.search(alias, SearchRequest(filters=(Terms("status", ("published",)),),
+                                                 facets=("countries",)))
+    assert public.total == 3
+    assert dict(public.facets["countries"]) == {"ES": 1, "DE": 1, "IT": 1}
+
+
+def test_paging_is_stable(loaded: tuple[SearchBackend, str]) -> None:
+    backend, alias = loaded
+    request = SearchRequest(sort="number_of_individuals", size=2)
+    first = backend.search(alias, request)
+    second = backend.search(alias, SearchRequest(sort="number_of_individuals", size=2, offset=2))
+    assert first.total == second.total == 4
+    assert first.ids + second.ids == ["d2", "d3", "d4", "d1"]
+
+
+def test_unknown_fields_are_refused(loaded: tuple[SearchBackend, str]) -> None:
+    backend, alias = loaded
+    with pytest.raises(ValidationError):
+        backend.search(alias, SearchRequest(filters=(Terms("secret_field", ("x",)),)))
+    with pytest.raises(ValidationError):
+        backend.search(alias, SearchRequest(sort="title"))
+
+
+def test_versioned_rebuild_switches_alias_atomically(loaded: tuple[SearchBackend, str]) -> None:
+    backend, alias = loaded
+    old = backend.current_index(alias)
+    assert old is not None
+    new = backend.create_index(load_definition("datasets"))
+    assert new != old and new.startswith(alias + "-v1-")
+    backend.bulk(new, [Upsert(d["id"], d) for d in DOCS[:2]])
+    backend.refresh(new)
+    errors: list[Exception] = []
+    counts: set[int] = set()
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                counts.add(backend.count(alias))
+            except Exception as exc:
+                errors.append(exc)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        backend.switch_alias(alias, new)
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors
+    assert counts <= {4, 2}
+    assert backend.current_index(alias) == new
+    assert backend.count(alias) == 2
+    assert set(backend.list_indices(alias)) >= {old, new}
+    with pytest.raises(ValidationError):
+        backend.drop_index(new)  # the current index is protected
+    backend.drop_index(old)
+    assert old not in backend.list_indices(alias)
+
+
+def test_missing_index_is_not_found(backend: SearchBackend) -> None:
+    with pytest.raises(NotFound):
+        backend.count(backend.logical_name("does-not-exist"))
+
+
+@pytest.mark.opensearch
+def test_cluster_has_three_nodes_and_green_health(opensearch_urls: list[str]) -> None:
+    with urllib.request.urlopen(opensearch_urls[0] + "/_cluster/health", timeout=10) as r:
+        health = json.loads(r.read())
+    assert health["number_of_nodes"] == 3
+    assert health["status"] == "green"
+    assert len(opensearch_urls) == 3
+
+
+@pytest.mark.opensearch
+def test_replicas_are_allocated_on_other_nodes(tmp_path: Path,
+                                               opensearch_urls: list[str]) -> None:
+    config = make_config(tmp_path, "postgresql://unused/x", search_url=",".join(opensearch_urls),
+                         search_index_prefix=f"r{os.getpid()}-", search_replicas=1)
+    backend = create_backend(config)
+    physical = backend.create_index(load_definition("datasets"))
+    try:
+        with urllib.request.urlopen(
+                f"{opensearch_urls[0]}/_cat/shards/{physical}?format=json", timeout=10) as r:
+            shards = json.loads(r.read())
+        assert {s["prirep"] for s in shards} == {"p", "r"}
+        assert len({s["node"] for s in shards}) == 2
+        assert all(s["state"] == "STARTED" for s in shards)
+    finally:
+        backend.drop_index(physical)
+        backend.close()
+
+
+def test_auto_backend_selection(tmp_path: Path) -> None:
+    config: Config = make_config(tmp_path, "postgresql://unused/x")
+    assert create_backend(config).name == "tantivy"
