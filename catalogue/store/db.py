@@ -44,7 +44,6 @@ class Database:
             open=False,
             configure=_configure,
             check=ConnectionPool.check_connection,
-            reconnect_timeout=0,  # keep trying in the background; never give up the pool
             kwargs={"connect_timeout": max(1, int(timeout)), "application_name": "catalogue"},
             name="catalogue",
         )
