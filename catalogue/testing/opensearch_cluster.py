@@ -93,6 +93,8 @@ class _Tool(Protocol):
 
     def tail(self, path: Path, lines: int = ...) -> str: ...
 
+    def exit_hint(self, code: int | None, stdout_text: str = ...) -> str: ...
+
     def http_json(self, url: str, timeout: float = ...) -> Any: ...
 
     def rss_mib(self, pid: int) -> float | None: ...
@@ -176,6 +178,7 @@ class OpenSearchCluster:
         self._up: list[bool] = []
         self._process: subprocess.Popen[str] | None = None
         self._lines: queue.Queue[str | None] = queue.Queue()
+        self._other_output: list[str] = []
         self._reader: threading.Thread | None = None
         self._log: IO[bytes] | None = None
         self._lock = threading.RLock()
@@ -411,6 +414,7 @@ class OpenSearchCluster:
             self._log.close()
         self._log = open(log_path, "wb")  # kept open while the JVM runs
         self._lines = queue.Queue()
+        self._other_output = []
         process = subprocess.Popen(
             command,
             cwd=self.data_dir,
@@ -432,7 +436,7 @@ class OpenSearchCluster:
         atexit.register(self._stop_at_exit)
 
         try:
-            line = self._expect("READY", deadline, "cluster start")
+            line = self._expect("READY", deadline, "cluster start", log_on_error=True)
         except OpenSearchClusterError:
             self._shutdown_process(process, 30.0)
             self._process = None
@@ -453,7 +457,7 @@ class OpenSearchCluster:
                 lines.put(line.rstrip("\r\n"))
         lines.put(None)
 
-    def _expect(self, expected: str, deadline: float, what: str) -> str:
+    def _expect(self, expected: str, deadline: float, what: str, *, log_on_error: bool) -> str:
         """Next protocol line that is ``expected`` or starts with ``expected + " "``.
 
         Raises on an ERROR line, EOF (JVM gone) or timeout; other lines are skipped.
@@ -467,12 +471,19 @@ class OpenSearchCluster:
             except queue.Empty:
                 continue
             if line is None:
+                self._lines.put(None)  # stays at EOF for later calls
                 code = self._process.wait(10) if self._process is not None else None
-                raise self._error(f"{what}: the JVM exited (code {code})")
+                hint = self._tool().exit_hint(code, "\n".join(self._other_output))
+                raise self._error(f"{what}: the JVM exited (code {code}){hint}")
             if line == expected or line.startswith(expected + " "):
                 return line
-            if line.startswith("ERROR "):
+            if not line.startswith("ERROR "):
+                self._other_output.append(line)  # e.g. the JVM's "Terminating due to ..."
+                del self._other_output[:-20]
+            elif log_on_error:
                 raise self._error(f"{what}: {line[6:]}")
+            else:
+                raise OpenSearchClusterError(f"{what}: {line[6:]}")
 
     def _command(self, command: str, expect: str, timeout: float) -> str:
         with self._lock:
@@ -484,7 +495,8 @@ class OpenSearchCluster:
                 process.stdin.flush()
             except OSError as error:
                 raise self._error(f"{command!r}: cannot write to the JVM: {error}") from error
-            return self._expect(expect, time.monotonic() + timeout, repr(command))
+            deadline = time.monotonic() + timeout
+            return self._expect(expect, deadline, repr(command), log_on_error=False)
 
     def _error(self, message: str) -> OpenSearchClusterError:
         log = self.log_path

@@ -204,6 +204,9 @@ def test_replicas_are_allocated_on_other_nodes(tmp_path: Path,
     backend = create_backend(config)
     physical = backend.create_index(load_definition("datasets"))
     try:
+        with urllib.request.urlopen(f"{opensearch_urls[0]}/_cluster/health/{physical}"
+                                    "?wait_for_status=green&timeout=60s", timeout=70) as r:
+            assert json.loads(r.read())["status"] == "green"
         with urllib.request.urlopen(
                 f"{opensearch_urls[0]}/_cat/shards/{physical}?format=json", timeout=10) as r:
             shards = json.loads(r.read())

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from catalogue.errors import CatalogueError, NotFound, SearchUnavailable, ValidationError
 from catalogue.search.backends import es_dsl
@@ -201,9 +201,10 @@ class OpenSearchBackend(RestSearchBackend):
               params: dict[str, Any] | None = None) -> Any:
         from opensearchpy import exceptions as osx
 
+        if params:  # in the URL: the client would take a "timeout" param as its own timeout
+            path += "?" + urlencode(params)
         try:
-            return self.client.transport.perform_request(method, path, params=params,
-                                                         body=body)
+            return self.client.transport.perform_request(method, path, body=body)
         except osx.TransportError as exc:
             if isinstance(exc.status_code, int):
                 raise EngineHTTPError(exc.status_code, exc.info) from None
@@ -234,9 +235,7 @@ class ElasticsearchBackend(RestSearchBackend):
         if body is not None:
             headers["content-type"] = ("application/x-ndjson" if path.endswith("_bulk")
                                        else "application/json")
-        query = ""
-        if params:
-            query = "?" + "&".join(f"{k}={v}" for k, v in params.items())
+        query = "?" + urlencode(params) if params else ""
         try:
             response = self.client.perform_request(method, path + query, headers=headers,
                                                    body=body)

@@ -1,10 +1,12 @@
 package catalogue.opensearch;
 
 import java.io.BufferedReader;
+import java.io.ByteArrayOutputStream;
 import java.io.FileDescriptor;
 import java.io.FileOutputStream;
 import java.io.IOException;
 import java.io.InputStreamReader;
+import java.io.OutputStream;
 import java.io.PrintStream;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
@@ -49,6 +51,9 @@ import org.opensearch.node.Node;
  *
  * EOF on stdin behaves like {@code quit} (so the cluster dies with its parent process), unless
  * {@code --ignore-stdin} is given (background/daemon use). SIGTERM/SIGINT close all nodes too.
+ *
+ * <p>Exit codes: 0 ok, 1 start-up failed, 2 bad arguments, 4 stdin closed during start-up,
+ * 5 ports in use (3 is the JVM's own code for -XX:+ExitOnOutOfMemoryError).
  */
 public final class ClusterLauncher {
 
@@ -92,7 +97,9 @@ public final class ClusterLauncher {
     public static void main(String[] args) {
         PrintStream protocol =
                 new PrintStream(new FileOutputStream(FileDescriptor.out), true, StandardCharsets.UTF_8);
-        System.setOut(System.err);
+        // The runner prints progress to System.out; send it to stderr, minus the per-node banner
+        // (it shows the runner's default node names, not ours).
+        System.setOut(new PrintStream(new BannerFilter(System.err), true, StandardCharsets.UTF_8));
 
         Options options;
         try {
@@ -115,7 +122,7 @@ public final class ClusterLauncher {
         String busy = findBusyPorts();
         if (busy != null) {
             reply("ERROR " + busy);
-            return 3;
+            return 5; // not 3: -XX:+ExitOnOutOfMemoryError exits with 3
         }
 
         Thread hook = new Thread(this::shutdown, "cluster-launcher-shutdown");
@@ -232,6 +239,9 @@ public final class ClusterLauncher {
                 "logger.allocation.level = error",
                 "logger.dangling.name = org.opensearch.gateway.DanglingIndicesState",
                 "logger.dangling.level = error",
+                // Stack traces for every connection attempt to a node that was stopped on purpose.
+                "logger.connections.name = org.opensearch.cluster.NodeConnectionsService",
+                "logger.connections.level = error",
                 "");
         Files.writeString(file, config, StandardCharsets.UTF_8);
         System.setProperty("log4j2.configurationFile", file.toUri().toString());
@@ -510,6 +520,45 @@ public final class ClusterLauncher {
             Thread.sleep(millis);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
+        }
+    }
+
+    /** Drops the runner's start-up banner lines ("Node Name: Node 1", "Creating ...", ...). */
+    private static final class BannerFilter extends OutputStream {
+        private static final String[] DROPPED = {
+            "Cluster Name:", "Base Path:", "Num Of Node:", "Creating ", "Node Name:", "HTTP Port:",
+            "Data Directory:", "Log Directory:",
+        };
+        private final OutputStream out;
+        private final ByteArrayOutputStream line = new ByteArrayOutputStream();
+
+        BannerFilter(OutputStream out) {
+            this.out = out;
+        }
+
+        @Override
+        public synchronized void write(int b) throws IOException {
+            line.write(b);
+            if (b == '\n') {
+                flushLine();
+            }
+        }
+
+        @Override
+        public synchronized void flush() throws IOException {
+            out.flush();
+        }
+
+        private void flushLine() throws IOException {
+            String text = line.toString(StandardCharsets.UTF_8);
+            line.reset();
+            for (String prefix : DROPPED) {
+                if (text.startsWith(prefix)) {
+                    return;
+                }
+            }
+            out.write(text.getBytes(StandardCharsets.UTF_8));
+            out.flush();
         }
     }
 
