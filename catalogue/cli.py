@@ -29,8 +29,9 @@ from catalogue.runtime import Runtime
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-CLI_IDENTITY = Identity(user_id="00000000-0000-0000-0000-000000000000", username="cli",
-                        role=Role.ADMIN)
+CLI_IDENTITY = Identity(
+    user_id="00000000-0000-0000-0000-000000000000", username="cli", role=Role.ADMIN
+)
 
 
 class Terminate(BaseException):
@@ -61,6 +62,7 @@ def handle_errors(fn: F) -> F:
             if exc.details:
                 click.echo(json.dumps(exc.details, indent=2, default=str), err=True)
             sys.exit(2)
+
     return wrapper  # type: ignore[return-value]
 
 
@@ -85,10 +87,19 @@ def _runtime(ctx: click.Context, with_search: bool = True, **overrides: Any) -> 
 
 @click.group()
 @click.version_option(__version__, prog_name="catalogue")
-@click.option("--data-dir", envvar="CATALOGUE_DATA_DIR", default=None,
-              help="Data folder (embedded PostgreSQL, tantivy index, keys).")
-@click.option("--config", "config_file", envvar="CATALOGUE_CONFIG", default=None,
-              help="TOML configuration file.")
+@click.option(
+    "--data-dir",
+    envvar="CATALOGUE_DATA_DIR",
+    default=None,
+    help="Data folder (embedded PostgreSQL, tantivy index, keys).",
+)
+@click.option(
+    "--config",
+    "config_file",
+    envvar="CATALOGUE_CONFIG",
+    default=None,
+    help="TOML configuration file.",
+)
 @click.pass_context
 def main(ctx: click.Context, data_dir: str | None, config_file: str | None) -> None:
     """Cancer Imaging Catalogue: DCAT-AP/FHIR/OMOP metadata catalogue and cohort search."""
@@ -96,25 +107,36 @@ def main(ctx: click.Context, data_dir: str | None, config_file: str | None) -> N
 
 
 # -- serve / demo -----------------------------------------------------------------------------
-def _serve(runtime: Runtime, host: str, port: int, workers: int,
-           ready: Callable[[], None] | None = None) -> None:
+def _serve(
+    runtime: Runtime, host: str, port: int, workers: int, ready: Callable[[], None] | None = None
+) -> None:
     from waitress import create_server
 
     from catalogue.api.app import create_app
 
     app = create_app(runtime=runtime)
     try:
-        server = create_server(app, host=host, port=port, threads=workers,
-                               ident="catalogue", clear_untrusted_proxy_headers=True)
+        server = create_server(
+            app,
+            host=host,
+            port=port,
+            threads=workers,
+            ident="catalogue",
+            clear_untrusted_proxy_headers=True,
+        )
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise CatalogueError(
                 f"port {port} on {host} is already in use; stop the other program or choose "
-                "another port with --port / CATALOGUE_PORT") from None
+                "another port with --port / CATALOGUE_PORT"
+            ) from None
         raise CatalogueError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    click.echo(f"Cancer Imaging Catalogue {__version__} on http://{host}:{port} "
-               f"(store: {'embedded PostgreSQL' if runtime.embedded else 'PostgreSQL'}, "
-               f"search: {runtime.search.name if runtime.search else 'none'})", err=True)
+    click.echo(
+        f"Cancer Imaging Catalogue {__version__} on http://{host}:{port} "
+        f"(store: {'embedded PostgreSQL' if runtime.embedded else 'PostgreSQL'}, "
+        f"search: {runtime.search.name if runtime.search else 'none'})",
+        err=True,
+    )
     if ready:
         ready()
     try:
@@ -164,10 +186,13 @@ def demo(ctx: click.Context, host: str, port: int) -> None:
         runtime.indexer.start(config.indexer_interval)
 
         def ready() -> None:
-            click.echo(f"Demo ready in {time.perf_counter() - started:.2f}s "
-                       f"(created: {created['datasets']} datasets, {created['organisations']} "
-                       f"organisations, {created['users']} users). Data folder: "
-                       f"{config.data_dir}. Press Ctrl+C to stop.", err=True)
+            click.echo(
+                f"Demo ready in {time.perf_counter() - started:.2f}s "
+                f"(created: {created['datasets']} datasets, {created['organisations']} "
+                f"organisations, {created['users']} users). Data folder: "
+                f"{config.data_dir}. Press Ctrl+C to stop.",
+                err=True,
+            )
             click.echo("Get a token: catalogue tokens create demo-provider", err=True)
 
         _serve(runtime, host, port, config.workers, ready)
@@ -225,9 +250,14 @@ def db_upgrade(ctx: click.Context) -> None:
     try:
         db.open(wait=False)
         applied = migrations.upgrade(db)
-        click.echo(f"applied {len(applied)} migration(s)"
-                   + (": " + ", ".join(m.path.name for m in applied) if applied else
-                      "; the schema is up to date"))
+        click.echo(
+            f"applied {len(applied)} migration(s)"
+            + (
+                ": " + ", ".join(m.path.name for m in applied)
+                if applied
+                else "; the schema is up to date"
+            )
+        )
     finally:
         db.close()
         if embedded:
@@ -266,13 +296,14 @@ def orgs_group() -> None:
 @click.option("--homepage", default=None)
 @click.pass_context
 @handle_errors
-def orgs_create(ctx: click.Context, org_id: str, name: str, country: str | None,
-                homepage: str | None) -> None:
+def orgs_create(
+    ctx: click.Context, org_id: str, name: str, country: str | None, homepage: str | None
+) -> None:
     """Create an organisation."""
     with _runtime(ctx, with_search=False) as rt:
         org = rt.identities.create_organisation(
-            CLI_IDENTITY, Organisation(org_id, name, country.upper() if country else None,
-                                       homepage))
+            CLI_IDENTITY, Organisation(org_id, name, country.upper() if country else None, homepage)
+        )
     click.echo(f"created organisation {org.id}")
 
 
@@ -294,19 +325,37 @@ def users_group() -> None:
 @users_group.command("create")
 @click.argument("username")
 @click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
-@click.option("--organisation", "organisation_id", default=None,
-              help="Organisation id (required for providers).")
+@click.option(
+    "--organisation",
+    "organisation_id",
+    default=None,
+    help="Organisation id (required for providers).",
+)
 @click.option("--name", "display_name", default=None)
 @click.option("--email", default=None)
 @click.pass_context
 @handle_errors
-def users_create(ctx: click.Context, username: str, role: str, organisation_id: str | None,
-                 display_name: str | None, email: str | None) -> None:
+def users_create(
+    ctx: click.Context,
+    username: str,
+    role: str,
+    organisation_id: str | None,
+    display_name: str | None,
+    email: str | None,
+) -> None:
     """Create a user."""
     with _runtime(ctx, with_search=False) as rt:
-        user = rt.identities.create_user(CLI_IDENTITY, User(
-            id="", username=username, role=Role(role), organisation_id=organisation_id,
-            display_name=display_name, email=email))
+        user = rt.identities.create_user(
+            CLI_IDENTITY,
+            User(
+                id="",
+                username=username,
+                role=Role(role),
+                organisation_id=organisation_id,
+                display_name=display_name,
+                email=email,
+            ),
+        )
     click.echo(f"created {user.role.value} {user.username}")
 
 
@@ -344,8 +393,9 @@ def tokens_group() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 @handle_errors
-def tokens_create(ctx: click.Context, username: str, name: str, ttl_days: int | None,
-                  as_json: bool) -> None:
+def tokens_create(
+    ctx: click.Context, username: str, name: str, ttl_days: int | None, as_json: bool
+) -> None:
     """Create a token for USERNAME and print it (only this once)."""
     with _runtime(ctx, with_search=False) as rt:
         issued = rt.identities.issue_token(CLI_IDENTITY, username, name, ttl_days)
@@ -354,8 +404,10 @@ def tokens_create(ctx: click.Context, username: str, name: str, ttl_days: int | 
     else:
         expiry = issued.token.expires_at.date() if issued.token.expires_at else "never"
         click.echo(issued.secret)
-        click.echo(f"(token {issued.token.id} for {username}, expires {expiry}; "
-                   "it cannot be shown again)", err=True)
+        click.echo(
+            f"(token {issued.token.id} for {username}, expires {expiry}; it cannot be shown again)",
+            err=True,
+        )
 
 
 @tokens_group.command("list")
@@ -396,12 +448,16 @@ def index_rebuild(ctx: click.Context) -> None:
     with _runtime(ctx) as rt:
         assert rt.indexer is not None
         with click.progressbar(length=1, label="indexing datasets") as bar:
+
             def progress(done: int, total: int) -> None:
                 bar.length = max(total, 1)
                 bar.update(done - bar.pos)
+
             result = rt.indexer.rebuild(progress)
-    click.echo(f"switched to {result['index']} ({result['documents']} documents; "
-               f"previous: {result['previous'] or 'none'})")
+    click.echo(
+        f"switched to {result['index']} ({result['documents']} documents; "
+        f"previous: {result['previous'] or 'none'})"
+    )
 
 
 @index_group.command("status")

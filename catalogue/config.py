@@ -36,62 +36,173 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("env", "CATALOGUE_ENV", str, "development",
-            "`development` or `production`. Production refuses to start without a strong "
-            "secret key.", choices=("development", "production", "test")),
-    Setting("secret_key", "CATALOGUE_SECRET_KEY", str, "",
-            "Server secret (≥ 32 characters) for session signing, keyed pseudonyms and "
-            "deterministic noise. In development an ephemeral per-data-folder key is created.",
-            secret=True),
-    Setting("data_dir", "CATALOGUE_DATA_DIR", str, "",
-            "Data folder for the embedded PostgreSQL, the tantivy index and generated keys. "
-            "Default: the user's data folder (e.g. `~/.local/share/cancer-imaging-catalogue`)."),
-    Setting("database_url", "CATALOGUE_DATABASE_URL", str, "",
-            "PostgreSQL URL (`postgresql://user:pass@host:5432/db`). Empty: embedded PostgreSQL "
-            "in the data folder.", secret=True),
-    Setting("database_pool_min", "CATALOGUE_DATABASE_POOL_MIN", int, 1,
-            "Minimum connections kept in the pool."),
-    Setting("database_pool_max", "CATALOGUE_DATABASE_POOL_MAX", int, 10,
-            "Maximum connections in the pool."),
-    Setting("database_timeout", "CATALOGUE_DATABASE_TIMEOUT", float, 5.0,
-            "Seconds to wait for a database connection before answering 503."),
-    Setting("search_url", "CATALOGUE_SEARCH_URL", str, "",
-            "Elasticsearch/OpenSearch URL(s), comma-separated (credentials may be in the URL). "
-            "Empty: embedded tantivy index in the data folder.", secret=True),
-    Setting("search_backend", "CATALOGUE_SEARCH_BACKEND", str, "auto",
-            "`auto` (tantivy without a search URL, otherwise detected from the server), "
-            "`tantivy`, `opensearch`, `elasticsearch`, or a plugin name / dotted path."),
-    Setting("search_index_prefix", "CATALOGUE_SEARCH_INDEX_PREFIX", str, "catalogue-",
-            "Prefix of index and alias names, so several catalogues can share a cluster."),
-    Setting("search_replicas", "CATALOGUE_SEARCH_REPLICAS", int, 1,
-            "Replicas per shard for new Elasticsearch/OpenSearch indices."),
-    Setting("search_shards", "CATALOGUE_SEARCH_SHARDS", int, 1,
-            "Primary shards for new Elasticsearch/OpenSearch indices."),
-    Setting("search_timeout", "CATALOGUE_SEARCH_TIMEOUT", float, 10.0,
-            "Seconds before a search-engine request fails."),
-    Setting("search_verify_certs", "CATALOGUE_SEARCH_VERIFY_CERTS", bool, True,
-            "Verify TLS certificates of the search cluster."),
+    Setting(
+        "env",
+        "CATALOGUE_ENV",
+        str,
+        "development",
+        "`development` or `production`. Production refuses to start without a strong secret key.",
+        choices=("development", "production", "test"),
+    ),
+    Setting(
+        "secret_key",
+        "CATALOGUE_SECRET_KEY",
+        str,
+        "",
+        "Server secret (≥ 32 characters) for session signing, keyed pseudonyms and "
+        "deterministic noise. In development an ephemeral per-data-folder key is created.",
+        secret=True,
+    ),
+    Setting(
+        "data_dir",
+        "CATALOGUE_DATA_DIR",
+        str,
+        "",
+        "Data folder for the embedded PostgreSQL, the tantivy index and generated keys. "
+        "Default: the user's data folder (e.g. `~/.local/share/cancer-imaging-catalogue`).",
+    ),
+    Setting(
+        "database_url",
+        "CATALOGUE_DATABASE_URL",
+        str,
+        "",
+        "PostgreSQL URL (`postgresql://user:pass@host:5432/db`). Empty: embedded PostgreSQL "
+        "in the data folder.",
+        secret=True,
+    ),
+    Setting(
+        "database_pool_min",
+        "CATALOGUE_DATABASE_POOL_MIN",
+        int,
+        1,
+        "Minimum connections kept in the pool.",
+    ),
+    Setting(
+        "database_pool_max",
+        "CATALOGUE_DATABASE_POOL_MAX",
+        int,
+        10,
+        "Maximum connections in the pool.",
+    ),
+    Setting(
+        "database_timeout",
+        "CATALOGUE_DATABASE_TIMEOUT",
+        float,
+        5.0,
+        "Seconds to wait for a database connection before answering 503.",
+    ),
+    Setting(
+        "search_url",
+        "CATALOGUE_SEARCH_URL",
+        str,
+        "",
+        "Elasticsearch/OpenSearch URL(s), comma-separated (credentials may be in the URL). "
+        "Empty: embedded tantivy index in the data folder.",
+        secret=True,
+    ),
+    Setting(
+        "search_backend",
+        "CATALOGUE_SEARCH_BACKEND",
+        str,
+        "auto",
+        "`auto` (tantivy without a search URL, otherwise detected from the server), "
+        "`tantivy`, `opensearch`, `elasticsearch`, or a plugin name / dotted path.",
+    ),
+    Setting(
+        "search_index_prefix",
+        "CATALOGUE_SEARCH_INDEX_PREFIX",
+        str,
+        "catalogue-",
+        "Prefix of index and alias names, so several catalogues can share a cluster.",
+    ),
+    Setting(
+        "search_replicas",
+        "CATALOGUE_SEARCH_REPLICAS",
+        int,
+        1,
+        "Replicas per shard for new Elasticsearch/OpenSearch indices.",
+    ),
+    Setting(
+        "search_shards",
+        "CATALOGUE_SEARCH_SHARDS",
+        int,
+        1,
+        "Primary shards for new Elasticsearch/OpenSearch indices.",
+    ),
+    Setting(
+        "search_timeout",
+        "CATALOGUE_SEARCH_TIMEOUT",
+        float,
+        10.0,
+        "Seconds before a search-engine request fails.",
+    ),
+    Setting(
+        "search_verify_certs",
+        "CATALOGUE_SEARCH_VERIFY_CERTS",
+        bool,
+        True,
+        "Verify TLS certificates of the search cluster.",
+    ),
     Setting("host", "CATALOGUE_HOST", str, "127.0.0.1", "Address `catalogue serve` binds to."),
     Setting("port", "CATALOGUE_PORT", int, 8080, "Port `catalogue serve` listens on."),
-    Setting("workers", "CATALOGUE_WORKERS", int, 8,
-            "Worker threads of the production WSGI server (waitress)."),
-    Setting("base_url", "CATALOGUE_BASE_URL", str, "",
-            "Public base URL (used for links and stable dataset IRIs). Default: "
-            "`http://HOST:PORT`."),
-    Setting("token_ttl_days", "CATALOGUE_TOKEN_TTL_DAYS", int, 90,
-            "Default lifetime of new API tokens, in days."),
-    Setting("log_level", "CATALOGUE_LOG_LEVEL", str, "INFO",
-            "Log level (`DEBUG`, `INFO`, `WARNING`, `ERROR`).",
-            choices=("DEBUG", "INFO", "WARNING", "ERROR")),
-    Setting("log_format", "CATALOGUE_LOG_FORMAT", str, "text",
-            "`text` or `json` (structured logs; payloads are never logged).",
-            choices=("text", "json")),
-    Setting("max_request_bytes", "CATALOGUE_MAX_REQUEST_BYTES", int, 20 * 1024 * 1024,
-            "Largest accepted request body, in bytes."),
-    Setting("indexer_interval", "CATALOGUE_INDEXER_INTERVAL", float, 1.0,
-            "Seconds between outbox polls of the background indexer."),
-    Setting("indexer_batch", "CATALOGUE_INDEXER_BATCH", int, 500,
-            "Outbox entries applied to the search engine per bulk request."),
+    Setting(
+        "workers",
+        "CATALOGUE_WORKERS",
+        int,
+        8,
+        "Worker threads of the production WSGI server (waitress).",
+    ),
+    Setting(
+        "base_url",
+        "CATALOGUE_BASE_URL",
+        str,
+        "",
+        "Public base URL (used for links and stable dataset IRIs). Default: `http://HOST:PORT`.",
+    ),
+    Setting(
+        "token_ttl_days",
+        "CATALOGUE_TOKEN_TTL_DAYS",
+        int,
+        90,
+        "Default lifetime of new API tokens, in days.",
+    ),
+    Setting(
+        "log_level",
+        "CATALOGUE_LOG_LEVEL",
+        str,
+        "INFO",
+        "Log level (`DEBUG`, `INFO`, `WARNING`, `ERROR`).",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+    ),
+    Setting(
+        "log_format",
+        "CATALOGUE_LOG_FORMAT",
+        str,
+        "text",
+        "`text` or `json` (structured logs; payloads are never logged).",
+        choices=("text", "json"),
+    ),
+    Setting(
+        "max_request_bytes",
+        "CATALOGUE_MAX_REQUEST_BYTES",
+        int,
+        20 * 1024 * 1024,
+        "Largest accepted request body, in bytes.",
+    ),
+    Setting(
+        "indexer_interval",
+        "CATALOGUE_INDEXER_INTERVAL",
+        float,
+        1.0,
+        "Seconds between outbox polls of the background indexer.",
+    ),
+    Setting(
+        "indexer_batch",
+        "CATALOGUE_INDEXER_BATCH",
+        int,
+        500,
+        "Outbox entries applied to the search engine per bulk request.",
+    ),
 )
 
 CONFIG_FILE_ENV = "CATALOGUE_CONFIG"
@@ -125,8 +236,7 @@ def _parse(setting: Setting, raw: Any, source: str) -> Any:
         value = normalise(value)
         if value not in setting.choices:
             raise ConfigError(
-                f"{setting.env} ({source}) must be one of {', '.join(setting.choices)}, "
-                f"got {raw!r}"
+                f"{setting.env} ({source}) must be one of {', '.join(setting.choices)}, got {raw!r}"
             )
     if setting.kind in (int, float) and value < 0:
         raise ConfigError(f"{setting.env} ({source}) must not be negative, got {raw!r}")
@@ -270,9 +380,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def validate(config: Config) -> None:
     """Cross-field checks; raise :class:`ConfigError` with what to do."""
     if config.database_pool_min > config.database_pool_max:
-        raise ConfigError(
-            "CATALOGUE_DATABASE_POOL_MIN must not exceed CATALOGUE_DATABASE_POOL_MAX"
-        )
+        raise ConfigError("CATALOGUE_DATABASE_POOL_MIN must not exceed CATALOGUE_DATABASE_POOL_MAX")
     if not 0 < config.port < 65536:
         raise ConfigError(f"CATALOGUE_PORT must be between 1 and 65535, got {config.port}")
     if config.workers < 1:
@@ -299,11 +407,7 @@ def check_secret_strength(secret: str) -> None:
             f"{MIN_SECRET_LENGTH} characters (e.g. `python -c 'import secrets; "
             "print(secrets.token_urlsafe(48))'`)"
         )
-    if (
-        len(secret) < MIN_SECRET_LENGTH
-        or secret.lower() in _WEAK_SECRETS
-        or len(set(secret)) < 8
-    ):
+    if len(secret) < MIN_SECRET_LENGTH or secret.lower() in _WEAK_SECRETS or len(set(secret)) < 8:
         raise ConfigError(
             f"CATALOGUE_SECRET_KEY is too weak: use a random secret of at least "
             f"{MIN_SECRET_LENGTH} characters with varied characters"

@@ -74,15 +74,20 @@ class Runtime:
             raise RuntimeError("runtime not started")
         return self.db
 
-    def start(self, migrate: bool = True, with_search: bool = True,
-              background_indexer: bool = False) -> Runtime:
+    def start(
+        self, migrate: bool = True, with_search: bool = True, background_indexer: bool = False
+    ) -> Runtime:
         config = self.config
         url = config.database_url
         if not url:
             self.embedded = EmbeddedPostgres(Path(config.data_dir))
             url = self.embedded.start()
-        self.db = Database(url, min_size=config.database_pool_min,
-                           max_size=config.database_pool_max, timeout=config.database_timeout)
+        self.db = Database(
+            url,
+            min_size=config.database_pool_min,
+            max_size=config.database_pool_max,
+            timeout=config.database_timeout,
+        )
         try:
             self.db.open(wait=False)
             if migrate:
@@ -108,7 +113,8 @@ class Runtime:
                 self.indexer.start(config.indexer_interval)
         self._identities = IdentityService(self.db, token_ttl_days=config.token_ttl_days)
         self._datasets = DatasetService(
-            self.db, self.search, on_change=self.indexer.wake if self.indexer else None)
+            self.db, self.search, on_change=self.indexer.wake if self.indexer else None
+        )
         return self
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
@@ -117,8 +123,7 @@ class Runtime:
         ready = True
         try:
             assert self.db is not None
-            details["store"] = {"ok": True, **self.db.ping(),
-                                "embedded": self.embedded is not None}
+            details["store"] = {"ok": True, **self.db.ping(), "embedded": self.embedded is not None}
         except CatalogueError as exc:
             ready = False
             details["store"] = {"ok": False, "error": exc.message}

@@ -37,7 +37,8 @@ if [ -z "${CATALOGUE_TEST_SEARCH_URL:-}" ]; then
   python3 deploy/opensearch/opensearch-cluster start --nodes 3 --data "$OS_DATA" \
       --base-http-port "${OS_BASE_HTTP_PORT:-9250}"
   CLUSTER_STARTED=1
-  CATALOGUE_TEST_SEARCH_URL="$(python3 deploy/opensearch/opensearch-cluster status --data "$OS_DATA" --urls)"
+  CATALOGUE_TEST_SEARCH_URL="$(python3 deploy/opensearch/opensearch-cluster status --data "$OS_DATA" --json \
+      | python3 -c 'import json, sys; print(",".join(json.load(sys.stdin)["urls"]))')"
   export CATALOGUE_TEST_SEARCH_URL
 fi
 echo "search cluster: $CATALOGUE_TEST_SEARCH_URL"

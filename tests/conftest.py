@@ -82,9 +82,13 @@ def empty_db_url(pg_url: str) -> Iterator[str]:
 
 
 def make_config(tmp_path: Path, db_url: str, **overrides: Any) -> Config:
-    values: dict[str, Any] = {"database_url": db_url, "data_dir": str(tmp_path / "data"),
-                              "secret_key": TEST_SECRET, "env": "test",
-                              "search_replicas": 1}
+    values: dict[str, Any] = {
+        "database_url": db_url,
+        "data_dir": str(tmp_path / "data"),
+        "secret_key": TEST_SECRET,
+        "env": "test",
+        "search_replicas": 1,
+    }
     values.update(overrides)
     return load_config(environ={}, **values)
 
@@ -134,5 +138,10 @@ def opensearch_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[s
 @pytest.fixture
 def opensearch_config(tmp_path: Path, db_url: str, opensearch_urls: list[str]) -> Config:
     prefix = f"t{os.getpid()}-{next(_counter)}-"
-    return make_config(tmp_path, db_url, search_url=",".join(opensearch_urls),
-                       search_index_prefix=prefix, search_replicas=1)
+    return make_config(
+        tmp_path,
+        db_url,
+        search_url=",".join(opensearch_urls),
+        search_index_prefix=prefix,
+        search_replicas=1,
+    )

@@ -20,8 +20,9 @@ from catalogue.runtime import Runtime
 log = logging.getLogger("catalogue.access")
 
 
-def create_app(config: Config | None = None, runtime: Runtime | None = None,
-               background_indexer: bool = True) -> Flask:
+def create_app(
+    config: Config | None = None, runtime: Runtime | None = None, background_indexer: bool = True
+) -> Flask:
     """Build the WSGI app. Without ``runtime`` one is started from ``config`` (and closed with
     the app's ``close_runtime``)."""
     config = config or (runtime.config if runtime else load_config())
@@ -60,8 +61,14 @@ def create_app(config: Config | None = None, runtime: Runtime | None = None,
         response.headers.setdefault("X-Frame-Options", "DENY")
         elapsed = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
         # ids, status and timing only: never bodies, queries or tokens
-        log.info("%s %s %s %.1fms id=%s", request.method, request.path, response.status_code,
-                 elapsed, g.get("request_id", ""))
+        log.info(
+            "%s %s %s %.1fms id=%s",
+            request.method,
+            request.path,
+            response.status_code,
+            elapsed,
+            g.get("request_id", ""),
+        )
         return response
 
     app.register_blueprint(system.bp)
@@ -72,9 +79,11 @@ def create_app(config: Config | None = None, runtime: Runtime | None = None,
         try:
             page = runtime.datasets.search(g.identity, size=100)
             rows = "".join(
-                f"<li><a href=\"/api/v1/datasets/{html.escape(d.id or '')}\">"
+                f'<li><a href="/api/v1/datasets/{html.escape(d.id or "")}">'
                 f"{html.escape(d.label())}</a> — {html.escape(', '.join(d.countries))} · "
-                f"{html.escape(', '.join(d.modalities))}</li>" for d in page.items)
+                f"{html.escape(', '.join(d.modalities))}</li>"
+                for d in page.items
+            )
             summary = f"<p>{page.total} published datasets.</p><ul>{rows}</ul>"
         except CatalogueError as exc:
             summary = f"<p>Search is unavailable right now: {html.escape(exc.message)}</p>"

@@ -18,14 +18,30 @@ from catalogue.errors import CatalogueError
 
 log = logging.getLogger(__name__)
 
-_HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
-               405: "method_not_allowed", 406: "not_acceptable", 409: "conflict",
-               413: "payload_too_large", 415: "unsupported_media_type", 429: "too_many_requests"}
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+}
 
 
 def error_response(status: int, code: str, message: str, details: Any = None) -> Response:
-    body = {"error": {"status": status, "code": code, "message": message, "details": details,
-                      "request_id": getattr(g, "request_id", "")}}
+    body = {
+        "error": {
+            "status": status,
+            "code": code,
+            "message": message,
+            "details": details,
+            "request_id": getattr(g, "request_id", ""),
+        }
+    }
     response = jsonify(body)
     response.status_code = status
     if status == 401:
@@ -51,5 +67,8 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
         log.exception("unexpected error")
-        return error_response(500, "internal_error", "internal error; the request id helps "
-                                                     "the operator find the cause")
+        return error_response(
+            500,
+            "internal_error",
+            "internal error; the request id helps the operator find the cause",
+        )

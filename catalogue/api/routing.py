@@ -38,17 +38,40 @@ def _flask_path(path: str) -> str:
     return path.replace("{", "<").replace("}", ">")
 
 
-def op(bp: Blueprint, method: str, path: str, summary: str, *, tag: str, auth: str = "public",
-       request_schema: Any = None, response_schema: Any = None, status: int = 200,
-       query: tuple[tuple[str, str, str], ...] = (),
-       errors: tuple[int, ...] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def op(
+    bp: Blueprint,
+    method: str,
+    path: str,
+    summary: str,
+    *,
+    tag: str,
+    auth: str = "public",
+    request_schema: Any = None,
+    response_schema: Any = None,
+    status: int = 200,
+    query: tuple[tuple[str, str, str], ...] = (),
+    errors: tuple[int, ...] = (),
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     prefix = bp.url_prefix or ""
-    OPERATIONS.append(Operation(method, prefix + path, summary, tag, auth, request_schema,
-                                response_schema, status, query, errors))
+    OPERATIONS.append(
+        Operation(
+            method,
+            prefix + path,
+            summary,
+            tag,
+            auth,
+            request_schema,
+            response_schema,
+            status,
+            query,
+            errors,
+        )
+    )
 
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
-        bp.add_url_rule(_flask_path(path), endpoint=f"{view.__name__}", view_func=view,
-                        methods=[method])
+        bp.add_url_rule(
+            _flask_path(path), endpoint=f"{view.__name__}", view_func=view, methods=[method]
+        )
         return view
 
     return decorator

@@ -15,14 +15,27 @@ from catalogue.schemas import ErrorSchema, HealthSchema
 bp = Blueprint("system", __name__)
 
 
-@op(bp, "GET", "/healthz", "Liveness: the process answers", tag="system",
-    response_schema=HealthSchema)
+@op(
+    bp,
+    "GET",
+    "/healthz",
+    "Liveness: the process answers",
+    tag="system",
+    response_schema=HealthSchema,
+)
 def healthz() -> Response:
     return jsonify({"status": "ok", "details": {"version": __version__}})
 
 
-@op(bp, "GET", "/readyz", "Readiness: store and search reachable (with details)",
-    tag="system", response_schema=HealthSchema, errors=(503,))
+@op(
+    bp,
+    "GET",
+    "/readyz",
+    "Readiness: store and search reachable (with details)",
+    tag="system",
+    response_schema=HealthSchema,
+    errors=(503,),
+)
 def readyz() -> Response:
     ready, details = runtime().readiness()
     response = jsonify({"status": "ready" if ready else "unavailable", "details": details})
@@ -32,40 +45,58 @@ def readyz() -> Response:
 
 def build_openapi(server_url: str = "/") -> dict[str, Any]:
     spec = APISpec(
-        title="Cancer Imaging Catalogue API", version=__version__, openapi_version="3.0.3",
+        title="Cancer Imaging Catalogue API",
+        version=__version__,
+        openapi_version="3.0.3",
         plugins=[MarshmallowPlugin()],
-        info={"description": "Metadata catalogue and cohort-feasibility search for cancer "
-                             "imaging. Authenticate with `Authorization: Bearer <token>`."},
+        info={
+            "description": "Metadata catalogue and cohort-feasibility search for cancer "
+            "imaging. Authenticate with `Authorization: Bearer <token>`."
+        },
         servers=[{"url": server_url}],
     )
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     spec.components.schema("Error", schema=ErrorSchema)
     paths: dict[str, dict[str, Any]] = {}
     for o in OPERATIONS:
-        operation: dict[str, Any] = {"summary": o.summary, "tags": [o.tag],
-                                     "operationId": f"{o.method.lower()}{o.path}".replace(
-                                         "/", "_").replace("{", "").replace("}", "")}
-        params = [{"name": seg[1:-1], "in": "path", "required": True,
-                   "schema": {"type": "string"}}
-                  for seg in o.path.split("/") if seg.startswith("{")]
-        params += [{"name": n, "in": "query", "required": False, "schema": {"type": t},
-                    "description": d} for n, t, d in o.query]
+        operation: dict[str, Any] = {
+            "summary": o.summary,
+            "tags": [o.tag],
+            "operationId": f"{o.method.lower()}{o.path}".replace("/", "_")
+            .replace("{", "")
+            .replace("}", ""),
+        }
+        params = [
+            {"name": seg[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
+            for seg in o.path.split("/")
+            if seg.startswith("{")
+        ]
+        params += [
+            {"name": n, "in": "query", "required": False, "schema": {"type": t}, "description": d}
+            for n, t, d in o.query
+        ]
         if params:
             operation["parameters"] = params
         if o.auth != "public":
             operation["security"] = [{"bearer": []}]
-            operation["description"] = ("Requires a token" if o.auth == "token"
-                                        else "Requires an administrator's token")
+            operation["description"] = (
+                "Requires a token" if o.auth == "token" else "Requires an administrator's token"
+            )
         if o.request_schema is not None:
-            operation["requestBody"] = {"required": True, "content": {
-                "application/json": {"schema": o.request_schema}}}
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": o.request_schema}},
+            }
         responses: dict[str, Any] = {str(o.status): {"description": "Success"}}
         if o.response_schema is not None:
             responses[str(o.status)]["content"] = {
-                "application/json": {"schema": o.response_schema}}
+                "application/json": {"schema": o.response_schema}
+            }
         for code in sorted(set(o.errors) | ({401, 403} if o.auth != "public" else set())):
-            responses[str(code)] = {"description": "Error", "content": {
-                "application/json": {"schema": "Error"}}}
+            responses[str(code)] = {
+                "description": "Error",
+                "content": {"application/json": {"schema": "Error"}},
+            }
         operation["responses"] = responses
         paths.setdefault(o.path, {})[o.method.lower()] = operation
     for path, operations in paths.items():

@@ -38,52 +38,103 @@ def _created(body: Any) -> Response:
 
 
 # -- organisations ----------------------------------------------------------------------------
-@op(bp, "GET", "/organisations", "List organisations (data providers)", tag="identities",
-    response_schema=OrganisationSchema(many=True))
+@op(
+    bp,
+    "GET",
+    "/organisations",
+    "List organisations (data providers)",
+    tag="identities",
+    response_schema=OrganisationSchema(many=True),
+)
 def list_organisations() -> Response:
     orgs = runtime().identities.list_organisations()
     return jsonify(_org_schema.dump(orgs, many=True))
 
 
-@op(bp, "POST", "/organisations", "Create an organisation", tag="identities", auth="admin",
-    request_schema=OrganisationSchema, response_schema=OrganisationSchema, status=201,
-    errors=(400, 401, 403, 409))
+@op(
+    bp,
+    "POST",
+    "/organisations",
+    "Create an organisation",
+    tag="identities",
+    auth="admin",
+    request_schema=OrganisationSchema,
+    response_schema=OrganisationSchema,
+    status=201,
+    errors=(400, 401, 403, 409),
+)
 def create_organisation() -> Response:
     data = load(_org_schema, json_body())
-    org = runtime().identities.create_organisation(
-        identity(), Organisation(**data))
+    org = runtime().identities.create_organisation(identity(), Organisation(**data))
     return _created(_org_schema.dump(org))
 
 
-@op(bp, "GET", "/organisations/{org_id}", "Get an organisation", tag="identities",
-    response_schema=OrganisationSchema, errors=(404,))
+@op(
+    bp,
+    "GET",
+    "/organisations/{org_id}",
+    "Get an organisation",
+    tag="identities",
+    response_schema=OrganisationSchema,
+    errors=(404,),
+)
 def get_organisation(org_id: str) -> Response:
     org = runtime().identities.get_organisation(org_id)
     return jsonify(_org_schema.dump(org))
 
 
 # -- users ------------------------------------------------------------------------------------
-@op(bp, "GET", "/users", "List users", tag="identities", auth="admin",
-    response_schema=UserSchema(many=True), errors=(401, 403))
+@op(
+    bp,
+    "GET",
+    "/users",
+    "List users",
+    tag="identities",
+    auth="admin",
+    response_schema=UserSchema(many=True),
+    errors=(401, 403),
+)
 def list_users() -> Response:
     users = runtime().identities.list_users(identity())
     return jsonify(_user_schema.dump(users, many=True))
 
 
-@op(bp, "POST", "/users", "Create a user", tag="identities", auth="admin",
-    request_schema=UserSchema, response_schema=UserSchema, status=201,
-    errors=(400, 401, 403, 409))
+@op(
+    bp,
+    "POST",
+    "/users",
+    "Create a user",
+    tag="identities",
+    auth="admin",
+    request_schema=UserSchema,
+    response_schema=UserSchema,
+    status=201,
+    errors=(400, 401, 403, 409),
+)
 def create_user() -> Response:
     data = load(_user_schema, json_body())
-    user = User(id="", username=data["username"], role=Role(data["role"]),
-                organisation_id=data["organisation_id"], display_name=data["display_name"],
-                email=data["email"])
+    user = User(
+        id="",
+        username=data["username"],
+        role=Role(data["role"]),
+        organisation_id=data["organisation_id"],
+        display_name=data["display_name"],
+        email=data["email"],
+    )
     created = runtime().identities.create_user(identity(), user)
     return _created(_user_schema.dump(created))
 
 
-@op(bp, "GET", "/me", "The calling user", tag="identities", auth="token",
-    response_schema=UserSchema, errors=(401,))
+@op(
+    bp,
+    "GET",
+    "/me",
+    "The calling user",
+    tag="identities",
+    auth="token",
+    response_schema=UserSchema,
+    errors=(401,),
+)
 def me() -> Response:
     ident = identity()
     user = runtime().identities.get_user(ident, ident.username or "")
@@ -91,29 +142,54 @@ def me() -> Response:
 
 
 # -- tokens -----------------------------------------------------------------------------------
-@op(bp, "GET", "/tokens", "List API tokens (yours; admins: all or ?username=)", tag="identities",
-    auth="token", response_schema=TokenSchema(many=True),
-    query=(("username", "string", "Admins: only this user's tokens"),), errors=(401, 403))
+@op(
+    bp,
+    "GET",
+    "/tokens",
+    "List API tokens (yours; admins: all or ?username=)",
+    tag="identities",
+    auth="token",
+    response_schema=TokenSchema(many=True),
+    query=(("username", "string", "Admins: only this user's tokens"),),
+    errors=(401, 403),
+)
 def list_tokens() -> Response:
-    tokens = runtime().identities.list_tokens(
-        identity(), request.args.get("username") or None)
+    tokens = runtime().identities.list_tokens(identity(), request.args.get("username") or None)
     return jsonify(_token_schema.dump(tokens, many=True))
 
 
-@op(bp, "POST", "/tokens", "Create an API token (the secret is shown once)", tag="identities",
-    auth="token", request_schema=TokenRequestSchema, response_schema=IssuedTokenSchema,
-    status=201, errors=(400, 401, 403))
+@op(
+    bp,
+    "POST",
+    "/tokens",
+    "Create an API token (the secret is shown once)",
+    tag="identities",
+    auth="token",
+    request_schema=TokenRequestSchema,
+    response_schema=IssuedTokenSchema,
+    status=201,
+    errors=(400, 401, 403),
+)
 def create_token() -> Response:
     data = load(TokenRequestSchema(), json_body())
     ident = identity()
     issued = runtime().identities.issue_token(
-        ident, data["username"] or ident.username or "", data["name"], data["ttl_days"])
+        ident, data["username"] or ident.username or "", data["name"], data["ttl_days"]
+    )
     body = {**_token_schema.dump(issued.token), "token": issued.secret}
     return _created(body)
 
 
-@op(bp, "DELETE", "/tokens/{token_id}", "Revoke an API token", tag="identities", auth="token",
-    response_schema=TokenSchema, errors=(401, 404))
+@op(
+    bp,
+    "DELETE",
+    "/tokens/{token_id}",
+    "Revoke an API token",
+    tag="identities",
+    auth="token",
+    response_schema=TokenSchema,
+    errors=(401, 404),
+)
 def revoke_token(token_id: str) -> Response:
     token = runtime().identities.revoke_token(identity(), token_id)
     return jsonify(_token_schema.dump(token))
@@ -132,77 +208,152 @@ def dump_dataset(ds: Dataset) -> dict[str, Any]:
     return body
 
 
-@op(bp, "GET", "/datasets", "Search datasets (text and facets)", tag="datasets",
+@op(
+    bp,
+    "GET",
+    "/datasets",
+    "Search datasets (text and facets)",
+    tag="datasets",
     response_schema=DatasetPageSchema,
-    query=(("q", "string", "Free text"), ("page", "integer", "Page number, from 1"),
-           ("size", "integer", "Hits per page (1-100)"),
-           *[(f, "string", f"Filter on {f} (repeat for OR)") for f in FACETS]),
-    errors=(400, 503))
+    query=(
+        ("q", "string", "Free text"),
+        ("page", "integer", "Page number, from 1"),
+        ("size", "integer", "Hits per page (1-100)"),
+        *[(f, "string", f"Filter on {f} (repeat for OR)") for f in FACETS],
+    ),
+    errors=(400, 503),
+)
 def search_datasets() -> Response:
     page = int_arg("page", 1, 1, 10_000)
     size = int_arg("size", 20, 1, 100)
     filters = {f: request.args.getlist(f) for f in FACETS if request.args.getlist(f)}
     result = runtime().datasets.search(
-        identity(), request.args.get("q"), filters, size=size, offset=(page - 1) * size)
-    facets = [{"name": name, "buckets": [
-        {"key": k, "label": k, "count": c, "selected": k in filters.get(name, [])}
-        for k, c in buckets]} for name, buckets in result.facets.items()]
-    return jsonify({"total": result.total, "page": page, "size": size,
-                    "hits": [dump_dataset(d) for d in result.items], "facets": facets})
+        identity(), request.args.get("q"), filters, size=size, offset=(page - 1) * size
+    )
+    facets = [
+        {
+            "name": name,
+            "buckets": [
+                {"key": k, "label": k, "count": c, "selected": k in filters.get(name, [])}
+                for k, c in buckets
+            ],
+        }
+        for name, buckets in result.facets.items()
+    ]
+    return jsonify(
+        {
+            "total": result.total,
+            "page": page,
+            "size": size,
+            "hits": [dump_dataset(d) for d in result.items],
+            "facets": facets,
+        }
+    )
 
 
-@op(bp, "POST", "/datasets", "Create or update a dataset description (JSON)", tag="datasets",
-    auth="token", request_schema=DatasetSchema, response_schema=DatasetSchema, status=201,
-    errors=(400, 401, 403))
+@op(
+    bp,
+    "POST",
+    "/datasets",
+    "Create or update a dataset description (JSON)",
+    tag="datasets",
+    auth="token",
+    request_schema=DatasetSchema,
+    response_schema=DatasetSchema,
+    status=201,
+    errors=(400, 401, 403),
+)
 def create_dataset() -> Response:
     data = load(_dataset_schema, json_body())
-    ds, created = runtime().datasets.save(
-        identity(), _dataset_from(data))
+    ds, created = runtime().datasets.save(identity(), _dataset_from(data))
     response = jsonify(dump_dataset(ds))
     response.status_code = 201 if created else 200
     return response
 
 
-@op(bp, "GET", "/datasets/{dataset_id}", "Get a dataset description", tag="datasets",
-    response_schema=DatasetSchema, errors=(404,))
+@op(
+    bp,
+    "GET",
+    "/datasets/{dataset_id}",
+    "Get a dataset description",
+    tag="datasets",
+    response_schema=DatasetSchema,
+    errors=(404,),
+)
 def get_dataset(dataset_id: str) -> Response:
     ds = runtime().datasets.get(identity(), dataset_id)
     return jsonify(dump_dataset(ds))
 
 
-@op(bp, "PUT", "/datasets/{dataset_id}", "Replace a dataset description", tag="datasets",
-    auth="token", request_schema=DatasetSchema, response_schema=DatasetSchema,
-    errors=(400, 401, 403, 404, 409))
+@op(
+    bp,
+    "PUT",
+    "/datasets/{dataset_id}",
+    "Replace a dataset description",
+    tag="datasets",
+    auth="token",
+    request_schema=DatasetSchema,
+    response_schema=DatasetSchema,
+    errors=(400, 401, 403, 404, 409),
+)
 def put_dataset(dataset_id: str) -> Response:
     data = load(_dataset_schema, json_body())
-    ds = runtime().datasets.update(
-        identity(), dataset_id, _dataset_from(data))
+    ds = runtime().datasets.update(identity(), dataset_id, _dataset_from(data))
     return jsonify(dump_dataset(ds))
 
 
-@op(bp, "POST", "/datasets/{dataset_id}/publish", "Publish a draft", tag="datasets",
-    auth="token", response_schema=DatasetSchema, errors=(401, 403, 404))
+@op(
+    bp,
+    "POST",
+    "/datasets/{dataset_id}/publish",
+    "Publish a draft",
+    tag="datasets",
+    auth="token",
+    response_schema=DatasetSchema,
+    errors=(401, 403, 404),
+)
 def publish_dataset(dataset_id: str) -> Response:
-    ds = runtime().datasets.set_status(
-        identity(), dataset_id, DatasetStatus.PUBLISHED)
+    ds = runtime().datasets.set_status(identity(), dataset_id, DatasetStatus.PUBLISHED)
     return jsonify(dump_dataset(ds))
 
 
-@op(bp, "DELETE", "/datasets/{dataset_id}", "Withdraw a dataset (kept for audit)",
-    tag="datasets", auth="token", response_schema=DatasetSchema, errors=(401, 403, 404))
+@op(
+    bp,
+    "DELETE",
+    "/datasets/{dataset_id}",
+    "Withdraw a dataset (kept for audit)",
+    tag="datasets",
+    auth="token",
+    response_schema=DatasetSchema,
+    errors=(401, 403, 404),
+)
 def withdraw_dataset(dataset_id: str) -> Response:
-    ds = runtime().datasets.set_status(
-        identity(), dataset_id, DatasetStatus.WITHDRAWN)
+    ds = runtime().datasets.set_status(identity(), dataset_id, DatasetStatus.WITHDRAWN)
     return jsonify(dump_dataset(ds))
 
 
-@op(bp, "GET", "/organisations/{org_id}/datasets",
-    "All datasets of an organisation, any status (its providers and admins)", tag="datasets",
-    auth="token", response_schema=DatasetPageSchema, errors=(401, 403))
+@op(
+    bp,
+    "GET",
+    "/organisations/{org_id}/datasets",
+    "All datasets of an organisation, any status (its providers and admins)",
+    tag="datasets",
+    auth="token",
+    response_schema=DatasetPageSchema,
+    errors=(401, 403),
+)
 def organisation_datasets(org_id: str) -> Response:
     page = int_arg("page", 1, 1, 10_000)
     size = int_arg("size", 50, 1, 500)
     total, items = runtime().datasets.list_for_organisation(
-        identity(), org_id, limit=size, offset=(page - 1) * size)
-    return jsonify({"total": total, "page": page, "size": size,
-                    "hits": [dump_dataset(d) for d in items], "facets": []})
+        identity(), org_id, limit=size, offset=(page - 1) * size
+    )
+    return jsonify(
+        {
+            "total": total,
+            "page": page,
+            "size": size,
+            "hits": [dump_dataset(d) for d in items],
+            "facets": [],
+        }
+    )

@@ -30,9 +30,15 @@ def load_demo(runtime: Runtime) -> dict[str, int]:
             created["organisations"] += 1
     for user in data["users"]:
         try:
-            runtime.identities.create_user(SYSTEM, User(
-                id="", username=user["username"], role=Role(user["role"]),
-                organisation_id=user.get("organisation_id")))
+            runtime.identities.create_user(
+                SYSTEM,
+                User(
+                    id="",
+                    username=user["username"],
+                    role=Role(user["role"]),
+                    organisation_id=user.get("organisation_id"),
+                ),
+            )
             created["users"] += 1
         except Conflict:
             pass

@@ -83,5 +83,6 @@ class Identity:
 
 
 ANONYMOUS = Identity()
-SYSTEM = Identity(user_id="00000000-0000-0000-0000-000000000000", username="system",
-                  role=Role.ADMIN)
+SYSTEM = Identity(
+    user_id="00000000-0000-0000-0000-000000000000", username="system", role=Role.ADMIN
+)

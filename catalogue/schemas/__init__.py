@@ -9,8 +9,10 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 from catalogue.errors import ValidationError as CatalogueValidationError
 
 _LANG_TAG = validate.Regexp(r"^[a-z]{2,3}(-[A-Za-z0-9]+)*$")
-_LANG_MAP = fields.Dict(keys=fields.String(validate=_LANG_TAG),
-                        values=fields.String(validate=validate.Length(max=20000)))
+_LANG_MAP = fields.Dict(
+    keys=fields.String(validate=_LANG_TAG),
+    values=fields.String(validate=validate.Length(max=20000)),
+)
 
 
 class ErrorSchema(Schema):
@@ -29,33 +31,39 @@ class ErrorSchema(Schema):
 class OrganisationSchema(Schema):
     id = fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9][a-z0-9-]{1,62}$"))
     name = fields.String(required=True, validate=validate.Length(min=1, max=300))
-    country = fields.String(load_default=None, allow_none=True,
-                            validate=validate.Regexp(r"^[A-Z]{2}$"))
+    country = fields.String(
+        load_default=None, allow_none=True, validate=validate.Regexp(r"^[A-Z]{2}$")
+    )
     homepage = fields.Url(load_default=None, allow_none=True)
     created_at = fields.DateTime(dump_only=True)
 
 
 class UserSchema(Schema):
     id = fields.String(dump_only=True)
-    username = fields.String(required=True,
-                             validate=validate.Regexp(r"^[A-Za-z0-9._@-]{2,100}$"))
-    role = fields.String(required=True,
-                         validate=validate.OneOf(["admin", "provider", "researcher"]))
+    username = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9._@-]{2,100}$"))
+    role = fields.String(
+        required=True, validate=validate.OneOf(["admin", "provider", "researcher"])
+    )
     organisation_id = fields.String(load_default=None, allow_none=True)
-    display_name = fields.String(load_default=None, allow_none=True,
-                                 validate=validate.Length(max=200))
+    display_name = fields.String(
+        load_default=None, allow_none=True, validate=validate.Length(max=200)
+    )
     email = fields.Email(load_default=None, allow_none=True)
     active = fields.Boolean(dump_only=True)
     created_at = fields.DateTime(dump_only=True)
 
 
 class TokenRequestSchema(Schema):
-    username = fields.String(load_default=None,
-                             metadata={"description": "Whose token (admins only; default: you)"})
+    username = fields.String(
+        load_default=None, metadata={"description": "Whose token (admins only; default: you)"}
+    )
     name = fields.String(load_default="", validate=validate.Length(max=200))
-    ttl_days = fields.Integer(load_default=None, allow_none=True,
-                              validate=validate.Range(min=0, max=3650),
-                              metadata={"description": "Lifetime in days; 0 = no expiry"})
+    ttl_days = fields.Integer(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(min=0, max=3650),
+        metadata={"description": "Lifetime in days; 0 = no expiry"},
+    )
 
 
 class TokenSchema(Schema):
@@ -79,13 +87,15 @@ class DistributionSchema(Schema):
     media_type = fields.String(load_default=None, allow_none=True)
     format = fields.String(load_default=None, allow_none=True)
     licence = fields.String(load_default=None, allow_none=True)
-    byte_size = fields.Integer(load_default=None, allow_none=True,
-                               validate=validate.Range(min=0))
+    byte_size = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=0))
 
 
 def _codes() -> fields.List:
-    return fields.List(fields.String(validate=validate.Length(min=1, max=500)),
-                       load_default=list, validate=validate.Length(max=500))
+    return fields.List(
+        fields.String(validate=validate.Length(min=1, max=500)),
+        load_default=list,
+        validate=validate.Length(max=500),
+    )
 
 
 class DatasetSchema(Schema):
@@ -97,11 +107,13 @@ class DatasetSchema(Schema):
     id = fields.String(dump_only=True)
     identifier = fields.String(required=True, validate=validate.Length(min=1, max=500))
     organisation_id = fields.String(required=True)
-    status = fields.String(load_default="draft",
-                           validate=validate.OneOf(["draft", "published", "withdrawn"]))
+    status = fields.String(
+        load_default="draft", validate=validate.OneOf(["draft", "published", "withdrawn"])
+    )
     iri = fields.Url(load_default=None, allow_none=True)
-    title = fields.Dict(keys=fields.String(), values=fields.String(), required=True,
-                        validate=validate.Length(min=1))
+    title = fields.Dict(
+        keys=fields.String(), values=fields.String(), required=True, validate=validate.Length(min=1)
+    )
     description = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
     keywords = _codes()
     themes = _codes()
@@ -110,20 +122,27 @@ class DatasetSchema(Schema):
     modalities = _codes()
     body_parts = _codes()
     manufacturers = _codes()
-    countries = fields.List(fields.String(validate=validate.Regexp(r"^[A-Z]{2}$")),
-                            load_default=list)
-    sexes = fields.List(fields.String(validate=validate.OneOf(
-        ["female", "male", "other", "unknown"])), load_default=list)
+    countries = fields.List(
+        fields.String(validate=validate.Regexp(r"^[A-Z]{2}$")), load_default=list
+    )
+    sexes = fields.List(
+        fields.String(validate=validate.OneOf(["female", "male", "other", "unknown"])),
+        load_default=list,
+    )
     access_rights = fields.String(load_default=None, allow_none=True)
     licence = fields.String(load_default=None, allow_none=True)
-    number_of_individuals = fields.Integer(load_default=None, allow_none=True,
-                                           validate=validate.Range(min=0))
-    number_of_studies = fields.Integer(load_default=None, allow_none=True,
-                                       validate=validate.Range(min=0))
-    min_age = fields.Integer(load_default=None, allow_none=True,
-                             validate=validate.Range(min=0, max=150))
-    max_age = fields.Integer(load_default=None, allow_none=True,
-                             validate=validate.Range(min=0, max=150))
+    number_of_individuals = fields.Integer(
+        load_default=None, allow_none=True, validate=validate.Range(min=0)
+    )
+    number_of_studies = fields.Integer(
+        load_default=None, allow_none=True, validate=validate.Range(min=0)
+    )
+    min_age = fields.Integer(
+        load_default=None, allow_none=True, validate=validate.Range(min=0, max=150)
+    )
+    max_age = fields.Integer(
+        load_default=None, allow_none=True, validate=validate.Range(min=0, max=150)
+    )
     temporal_start = fields.Date(load_default=None, allow_none=True)
     temporal_end = fields.Date(load_default=None, allow_none=True)
     landing_page = fields.Url(load_default=None, allow_none=True)
@@ -166,5 +185,4 @@ def load(schema: Schema, data: Any) -> Any:
     try:
         return schema.load(data)
     except ValidationError as exc:
-        raise CatalogueValidationError("the request is not valid",
-                                       details=exc.messages) from None
+        raise CatalogueValidationError("the request is not valid", details=exc.messages) from None

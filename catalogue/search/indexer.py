@@ -89,7 +89,8 @@ class Indexer:
         with self.db.transaction() as conn:
             rows = conn.execute(
                 "SELECT id, entity, entity_id FROM outbox ORDER BY id LIMIT %s "
-                "FOR UPDATE SKIP LOCKED", (self.batch_size,)
+                "FOR UPDATE SKIP LOCKED",
+                (self.batch_size,),
             ).fetchall()
             if not rows:
                 conn.rollback()
@@ -98,8 +99,11 @@ class Indexer:
             actions = self._actions(conn, dataset_ids)
             result = self.backend.bulk(alias, actions)
             if result.errors:
-                log.error("search engine refused %d documents: %s", len(result.errors),
-                          "; ".join(result.errors[:5]))
+                log.error(
+                    "search engine refused %d documents: %s",
+                    len(result.errors),
+                    "; ".join(result.errors[:5]),
+                )
             self.backend.refresh(alias)
             conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", ([r["id"] for r in rows],))
         self.last_success = datetime.now(UTC)
@@ -123,9 +127,11 @@ class Indexer:
                 "extract(epoch FROM now() - min(created_at)) AS oldest_seconds FROM outbox"
             ).fetchone()
         assert row is not None
-        return {"pending": int(row["pending"]),
-                "oldest_seconds": round(float(row["oldest_seconds"] or 0.0), 3),
-                "last_error": self.last_error}
+        return {
+            "pending": int(row["pending"]),
+            "oldest_seconds": round(float(row["oldest_seconds"] or 0.0), 3),
+            "last_error": self.last_error,
+        }
 
     def rebuild(self, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
         """Build a new datasets index from PostgreSQL and switch the alias to it.
@@ -141,7 +147,7 @@ class Indexer:
             ids = DatasetRepository(conn).all_ids()
         done = 0
         for start in range(0, len(ids), self.batch_size):
-            chunk = ids[start:start + self.batch_size]
+            chunk = ids[start : start + self.batch_size]
             with self.db.transaction() as conn:
                 self.backend.bulk(physical, self._actions(conn, chunk))
             done += len(chunk)
@@ -158,8 +164,10 @@ class Indexer:
 
     def _catch_up(self, physical: str, since: datetime) -> None:
         with self.db.transaction() as conn:
-            changed = [str(r["id"]) for r in conn.execute(
-                "SELECT id FROM datasets WHERE updated_at >= %s", (since,))]
+            changed = [
+                str(r["id"])
+                for r in conn.execute("SELECT id FROM datasets WHERE updated_at >= %s", (since,))
+            ]
             if changed:
                 self.backend.bulk(physical, self._actions(conn, changed))
 
@@ -171,8 +179,9 @@ class Indexer:
         if self._thread is not None:
             return
         self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, args=(interval,), daemon=True,
-                                        name="catalogue-indexer")
+        self._thread = threading.Thread(
+            target=self._loop, args=(interval,), daemon=True, name="catalogue-indexer"
+        )
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:

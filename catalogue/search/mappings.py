@@ -56,7 +56,10 @@ def load_definition(name: str, version: int | None = None) -> IndexDefinition:
             raise ValueError(f"{versions[chosen]}: field {fname} has unknown type {spec['type']}")
         fields[fname] = FieldDef(fname, spec["type"], bool(spec.get("stored", False)))
     return IndexDefinition(
-        name=data["name"], version=int(data["version"]), fields=fields,
-        text_fields=tuple(data.get("text_fields", [])), id_field=data.get("id_field", "id"),
+        name=data["name"],
+        version=int(data["version"]),
+        fields=fields,
+        text_fields=tuple(data.get("text_fields", [])),
+        id_field=data.get("id_field", "id"),
         engine=data.get("opensearch", {}),
     )

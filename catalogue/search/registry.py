@@ -22,8 +22,9 @@ def backend_name(config: Config) -> str:
 
     first = config.search_url.split(",")[0].strip()
     try:
-        return detect_engine(first, timeout=config.search_timeout,
-                             verify=config.search_verify_certs)
+        return detect_engine(
+            first, timeout=config.search_timeout, verify=config.search_verify_certs
+        )
     except SearchUnavailable:
         # Start anyway: /readyz reports the engine as down, writes go to the outbox, and the
         # REST calls of the OpenSearch client work against either engine once it is back.

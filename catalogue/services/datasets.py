@@ -21,13 +21,15 @@ from catalogue.store.datasets import DatasetRepository, content_hash
 from catalogue.store.db import Database
 from catalogue.store.identities import OrganisationRepository
 
-FACETS = ("conditions", "modalities", "body_parts", "countries", "access_rights",
-          "organisation_id")
+FACETS = ("conditions", "modalities", "body_parts", "countries", "access_rights", "organisation_id")
 
 
 def can_see(identity: Identity, ds: Dataset) -> bool:
-    return ds.status == DatasetStatus.PUBLISHED or identity.is_admin or \
-        identity.member_of(ds.organisation_id)
+    return (
+        ds.status == DatasetStatus.PUBLISHED
+        or identity.is_admin
+        or identity.member_of(ds.organisation_id)
+    )
 
 
 @dataclass
@@ -38,8 +40,12 @@ class DatasetPage:
 
 
 class DatasetService:
-    def __init__(self, db: Database, search: SearchBackend | None = None,
-                 on_change: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        search: SearchBackend | None = None,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
         self.db = db
         self.search_backend = search
         self.on_change = on_change or (lambda: None)
@@ -63,9 +69,14 @@ class DatasetService:
                 saved, created = repo.update(ds), False
             assert saved.id is not None
             enqueue(conn, "dataset", [saved.id])
-            audit(conn, identity, "dataset.create" if created else "dataset.update",
-                  "dataset", saved.id, {"organisation": saved.organisation_id,
-                                        "status": saved.status.value})
+            audit(
+                conn,
+                identity,
+                "dataset.create" if created else "dataset.update",
+                "dataset",
+                saved.id,
+                {"organisation": saved.organisation_id, "status": saved.status.value},
+            )
         self.on_change()
         return saved, created
 
@@ -86,8 +97,14 @@ class DatasetService:
         with self.db.transaction() as conn:
             saved = DatasetRepository(conn).update(ds)
             enqueue(conn, "dataset", [dataset_id])
-            audit(conn, identity, "dataset.update", "dataset", dataset_id,
-                  {"organisation": saved.organisation_id, "status": saved.status.value})
+            audit(
+                conn,
+                identity,
+                "dataset.update",
+                "dataset",
+                dataset_id,
+                {"organisation": saved.organisation_id, "status": saved.status.value},
+            )
         self.on_change()
         return saved
 
@@ -98,8 +115,14 @@ class DatasetService:
             self._check_owner(identity, current)
             repo.set_status(dataset_id, status)
             enqueue(conn, "dataset", [dataset_id])
-            audit(conn, identity, f"dataset.{status.value}", "dataset", dataset_id,
-                  {"organisation": current.organisation_id, "from": current.status.value})
+            audit(
+                conn,
+                identity,
+                f"dataset.{status.value}",
+                "dataset",
+                dataset_id,
+                {"organisation": current.organisation_id, "from": current.status.value},
+            )
             updated = repo.get(dataset_id)
         self.on_change()
         return updated
@@ -122,27 +145,47 @@ class DatasetService:
     def visibility(self, identity: Identity) -> dict[str, Any]:
         if identity.is_admin:
             return {}
-        if identity.role is not None and identity.organisation_id and \
-                identity.member_of(identity.organisation_id):
-            return {"any_of": ((Terms("status", ("published",)),
-                                Terms("organisation_id", (identity.organisation_id,))),)}
+        if (
+            identity.role is not None
+            and identity.organisation_id
+            and identity.member_of(identity.organisation_id)
+        ):
+            return {
+                "any_of": (
+                    (
+                        Terms("status", ("published",)),
+                        Terms("organisation_id", (identity.organisation_id,)),
+                    ),
+                )
+            }
         return {"filters": (Terms("status", ("published",)),)}
 
-    def search(self, identity: Identity, text: str | None = None,
-               filters: dict[str, list[str]] | None = None, size: int = 20,
-               offset: int = 0) -> DatasetPage:
+    def search(
+        self,
+        identity: Identity,
+        text: str | None = None,
+        filters: dict[str, list[str]] | None = None,
+        size: int = 20,
+        offset: int = 0,
+    ) -> DatasetPage:
         """Text and facet search over the datasets a caller may see."""
         if self.search_backend is None:
             raise NotFound("search is not configured")
         vis = self.visibility(identity)
         request_filters = tuple(vis.get("filters", ())) + tuple(
-            Terms(k, tuple(v)) for k, v in sorted((filters or {}).items()) if v)
-        for name in (filters or {}):
+            Terms(k, tuple(v)) for k, v in sorted((filters or {}).items()) if v
+        )
+        for name in filters or {}:
             if name not in FACETS:
                 raise ValidationError(f"unknown filter {name!r}; use one of {', '.join(FACETS)}")
-        request = SearchRequest(text=text or None, filters=request_filters,
-                                any_of=vis.get("any_of", ()), facets=FACETS, size=size,
-                                offset=offset)
+        request = SearchRequest(
+            text=text or None,
+            filters=request_filters,
+            any_of=vis.get("any_of", ()),
+            facets=FACETS,
+            size=size,
+            offset=offset,
+        )
         alias = self.search_backend.logical_name("datasets")
         result = self.search_backend.search(alias, request)
         with self.db.transaction() as conn:
@@ -150,12 +193,14 @@ class DatasetService:
         items = [found[i] for i in result.ids if i in found and can_see(identity, found[i])]
         return DatasetPage(total=result.total, items=items, facets=result.facets)
 
-    def list_for_organisation(self, identity: Identity, organisation_id: str,
-                              limit: int = 100, offset: int = 0) -> tuple[int, list[Dataset]]:
+    def list_for_organisation(
+        self, identity: Identity, organisation_id: str, limit: int = 100, offset: int = 0
+    ) -> tuple[int, list[Dataset]]:
         require_organisation(identity, organisation_id)
         with self.db.transaction() as conn:
-            return DatasetRepository(conn).list_page(organisation_id=organisation_id, limit=limit,
-                                                offset=offset)
+            return DatasetRepository(conn).list_page(
+                organisation_id=organisation_id, limit=limit, offset=offset
+            )
 
     def ensure_exists(self, dataset_id: str) -> None:
         with self.db.transaction() as conn:

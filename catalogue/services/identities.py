@@ -66,8 +66,14 @@ class IdentityService:
             raise ValidationError("a provider must belong to an organisation")
         with self.db.transaction() as conn:
             created = UserRepository(conn).create(user)
-            audit(conn, identity, "user.create", "user", created.id,
-                  {"role": created.role.value, "organisation": created.organisation_id})
+            audit(
+                conn,
+                identity,
+                "user.create",
+                "user",
+                created.id,
+                {"role": created.role.value, "organisation": created.organisation_id},
+            )
         return created
 
     def list_users(self, identity: Identity) -> list[User]:
@@ -87,13 +93,13 @@ class IdentityService:
         with self.db.transaction() as conn:
             repo = UserRepository(conn)
             user = repo.set_active(repo.get_by_username(username).id, active)
-            audit(conn, identity, "user.activate" if active else "user.deactivate", "user",
-                  user.id)
+            audit(conn, identity, "user.activate" if active else "user.deactivate", "user", user.id)
         return user
 
     # -- tokens -------------------------------------------------------------------------------
-    def issue_token(self, identity: Identity, username: str, name: str = "",
-                    ttl_days: int | None = None) -> IssuedToken:
+    def issue_token(
+        self, identity: Identity, username: str, name: str = "", ttl_days: int | None = None
+    ) -> IssuedToken:
         """Create a token for ``username`` (admins: anyone; others: themselves)."""
         require_authenticated(identity)
         if not identity.is_admin and identity.username != username:
@@ -110,8 +116,9 @@ class IdentityService:
             user = UserRepository(conn).get_by_username(username)
             if not user.active:
                 raise ValidationError(f"user {username!r} is deactivated")
-            token = TokenRepository(conn).create(token_id, user.id, name, hash_secret(secret),
-                                                 expires)
+            token = TokenRepository(conn).create(
+                token_id, user.id, name, hash_secret(secret), expires
+            )
             audit(conn, identity, "token.create", "token", token_id, {"user": username})
         return IssuedToken(token=token, secret=f"{token_id}.{secret}")
 
@@ -158,6 +165,10 @@ class IdentityService:
             if not row["active"]:
                 raise Unauthenticated("the account is deactivated")
             repo.touch(token_id)
-        return Identity(user_id=str(row["user_id"]), username=row["username"],
-                        role=Role(row["role"]), organisation_id=row["organisation_id"],
-                        token_id=token_id)
+        return Identity(
+            user_id=str(row["user_id"]),
+            username=row["username"],
+            role=Role(row["role"]),
+            organisation_id=row["organisation_id"],
+            token_id=token_id,
+        )

@@ -10,15 +10,27 @@ from catalogue.model.identity import Identity
 from catalogue.store.db import Connection
 
 
-def audit(conn: Connection, identity: Identity, action: str, target_type: str | None = None,
-          target_id: str | None = None, details: dict[str, Any] | None = None) -> None:
+def audit(
+    conn: Connection,
+    identity: Identity,
+    action: str,
+    target_type: str | None = None,
+    target_id: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
     """Record who did what. ``details`` carries ids and counts, never payloads."""
     conn.execute(
         "INSERT INTO audit_log (actor_user_id, actor, organisation_id, action, target_type, "
         "target_id, details) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        (identity.user_id if identity.user_id and identity.username != "system" else None,
-         identity.username or "anonymous", identity.organisation_id, action, target_type,
-         target_id, Jsonb(details or {})),
+        (
+            identity.user_id if identity.user_id and identity.username != "system" else None,
+            identity.username or "anonymous",
+            identity.organisation_id,
+            action,
+            target_type,
+            target_id,
+            Jsonb(details or {}),
+        ),
     )
 
 
@@ -34,8 +46,9 @@ def enqueue(conn: Connection, entity: str, entity_ids: list[str]) -> None:
     conn.execute("SELECT pg_notify('catalogue_outbox', %s)", (entity,))
 
 
-def list_audit(conn: Connection, limit: int = 100, action: str | None = None,
-               before_id: int | None = None) -> list[dict[str, Any]]:
+def list_audit(
+    conn: Connection, limit: int = 100, action: str | None = None, before_id: int | None = None
+) -> list[dict[str, Any]]:
     clauses, params = ["TRUE"], []  # type: tuple[list[str], list[Any]]
     if action:
         clauses.append("action = %s")

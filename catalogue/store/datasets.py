@@ -14,11 +14,32 @@ from catalogue.errors import NotFound
 from catalogue.model.dataset import Dataset, DatasetStatus, Distribution
 from catalogue.store.db import Connection
 
-_ARRAY_FIELDS = ("keywords", "themes", "health_categories", "conditions", "modalities",
-                 "body_parts", "manufacturers", "countries", "sexes")
-_SCALAR_FIELDS = ("access_rights", "licence", "number_of_individuals", "number_of_studies",
-                  "min_age", "max_age", "temporal_start", "temporal_end", "landing_page",
-                  "issued", "modified", "iri", "graph")
+_ARRAY_FIELDS = (
+    "keywords",
+    "themes",
+    "health_categories",
+    "conditions",
+    "modalities",
+    "body_parts",
+    "manufacturers",
+    "countries",
+    "sexes",
+)
+_SCALAR_FIELDS = (
+    "access_rights",
+    "licence",
+    "number_of_individuals",
+    "number_of_studies",
+    "min_age",
+    "max_age",
+    "temporal_start",
+    "temporal_end",
+    "landing_page",
+    "issued",
+    "modified",
+    "iri",
+    "graph",
+)
 _JSON_FIELDS = ("title", "description", "fields", "aggregates")
 _WRITABLE = _ARRAY_FIELDS + _SCALAR_FIELDS + _JSON_FIELDS
 
@@ -35,10 +56,16 @@ def content_hash(dataset: Dataset) -> str:
 def _from_row(row: dict[str, Any], distributions: list[Distribution]) -> Dataset:
     values = {name: row[name] for name in _WRITABLE}
     return Dataset(
-        id=str(row["id"]), identifier=row["identifier"], organisation_id=row["organisation_id"],
-        status=DatasetStatus(row["status"]), content_hash=row["content_hash"],
-        created_at=row["created_at"], updated_at=row["updated_at"], version=row["version"],
-        distributions=distributions, **values,
+        id=str(row["id"]),
+        identifier=row["identifier"],
+        organisation_id=row["organisation_id"],
+        status=DatasetStatus(row["status"]),
+        content_hash=row["content_hash"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        version=row["version"],
+        distributions=distributions,
+        **values,
     )
 
 
@@ -52,13 +79,21 @@ class DatasetRepository:
             return out
         rows = self.conn.execute(
             "SELECT * FROM distributions WHERE dataset_id::text = ANY(%s) "
-            "ORDER BY dataset_id, position", (dataset_ids,)
+            "ORDER BY dataset_id, position",
+            (dataset_ids,),
         ).fetchall()
         for r in rows:
-            out[str(r["dataset_id"])].append(Distribution(
-                title=r["title"], access_url=r["access_url"], download_url=r["download_url"],
-                media_type=r["media_type"], format=r["format"], licence=r["licence"],
-                byte_size=r["byte_size"]))
+            out[str(r["dataset_id"])].append(
+                Distribution(
+                    title=r["title"],
+                    access_url=r["access_url"],
+                    download_url=r["download_url"],
+                    media_type=r["media_type"],
+                    format=r["format"],
+                    licence=r["licence"],
+                    byte_size=r["byte_size"],
+                )
+            )
         return out
 
     def get(self, dataset_id: str, for_update: bool = False) -> Dataset:
@@ -92,8 +127,13 @@ class DatasetRepository:
         dists = self._distributions([str(r["id"]) for r in rows])
         return [_from_row(r, dists[str(r["id"])]) for r in rows]
 
-    def list_page(self, statuses: list[str] | None = None, organisation_id: str | None = None,
-             limit: int = 50, offset: int = 0) -> tuple[int, list[Dataset]]:
+    def list_page(
+        self,
+        statuses: list[str] | None = None,
+        organisation_id: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[int, list[Dataset]]:
         clauses, params = ["TRUE"], []  # type: tuple[list[str], list[Any]]
         if statuses:
             clauses.append("status = ANY(%s)")
@@ -103,10 +143,11 @@ class DatasetRepository:
             params.append(organisation_id)
         where = " AND ".join(clauses)
         total_row = self.conn.execute(
-            f"SELECT count(*) AS n FROM datasets WHERE {where}", params).fetchone()
+            f"SELECT count(*) AS n FROM datasets WHERE {where}", params
+        ).fetchone()
         rows = self.conn.execute(
-            f"SELECT * FROM datasets WHERE {where} ORDER BY updated_at DESC, id "
-            "LIMIT %s OFFSET %s", [*params, limit, offset],
+            f"SELECT * FROM datasets WHERE {where} ORDER BY updated_at DESC, id LIMIT %s OFFSET %s",
+            [*params, limit, offset],
         ).fetchall()
         dists = self._distributions([str(r["id"]) for r in rows])
         assert total_row is not None
@@ -118,8 +159,13 @@ class DatasetRepository:
     def insert(self, ds: Dataset) -> Dataset:
         ds.content_hash = content_hash(ds)
         cols = ["organisation_id", "identifier", "status", "content_hash", *_WRITABLE]
-        values = [ds.organisation_id, ds.identifier, ds.status.value, ds.content_hash,
-                  *[self._adapt(n, getattr(ds, n)) for n in _WRITABLE]]
+        values = [
+            ds.organisation_id,
+            ds.identifier,
+            ds.status.value,
+            ds.content_hash,
+            *[self._adapt(n, getattr(ds, n)) for n in _WRITABLE],
+        ]
         published = ", published_at" if ds.status == DatasetStatus.PUBLISHED else ""
         row = self.conn.execute(
             f"INSERT INTO datasets ({', '.join(cols)}{published}) VALUES "
@@ -142,8 +188,14 @@ class DatasetRepository:
             "ELSE published_at END, "
             "withdrawn_at = CASE WHEN %s = 'withdrawn' THEN now() ELSE NULL END "
             "WHERE id = %s",
-            [*[self._adapt(n, getattr(ds, n)) for n in _WRITABLE], ds.status.value,
-             ds.content_hash, ds.status.value, ds.status.value, ds.id],
+            [
+                *[self._adapt(n, getattr(ds, n)) for n in _WRITABLE],
+                ds.status.value,
+                ds.content_hash,
+                ds.status.value,
+                ds.status.value,
+                ds.id,
+            ],
         )
         self._write_distributions(ds)
         return self.get(ds.id)
@@ -166,8 +218,20 @@ class DatasetRepository:
                 "INSERT INTO distributions (dataset_id, title, access_url, download_url, "
                 "media_type, format, licence, byte_size, position) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                [(ds.id, Jsonb(d.title), d.access_url, d.download_url, d.media_type, d.format,
-                  d.licence, d.byte_size, i) for i, d in enumerate(ds.distributions)],
+                [
+                    (
+                        ds.id,
+                        Jsonb(d.title),
+                        d.access_url,
+                        d.download_url,
+                        d.media_type,
+                        d.format,
+                        d.licence,
+                        d.byte_size,
+                        i,
+                    )
+                    for i, d in enumerate(ds.distributions)
+                ],
             )
 
     @staticmethod

@@ -32,8 +32,9 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
 class Database:
     """A pool of connections to the catalogue database."""
 
-    def __init__(self, url: str, min_size: int = 1, max_size: int = 10,
-                 timeout: float = 5.0) -> None:
+    def __init__(
+        self, url: str, min_size: int = 1, max_size: int = 10, timeout: float = 5.0
+    ) -> None:
         self.url = url
         self.timeout = timeout
         self.pool: ConnectionPool[Any] = ConnectionPool(

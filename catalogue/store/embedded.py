@@ -136,8 +136,13 @@ class EmbeddedPostgres:
         with tempfile.TemporaryFile("w+") as out:
             # files, not pipes: pg_ctl's server child inherits them and would keep a pipe open
             result = subprocess.run(
-                args, stdout=out, stderr=subprocess.STDOUT, text=True, timeout=timeout,
-                check=False, **kwargs,  # type: ignore[call-overload]
+                args,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
+                timeout=timeout,
+                check=False,
+                **kwargs,  # type: ignore[call-overload]
             )
             out.seek(0)
             output: str = out.read()
@@ -148,8 +153,18 @@ class EmbeddedPostgres:
     def _initdb(self) -> None:
         log.info("initialising embedded PostgreSQL in %s", self.pgdata)
         try:
-            self._run([self._bin("initdb"), "-D", str(self.pgdata), "--auth=trust",
-                       "--encoding=UTF8", "--locale=C", "-U", "postgres"])
+            self._run(
+                [
+                    self._bin("initdb"),
+                    "-D",
+                    str(self.pgdata),
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                    "-U",
+                    "postgres",
+                ]
+            )
         except subprocess.CalledProcessError as exc:
             raise StoreUnavailable(
                 f"could not initialise the embedded PostgreSQL in {self.pgdata}: "
@@ -171,8 +186,10 @@ class EmbeddedPostgres:
         socket_dir = self._pick_socket_dir()
         options = f"-h '' -k {socket_dir} -c max_connections=200 -c fsync=on"
         try:
-            self._pg_ctl(["-w", "-t", str(int(timeout)), "-l", str(self.log_file),
-                          "-o", options, "start"], timeout=timeout + 10)
+            self._pg_ctl(
+                ["-w", "-t", str(int(timeout)), "-l", str(self.log_file), "-o", options, "start"],
+                timeout=timeout + 10,
+            )
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
             tail = ""
             if self.log_file.exists():

@@ -13,21 +13,39 @@ from catalogue.store.db import Connection
 
 
 def _org(row: dict[str, Any]) -> Organisation:
-    return Organisation(id=row["id"], name=row["name"], country=row["country"],
-                        homepage=row["homepage"], created_at=row["created_at"])
+    return Organisation(
+        id=row["id"],
+        name=row["name"],
+        country=row["country"],
+        homepage=row["homepage"],
+        created_at=row["created_at"],
+    )
 
 
 def _user(row: dict[str, Any]) -> User:
-    return User(id=str(row["id"]), username=row["username"], role=Role(row["role"]),
-                organisation_id=row["organisation_id"], display_name=row["display_name"],
-                email=row["email"], active=row["active"], created_at=row["created_at"])
+    return User(
+        id=str(row["id"]),
+        username=row["username"],
+        role=Role(row["role"]),
+        organisation_id=row["organisation_id"],
+        display_name=row["display_name"],
+        email=row["email"],
+        active=row["active"],
+        created_at=row["created_at"],
+    )
 
 
 def _token(row: dict[str, Any]) -> ApiToken:
-    return ApiToken(id=row["id"], user_id=str(row["user_id"]), name=row["name"],
-                    created_at=row["created_at"], expires_at=row["expires_at"],
-                    revoked_at=row["revoked_at"], last_used_at=row["last_used_at"],
-                    username=row.get("username"))
+    return ApiToken(
+        id=row["id"],
+        user_id=str(row["user_id"]),
+        name=row["name"],
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        revoked_at=row["revoked_at"],
+        last_used_at=row["last_used_at"],
+        username=row.get("username"),
+    )
 
 
 class OrganisationRepository:
@@ -73,15 +91,18 @@ class UserRepository:
                 row = self.conn.execute(
                     "INSERT INTO users (username, display_name, email, role, organisation_id) "
                     "VALUES (%s, %s, %s, %s, %s) RETURNING *",
-                    (user.username, user.display_name, user.email, user.role.value,
-                     user.organisation_id),
+                    (
+                        user.username,
+                        user.display_name,
+                        user.email,
+                        user.role.value,
+                        user.organisation_id,
+                    ),
                 ).fetchone()
         except psycopg.errors.UniqueViolation:
             raise Conflict(f"user {user.username!r} already exists") from None
         except psycopg.errors.ForeignKeyViolation:
-            raise ValidationError(
-                f"organisation {user.organisation_id!r} does not exist"
-            ) from None
+            raise ValidationError(f"organisation {user.organisation_id!r} does not exist") from None
         except psycopg.errors.CheckViolation:
             raise ValidationError(
                 "username must be 2-100 characters (letters, digits, . _ @ -); providers need "
@@ -125,8 +146,9 @@ class TokenRepository:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    def create(self, token_id: str, user_id: str, name: str, token_hash: str,
-               expires_at: datetime | None) -> ApiToken:
+    def create(
+        self, token_id: str, user_id: str, name: str, token_hash: str, expires_at: datetime | None
+    ) -> ApiToken:
         row = self.conn.execute(
             "INSERT INTO api_tokens (id, user_id, name, token_hash, expires_at) "
             "VALUES (%s, %s, %s, %s, %s) RETURNING *",
@@ -154,17 +176,19 @@ class TokenRepository:
     def get(self, token_id: str) -> ApiToken:
         row = self.conn.execute(
             "SELECT t.*, u.username FROM api_tokens t JOIN users u ON u.id = t.user_id "
-            "WHERE t.id = %s", (token_id,)
+            "WHERE t.id = %s",
+            (token_id,),
         ).fetchone()
         if row is None:
             raise NotFound(f"token {token_id!r} not found")
         return _token(row)
 
     def list(self, user_id: str | None = None) -> list[ApiToken]:
-        sql = ("SELECT t.*, u.username FROM api_tokens t JOIN users u ON u.id = t.user_id ")
+        sql = "SELECT t.*, u.username FROM api_tokens t JOIN users u ON u.id = t.user_id "
         if user_id:
-            rows = self.conn.execute(sql + "WHERE t.user_id::text = %s ORDER BY t.created_at",
-                                     (user_id,)).fetchall()
+            rows = self.conn.execute(
+                sql + "WHERE t.user_id::text = %s ORDER BY t.created_at", (user_id,)
+            ).fetchall()
         else:
             rows = self.conn.execute(sql + "ORDER BY t.created_at").fetchall()
         return [_token(r) for r in rows]
@@ -172,7 +196,8 @@ class TokenRepository:
     def revoke(self, token_id: str) -> ApiToken:
         row = self.conn.execute(
             "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = %s "
-            "RETURNING *", (token_id,)
+            "RETURNING *",
+            (token_id,),
         ).fetchone()
         if row is None:
             raise NotFound(f"token {token_id!r} not found")

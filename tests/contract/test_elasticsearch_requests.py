@@ -56,21 +56,34 @@ class Recorder(BaseHTTPRequestHandler):
         path = self.path
         type(self).calls.append((self.command, path, body))
         if path == "/":
-            self._reply({"version": {"number": "8.15.0", "distribution": self.distribution}
-                         if self.distribution == "opensearch" else {"number": "8.15.0"}})
+            self._reply(
+                {
+                    "version": {"number": "8.15.0", "distribution": self.distribution}
+                    if self.distribution == "opensearch"
+                    else {"number": "8.15.0"}
+                }
+            )
         elif path.startswith("/_cluster/health"):
             self._reply({"cluster_name": "fake", "status": "green", "number_of_nodes": 1})
         elif path.startswith("/_alias/"):
             self._reply({PHYSICAL: {"aliases": {"catalogue-datasets": {}}}})
         elif path == "/_bulk":
-            items = [{"index" if "index" in line else "delete": {"_id": "x", "status": 200}}
-                     for line in body if "index" in line or "delete" in line]
+            items = [
+                {"index" if "index" in line else "delete": {"_id": "x", "status": 200}}
+                for line in body
+                if "index" in line or "delete" in line
+            ]
             self._reply({"errors": False, "items": items})
         elif path.endswith("/_search"):
-            self._reply({"hits": {"total": {"value": 1, "relation": "eq"},
-                                  "hits": [{"_id": "d1", "_source": {"id": "d1"}}]},
-                         "aggregations": {"modalities": {"buckets": [
-                             {"key": "CT", "doc_count": 1}]}}})
+            self._reply(
+                {
+                    "hits": {
+                        "total": {"value": 1, "relation": "eq"},
+                        "hits": [{"_id": "d1", "_source": {"id": "d1"}}],
+                    },
+                    "aggregations": {"modalities": {"buckets": [{"key": "CT", "doc_count": 1}]}},
+                }
+            )
         elif path.endswith("/_count"):
             self._reply({"count": 7})
         elif path.endswith("/_refresh"):
@@ -82,7 +95,7 @@ class Recorder(BaseHTTPRequestHandler):
         else:
             self._reply({"error": "unexpected"}, 400)
 
-    do_GET = do_POST = do_PUT = do_DELETE = _handle  # noqa: N815
+    do_GET = do_POST = do_PUT = do_DELETE = _handle
 
 
 @pytest.fixture
@@ -100,15 +113,30 @@ def _exercise(backend: Any) -> list[tuple[str, str, Any]]:
     definition = load_definition("datasets")
     alias = backend.logical_name("datasets")
     backend.switch_alias(alias, PHYSICAL)
-    result = backend.bulk(alias, [Upsert("d1", {"id": "d1", "title": "Lung CT",
-                                                "modalities": ["CT"],
-                                                "modified": "2024-01-01T00:00:00+00:00"}),
-                                  Delete("d2")])
+    result = backend.bulk(
+        alias,
+        [
+            Upsert(
+                "d1",
+                {
+                    "id": "d1",
+                    "title": "Lung CT",
+                    "modalities": ["CT"],
+                    "modified": "2024-01-01T00:00:00+00:00",
+                },
+            ),
+            Delete("d2"),
+        ],
+    )
     assert result.applied == 2 and not result.errors
     backend.refresh(alias)
     assert backend.count(alias, [Terms("status", ("published",))]) == 7
-    found = backend.search(alias, SearchRequest(text="Lung", facets=("modalities",),
-                                                filters=(Terms("status", ("published",)),)))
+    found = backend.search(
+        alias,
+        SearchRequest(
+            text="Lung", facets=("modalities",), filters=(Terms("status", ("published",)),)
+        ),
+    )
     assert found.total == 1 and found.ids == ["d1"]
     assert found.facets == {"modalities": [("CT", 1)]}
     assert definition.name == "datasets"
@@ -122,7 +150,8 @@ def test_elasticsearch_backend_sends_the_shared_requests(fake: str, tmp_path: Pa
     search = next(body for method, path, body in es_calls if path.endswith("/_search"))
     assert search["track_total_hits"] is True
     assert search["query"]["bool"]["must"] == [
-        {"multi_match": {"query": "lung", "fields": ["title", "description", "keywords_text"]}}]
+        {"multi_match": {"query": "lung", "fields": ["title", "description", "keywords_text"]}}
+    ]
     assert search["aggs"] == {"modalities": {"terms": {"field": "modalities", "size": 50}}}
     bulk = next(body for method, path, body in es_calls if path == "/_bulk")
     assert bulk[0] == {"index": {"_index": "catalogue-datasets", "_id": "d1"}}
@@ -143,11 +172,10 @@ def test_create_index_body_is_strict_and_versioned(fake: str) -> None:
     backend = ElasticsearchBackend([fake], replicas=2, shards=3)
     name = backend.create_index(load_definition("datasets"))
     assert name.startswith("catalogue-datasets-v1-")
-    method, path, body = next(c for c in Recorder.calls if c[0] == "PUT")
+    _method, path, body = next(c for c in Recorder.calls if c[0] == "PUT")
     assert path == f"/{name}"
     assert body["settings"]["number_of_replicas"] == 2
     assert body["settings"]["number_of_shards"] == 3
     assert body["mappings"]["dynamic"] == "strict"
-    assert body["mappings"]["properties"]["title"] == {"type": "text",
-                                                       "analyzer": "catalogue_text"}
+    assert body["mappings"]["properties"]["title"] == {"type": "text", "analyzer": "catalogue_text"}
     assert body["mappings"]["properties"]["modalities"] == {"type": "keyword"}

@@ -21,24 +21,64 @@ from catalogue.search.registry import create_backend
 from tests.conftest import make_config
 
 DOCS: list[dict[str, Any]] = [
-    {"id": "d1", "organisation_id": "org-a", "status": "published", "identifier": "lung-1",
-     "title": "Lung cancer screening CT", "description": "Low-dose chest CT, Lungenkrebs",
-     "keywords_text": "lung screening", "keywords": ["lung", "screening"],
-     "modalities": ["CT"], "body_parts": ["CHEST"], "countries": ["ES"],
-     "number_of_individuals": 2140, "min_age": 50, "max_age": 80,
-     "modified": "2024-01-05T10:00:00+00:00"},
-    {"id": "d2", "organisation_id": "org-b", "status": "published", "identifier": "gbm",
-     "title": "Glioblastoma MRI", "description": "Brain MRI of glioblastoma patients",
-     "keywords": ["brain"], "modalities": ["MR"], "body_parts": ["BRAIN"],
-     "countries": ["DE"], "number_of_individuals": 412, "min_age": 25, "max_age": 85},
-    {"id": "d3", "organisation_id": "org-a", "status": "draft", "identifier": "pet",
-     "title": "NSCLC PET/CT radiomics", "description": "Café crème lung PET",
-     "modalities": ["PT", "CT"], "body_parts": ["CHEST"], "countries": ["ES", "PT"],
-     "number_of_individuals": 420},
-    {"id": "d4", "organisation_id": "org-c", "status": "published", "identifier": "breast",
-     "title": "Breast DCE-MRI and mammography", "description": "Breast cancer imaging",
-     "modalities": ["MG", "MR"], "body_parts": ["BREAST"], "countries": ["IT"],
-     "number_of_individuals": 980, "min_age": 30, "max_age": 75},
+    {
+        "id": "d1",
+        "organisation_id": "org-a",
+        "status": "published",
+        "identifier": "lung-1",
+        "title": "Lung cancer screening CT",
+        "description": "Low-dose chest CT, Lungenkrebs",
+        "keywords_text": "lung screening",
+        "keywords": ["lung", "screening"],
+        "modalities": ["CT"],
+        "body_parts": ["CHEST"],
+        "countries": ["ES"],
+        "number_of_individuals": 2140,
+        "min_age": 50,
+        "max_age": 80,
+        "modified": "2024-01-05T10:00:00+00:00",
+    },
+    {
+        "id": "d2",
+        "organisation_id": "org-b",
+        "status": "published",
+        "identifier": "gbm",
+        "title": "Glioblastoma MRI",
+        "description": "Brain MRI of glioblastoma patients",
+        "keywords": ["brain"],
+        "modalities": ["MR"],
+        "body_parts": ["BRAIN"],
+        "countries": ["DE"],
+        "number_of_individuals": 412,
+        "min_age": 25,
+        "max_age": 85,
+    },
+    {
+        "id": "d3",
+        "organisation_id": "org-a",
+        "status": "draft",
+        "identifier": "pet",
+        "title": "NSCLC PET/CT radiomics",
+        "description": "Café crème lung PET",
+        "modalities": ["PT", "CT"],
+        "body_parts": ["CHEST"],
+        "countries": ["ES", "PT"],
+        "number_of_individuals": 420,
+    },
+    {
+        "id": "d4",
+        "organisation_id": "org-c",
+        "status": "published",
+        "identifier": "breast",
+        "title": "Breast DCE-MRI and mammography",
+        "description": "Breast cancer imaging",
+        "modalities": ["MG", "MR"],
+        "body_parts": ["BREAST"],
+        "countries": ["IT"],
+        "number_of_individuals": 980,
+        "min_age": 30,
+        "max_age": 75,
+    },
 ]
 
 
@@ -48,9 +88,12 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SearchBa
         config = make_config(tmp_path, "postgresql://unused/x")
     else:
         urls = request.getfixturevalue("opensearch_urls")
-        config = make_config(tmp_path, "postgresql://unused/x", search_url=",".join(urls),
-                             search_index_prefix=f"c{os.getpid()}-{tmp_path.name[-12:]}-"
-                             .lower().replace("_", "-"))
+        config = make_config(
+            tmp_path,
+            "postgresql://unused/x",
+            search_url=",".join(urls),
+            search_index_prefix=f"c{os.getpid()}-{tmp_path.name[-12:]}-".lower().replace("_", "-"),
+        )
     b = create_backend(config)
     assert b.name == request.param
     yield b
@@ -114,16 +157,19 @@ def test_text_search_folds_case_and_accents(loaded: tuple[SearchBackend, str]) -
 
 def test_filters_facets_and_visibility(loaded: tuple[SearchBackend, str]) -> None:
     backend, alias = loaded
-    visible = SearchRequest(any_of=((Terms("status", ("published",)),
-                                     Terms("organisation_id", ("org-a",))),),
-                            filters=(Terms("modalities", ("CT", "MR")),),
-                            facets=("modalities", "countries"), sort="-number_of_individuals")
+    visible = SearchRequest(
+        any_of=((Terms("status", ("published",)), Terms("organisation_id", ("org-a",))),),
+        filters=(Terms("modalities", ("CT", "MR")),),
+        facets=("modalities", "countries"),
+        sort="-number_of_individuals",
+    )
     result = backend.search(alias, visible)
     assert result.total == 4  # d1, d2, d4 published; d3 is org-a's own draft
     assert result.ids == ["d1", "d4", "d3", "d2"]
     assert dict(result.facets["modalities"]) == {"CT": 2, "MR": 2, "PT": 1, "MG": 1}
-    public = backend.search(alias, SearchRequest(filters=(Terms("status", ("published",)),),
-                                                 facets=("countries",)))
+    public = backend.search(
+        alias, SearchRequest(filters=(Terms("status", ("published",)),), facets=("countries",))
+    )
     assert public.total == 3
     assert dict(public.facets["countries"]) == {"ES": 1, "DE": 1, "IT": 1}
 
@@ -189,7 +235,9 @@ def test_missing_index_is_not_found(backend: SearchBackend) -> None:
 
 @pytest.mark.opensearch
 def test_cluster_has_three_nodes_and_green_health(opensearch_urls: list[str]) -> None:
-    with urllib.request.urlopen(opensearch_urls[0] + "/_cluster/health", timeout=10) as r:
+    with urllib.request.urlopen(
+        opensearch_urls[0] + "/_cluster/health?wait_for_status=green&timeout=60s", timeout=70
+    ) as r:
         health = json.loads(r.read())
     assert health["number_of_nodes"] == 3
     assert health["status"] == "green"
@@ -197,18 +245,25 @@ def test_cluster_has_three_nodes_and_green_health(opensearch_urls: list[str]) ->
 
 
 @pytest.mark.opensearch
-def test_replicas_are_allocated_on_other_nodes(tmp_path: Path,
-                                               opensearch_urls: list[str]) -> None:
-    config = make_config(tmp_path, "postgresql://unused/x", search_url=",".join(opensearch_urls),
-                         search_index_prefix=f"r{os.getpid()}-", search_replicas=1)
+def test_replicas_are_allocated_on_other_nodes(tmp_path: Path, opensearch_urls: list[str]) -> None:
+    config = make_config(
+        tmp_path,
+        "postgresql://unused/x",
+        search_url=",".join(opensearch_urls),
+        search_index_prefix=f"r{os.getpid()}-",
+        search_replicas=1,
+    )
     backend = create_backend(config)
     physical = backend.create_index(load_definition("datasets"))
     try:
-        with urllib.request.urlopen(f"{opensearch_urls[0]}/_cluster/health/{physical}"
-                                    "?wait_for_status=green&timeout=60s", timeout=70) as r:
+        with urllib.request.urlopen(
+            f"{opensearch_urls[0]}/_cluster/health/{physical}?wait_for_status=green&timeout=60s",
+            timeout=70,
+        ) as r:
             assert json.loads(r.read())["status"] == "green"
         with urllib.request.urlopen(
-                f"{opensearch_urls[0]}/_cat/shards/{physical}?format=json", timeout=10) as r:
+            f"{opensearch_urls[0]}/_cat/shards/{physical}?format=json", timeout=10
+        ) as r:
             shards = json.loads(r.read())
         assert {s["prirep"] for s in shards} == {"p", "r"}
         assert len({s["node"] for s in shards}) == 2

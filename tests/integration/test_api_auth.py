@@ -21,9 +21,14 @@ class World:
 
 
 def _dataset(org: str, identifier: str, status: str = "draft") -> dict[str, Any]:
-    return {"identifier": identifier, "organisation_id": org, "status": status,
-            "title": {"en": f"Dataset {identifier}"}, "modalities": ["CT"],
-            "countries": ["ES"]}
+    return {
+        "identifier": identifier,
+        "organisation_id": org,
+        "status": status,
+        "title": {"en": f"Dataset {identifier}"},
+        "modalities": ["CT"],
+        "countries": ["ES"],
+    }
 
 
 @pytest.fixture
@@ -31,10 +36,12 @@ def world(runtime: Runtime, client: Any) -> World:
     ids = runtime.identities
     ids.create_organisation(SYSTEM, Organisation("org-a", "Provider A", "ES"))
     ids.create_organisation(SYSTEM, Organisation("org-b", "Provider B", "DE"))
-    users = {"admin": User("", "admin1", Role.ADMIN),
-             "provider_a": User("", "prov-a", Role.PROVIDER, "org-a"),
-             "provider_b": User("", "prov-b", Role.PROVIDER, "org-b"),
-             "researcher": User("", "res1", Role.RESEARCHER)}
+    users = {
+        "admin": User("", "admin1", Role.ADMIN),
+        "provider_a": User("", "prov-a", Role.PROVIDER, "org-a"),
+        "provider_b": User("", "prov-b", Role.PROVIDER, "org-b"),
+        "researcher": User("", "res1", Role.RESEARCHER),
+    }
     tokens = {}
     for key, user in users.items():
         ids.create_user(SYSTEM, user)
@@ -42,13 +49,20 @@ def world(runtime: Runtime, client: Any) -> World:
     tokens["anonymous"] = ""
 
     def make(org: str, identifier: str, status: str) -> str:
-        r = client.post("/api/v1/datasets", json=_dataset(org, identifier, status),
-                        headers=auth(tokens["admin"]))
+        r = client.post(
+            "/api/v1/datasets",
+            json=_dataset(org, identifier, status),
+            headers=auth(tokens["admin"]),
+        )
         assert r.status_code == 201, r.json
         return str(r.json["id"])
 
-    made = World(tokens, make("org-b", "b-draft", "draft"), make("org-a", "a-pub", "published"),
-                 make("org-b", "b-pub", "published"))
+    made = World(
+        tokens,
+        make("org-b", "b-draft", "draft"),
+        make("org-a", "a-pub", "published"),
+        make("org-b", "b-pub", "published"),
+    )
     assert runtime.indexer is not None
     runtime.indexer.drain()
     return made
@@ -82,9 +96,11 @@ def _expect(role: str, allowed: set[str]) -> tuple[int, str | None]:
 
 @pytest.mark.parametrize("role", ROLES)
 def test_matrix_create_organisation(client: Any, world: World, role: str) -> None:
-    r = client.post("/api/v1/organisations", json={"id": f"new-{role.replace('_', '-')}",
-                                                    "name": "New"},
-                    headers=auth(world.tokens[role]))
+    r = client.post(
+        "/api/v1/organisations",
+        json={"id": f"new-{role.replace('_', '-')}", "name": "New"},
+        headers=auth(world.tokens[role]),
+    )
     status, code = _expect(role, {"admin"})
     if code:
         assert_error(r, status, code)
@@ -94,8 +110,11 @@ def test_matrix_create_organisation(client: Any, world: World, role: str) -> Non
 
 @pytest.mark.parametrize("role", ROLES)
 def test_matrix_create_user(client: Any, world: World, role: str) -> None:
-    r = client.post("/api/v1/users", json={"username": f"u-{role}", "role": "researcher"},
-                    headers=auth(world.tokens[role]))
+    r = client.post(
+        "/api/v1/users",
+        json={"username": f"u-{role}", "role": "researcher"},
+        headers=auth(world.tokens[role]),
+    )
     status, code = _expect(role, {"admin"})
     if code:
         assert_error(r, status, code)
@@ -115,8 +134,9 @@ def test_matrix_list_users(client: Any, world: World, role: str) -> None:
 
 @pytest.mark.parametrize("role", ROLES)
 def test_matrix_create_dataset_in_org_a(client: Any, world: World, role: str) -> None:
-    r = client.post("/api/v1/datasets", json=_dataset("org-a", f"new-{role}"),
-                    headers=auth(world.tokens[role]))
+    r = client.post(
+        "/api/v1/datasets", json=_dataset("org-a", f"new-{role}"), headers=auth(world.tokens[role])
+    )
     status, code = _expect(role, {"admin", "provider_a"})
     if code:
         assert_error(r, status, code)
@@ -128,8 +148,9 @@ def test_matrix_create_dataset_in_org_a(client: Any, world: World, role: str) ->
 def test_matrix_update_published_dataset_of_org_a(client: Any, world: World, role: str) -> None:
     body = _dataset("org-a", "a-pub", "published")
     body["title"] = {"en": f"changed by {role}"}
-    r = client.put(f"/api/v1/datasets/{world.published_a}", json=body,
-                   headers=auth(world.tokens[role]))
+    r = client.put(
+        f"/api/v1/datasets/{world.published_a}", json=body, headers=auth(world.tokens[role])
+    )
     status, code = _expect(role, {"admin", "provider_a"})
     if code:
         assert_error(r, status, code)
@@ -140,8 +161,7 @@ def test_matrix_update_published_dataset_of_org_a(client: Any, world: World, rol
 
 
 @pytest.mark.parametrize("role", ROLES)
-def test_matrix_withdraw_published_dataset_of_org_b(client: Any, world: World,
-                                                    role: str) -> None:
+def test_matrix_withdraw_published_dataset_of_org_b(client: Any, world: World, role: str) -> None:
     r = client.delete(f"/api/v1/datasets/{world.published_b}", headers=auth(world.tokens[role]))
     status, code = _expect(role, {"admin", "provider_b"})
     if code:
@@ -152,8 +172,7 @@ def test_matrix_withdraw_published_dataset_of_org_b(client: Any, world: World,
 
 
 @pytest.mark.parametrize("role", ROLES)
-def test_matrix_draft_of_org_b_is_invisible_to_others(client: Any, world: World,
-                                                      role: str) -> None:
+def test_matrix_draft_of_org_b_is_invisible_to_others(client: Any, world: World, role: str) -> None:
     headers = auth(world.tokens[role])
     r = client.get(f"/api/v1/datasets/{world.draft_b}", headers=headers)
     listing = client.get("/api/v1/datasets?size=100", headers=headers).json
@@ -171,7 +190,8 @@ def test_matrix_draft_of_org_b_is_invisible_to_others(client: Any, world: World,
 
 
 def test_provider_cannot_create_in_another_org_even_by_identifier_reuse(
-        client: Any, world: World) -> None:
+    client: Any, world: World
+) -> None:
     body = _dataset("org-b", "b-pub", "withdrawn")
     r = client.post("/api/v1/datasets", json=body, headers=auth(world.tokens["provider_a"]))
     assert_error(r, 403, "forbidden")
@@ -180,8 +200,9 @@ def test_provider_cannot_create_in_another_org_even_by_identifier_reuse(
 
 def test_provider_cannot_move_dataset_to_another_org(client: Any, world: World) -> None:
     body = _dataset("org-b", "a-pub", "published")
-    r = client.put(f"/api/v1/datasets/{world.published_a}", json=body,
-                   headers=auth(world.tokens["provider_a"]))
+    r = client.put(
+        f"/api/v1/datasets/{world.published_a}", json=body, headers=auth(world.tokens["provider_a"])
+    )
     assert r.status_code in (400, 403)
 
 
@@ -200,8 +221,9 @@ def test_tokens_are_stored_hashed_only(runtime: Runtime, world: World) -> None:
 
 def test_token_lifecycle_revoke_and_expiry(client: Any, runtime: Runtime, world: World) -> None:
     admin = auth(world.tokens["admin"])
-    created = client.post("/api/v1/tokens", json={"username": "res1", "name": "laptop"},
-                          headers=admin)
+    created = client.post(
+        "/api/v1/tokens", json={"username": "res1", "name": "laptop"}, headers=admin
+    )
     assert created.status_code == 201
     secret = created.json["token"]
     assert client.get("/api/v1/me", headers=auth(secret)).json["username"] == "res1"
@@ -215,16 +237,19 @@ def test_token_lifecycle_revoke_and_expiry(client: Any, runtime: Runtime, world:
     # expiry
     issued = runtime.identities.issue_token(SYSTEM, "res1", ttl_days=1)
     with runtime.database.transaction() as conn:
-        conn.execute("UPDATE api_tokens SET expires_at = %s WHERE id = %s",
-                     (datetime.now(UTC) - timedelta(seconds=1), issued.token.id))
+        conn.execute(
+            "UPDATE api_tokens SET expires_at = %s WHERE id = %s",
+            (datetime.now(UTC) - timedelta(seconds=1), issued.token.id),
+        )
     r = client.get("/api/v1/me", headers=auth(issued.secret))
     assert_error(r, 401, "unauthenticated")
     assert "expired" in r.json["error"]["message"]
 
 
 def test_users_cannot_mint_tokens_for_others_or_revoke_theirs(client: Any, world: World) -> None:
-    r = client.post("/api/v1/tokens", json={"username": "admin1"},
-                    headers=auth(world.tokens["researcher"]))
+    r = client.post(
+        "/api/v1/tokens", json={"username": "admin1"}, headers=auth(world.tokens["researcher"])
+    )
     assert_error(r, 403, "forbidden")
     own = client.post("/api/v1/tokens", json={}, headers=auth(world.tokens["researcher"]))
     assert own.status_code == 201
@@ -236,13 +261,16 @@ def test_users_cannot_mint_tokens_for_others_or_revoke_theirs(client: Any, world
 
 def test_deactivated_user_is_locked_out(client: Any, runtime: Runtime, world: World) -> None:
     runtime.identities.set_user_active(SYSTEM, "prov-a", False)
-    r = client.post("/api/v1/datasets", json=_dataset("org-a", "x"),
-                    headers=auth(world.tokens["provider_a"]))
+    r = client.post(
+        "/api/v1/datasets", json=_dataset("org-a", "x"), headers=auth(world.tokens["provider_a"])
+    )
     assert_error(r, 401, "unauthenticated")
 
 
-@pytest.mark.parametrize("header", ["Bearer", "Bearer ", "Basic abc", "Bearer cic_nope",
-                                    "Bearer cic_0011.wrong", "Bearer x" * 50])
+@pytest.mark.parametrize(
+    "header",
+    ["Bearer", "Bearer ", "Basic abc", "Bearer cic_nope", "Bearer cic_0011.wrong", "Bearer x" * 50],
+)
 def test_bad_credentials_are_401(client: Any, world: World, header: str) -> None:
     r = client.get("/api/v1/datasets", headers={"Authorization": header})
     assert_error(r, 401, "unauthenticated")
@@ -252,12 +280,21 @@ def test_error_shape_for_framework_errors(client: Any, world: World) -> None:
     assert_error(client.get("/api/v1/nothing-here"), 404, "not_found")
     assert_error(client.patch("/api/v1/datasets"), 405, "method_not_allowed")
     admin = auth(world.tokens["admin"])
-    assert_error(client.post("/api/v1/organisations", data="{not json",
-                             content_type="application/json", headers=admin),
-                 400, "invalid_request")
-    assert_error(client.post("/api/v1/organisations", data="x=1",
-                             content_type="text/plain", headers=admin),
-                 415, "unsupported_media_type")
+    assert_error(
+        client.post(
+            "/api/v1/organisations",
+            data="{not json",
+            content_type="application/json",
+            headers=admin,
+        ),
+        400,
+        "invalid_request",
+    )
+    assert_error(
+        client.post("/api/v1/organisations", data="x=1", content_type="text/plain", headers=admin),
+        415,
+        "unsupported_media_type",
+    )
     r = client.post("/api/v1/organisations", json={"id": "Bad Id!", "name": ""}, headers=admin)
     assert_error(r, 400, "invalid_request")
     assert set(r.json["error"]["details"]) == {"id", "name"}
@@ -268,17 +305,22 @@ def test_error_shape_for_framework_errors(client: Any, world: World) -> None:
 
 def test_oversized_payload_is_413(client: Any, runtime: Runtime, world: World) -> None:
     big = "x" * (runtime.config.max_request_bytes + 10)
-    r = client.post("/api/v1/datasets", data=big, content_type="application/json",
-                    headers=auth(world.tokens["admin"]))
+    r = client.post(
+        "/api/v1/datasets",
+        data=big,
+        content_type="application/json",
+        headers=auth(world.tokens["admin"]),
+    )
     assert_error(r, 413, "payload_too_large")
 
 
 def test_every_write_is_audited(client: Any, runtime: Runtime, world: World) -> None:
-    r = client.post(f"/api/v1/datasets/{world.draft_b}/publish",
-                    headers=auth(world.tokens["provider_b"]))
+    r = client.post(
+        f"/api/v1/datasets/{world.draft_b}/publish", headers=auth(world.tokens["provider_b"])
+    )
     assert r.status_code == 200
     with runtime.database.transaction() as conn:
-        row = conn.execute("SELECT actor, action, target_id FROM audit_log "
-                           "ORDER BY id DESC LIMIT 1").fetchone()
-    assert row == {"actor": "prov-b", "action": "dataset.published",
-                   "target_id": world.draft_b}
+        row = conn.execute(
+            "SELECT actor, action, target_id FROM audit_log ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+    assert row == {"actor": "prov-b", "action": "dataset.published", "target_id": world.draft_b}

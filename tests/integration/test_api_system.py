@@ -50,18 +50,27 @@ def _free_port() -> int:
 def test_search_engine_down_writes_continue_and_readyz_503(tmp_path: Path, db_url: str) -> None:
     """With the search engine unreachable, writes still commit (the outbox grows), reads of the
     search answer 503 with a clear error, and /readyz says what is down."""
-    config = make_config(tmp_path, db_url, search_url=f"http://127.0.0.1:{_free_port()}",
-                         search_timeout=1.0)
+    config = make_config(
+        tmp_path, db_url, search_url=f"http://127.0.0.1:{_free_port()}", search_timeout=1.0
+    )
     runtime = Runtime(config).start()
     try:
         client = create_app(runtime=runtime, background_indexer=False).test_client()
         runtime.identities.create_organisation(SYSTEM, Organisation("org-a", "A"))
         token = runtime.identities.issue_token(
-            SYSTEM, runtime.identities.create_user(
-                SYSTEM, _user("prov", "provider", "org-a")).username).secret
-        r = client.post("/api/v1/datasets", headers={"Authorization": f"Bearer {token}"},
-                        json={"identifier": "x", "organisation_id": "org-a",
-                              "title": {"en": "X"}, "status": "published"})
+            SYSTEM,
+            runtime.identities.create_user(SYSTEM, _user("prov", "provider", "org-a")).username,
+        ).secret
+        r = client.post(
+            "/api/v1/datasets",
+            headers={"Authorization": f"Bearer {token}"},
+            json={
+                "identifier": "x",
+                "organisation_id": "org-a",
+                "title": {"en": "X"},
+                "status": "published",
+            },
+        )
         assert r.status_code == 201
         ready = client.get("/readyz")
         assert ready.status_code == 503
@@ -83,16 +92,21 @@ def _user(name: str, role: str, org: str | None) -> Any:
     return User("", name, Role(role), org)
 
 
-def test_outbox_drains_into_the_index_and_rebuild_matches(client: Any,
-                                                          runtime: Runtime) -> None:
+def test_outbox_drains_into_the_index_and_rebuild_matches(client: Any, runtime: Runtime) -> None:
     runtime.identities.create_organisation(SYSTEM, Organisation("org-a", "A", "ES"))
     from catalogue.model.dataset import Dataset, DatasetStatus
 
     for i in range(30):
-        runtime.datasets.save(SYSTEM, Dataset(
-            identifier=f"d{i}", organisation_id="org-a", title={"en": f"Lung study {i}"},
-            status=DatasetStatus.PUBLISHED if i % 3 else DatasetStatus.DRAFT,
-            modalities=["CT"] if i % 2 else ["MR"]))
+        runtime.datasets.save(
+            SYSTEM,
+            Dataset(
+                identifier=f"d{i}",
+                organisation_id="org-a",
+                title={"en": f"Lung study {i}"},
+                status=DatasetStatus.PUBLISHED if i % 3 else DatasetStatus.DRAFT,
+                modalities=["CT"] if i % 2 else ["MR"],
+            ),
+        )
     assert runtime.indexer is not None
     assert runtime.indexer.lag()["pending"] == 30
     assert runtime.indexer.drain() == 30

@@ -23,8 +23,12 @@ from tests.conftest import TEST_SECRET
 
 @pytest.fixture
 def env(db_url: str, tmp_path: Path) -> dict[str, str]:
-    return {"CATALOGUE_DATABASE_URL": db_url, "CATALOGUE_DATA_DIR": str(tmp_path / "data"),
-            "CATALOGUE_SECRET_KEY": TEST_SECRET, "CATALOGUE_ENV": "test"}
+    return {
+        "CATALOGUE_DATABASE_URL": db_url,
+        "CATALOGUE_DATA_DIR": str(tmp_path / "data"),
+        "CATALOGUE_SECRET_KEY": TEST_SECRET,
+        "CATALOGUE_ENV": "test",
+    }
 
 
 def run(env: dict[str, str], *args: str) -> Any:
@@ -69,8 +73,11 @@ def test_invalid_configuration_exits_nonzero_with_message(env: dict[str, str]) -
 
 
 def test_unreachable_database_is_a_clear_error(env: dict[str, str]) -> None:
-    bad = {**env, "CATALOGUE_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
-           "CATALOGUE_DATABASE_TIMEOUT": "1"}
+    bad = {
+        **env,
+        "CATALOGUE_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+        "CATALOGUE_DATABASE_TIMEOUT": "1",
+    }
     r = run(bad, "orgs", "list")
     assert r.exit_code == 2
     assert "database is unavailable" in r.output
@@ -123,8 +130,20 @@ def _postgres_processes(data_dir: Path) -> list[psutil.Process]:
 def _demo(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CATALOGUE_")}
     return subprocess.Popen(
-        [sys.executable, "-m", "catalogue.cli", "--data-dir", str(data_dir), "demo",
-         "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        [
+            sys.executable,
+            "-m",
+            "catalogue.cli",
+            "--data-dir",
+            str(data_dir),
+            "demo",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 @pytest.mark.slow

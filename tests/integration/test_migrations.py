@@ -31,20 +31,35 @@ def folder(tmp_path: Path) -> Path:
 
 def _tables(db: Database) -> set[str]:
     with db.transaction() as conn:
-        return {r["tablename"] for r in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        return {
+            r["tablename"]
+            for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        }
 
 
 def test_upgrade_applies_in_order_and_records_checksums(db: Database, folder: Path) -> None:
     applied = migrations.upgrade(db, folder)
     assert [m.version for m in applied] == sorted(m.version for m in applied)
-    assert {"organisations", "users", "api_tokens", "datasets", "distributions", "subjects",
-            "imaging_studies", "conditions", "harvest_sources", "harvest_runs",
-            "harvest_record_errors", "outbox", "audit_log"} <= _tables(db)
+    assert {
+        "organisations",
+        "users",
+        "api_tokens",
+        "datasets",
+        "distributions",
+        "subjects",
+        "imaging_studies",
+        "conditions",
+        "harvest_sources",
+        "harvest_runs",
+        "harvest_record_errors",
+        "outbox",
+        "audit_log",
+    } <= _tables(db)
     with db.transaction() as conn:
         rows = conn.execute("SELECT version, checksum FROM schema_migrations").fetchall()
     assert {r["version"]: r["checksum"] for r in rows} == {
-        m.version: m.checksum for m in migrations.discover(folder)}
+        m.version: m.checksum for m in migrations.discover(folder)
+    }
     assert migrations.upgrade(db, folder) == []  # idempotent
 
 
@@ -70,7 +85,8 @@ def test_missing_applied_file_is_refused(db: Database, folder: Path) -> None:
 def test_failing_migration_leaves_nothing_half_applied(db: Database, folder: Path) -> None:
     migrations.upgrade(db, folder)
     (folder / "0002_half.sql").write_text(
-        "CREATE TABLE half_one (id int);\nCREATE TABLE half_two (id nonexistent_type);")
+        "CREATE TABLE half_one (id int);\nCREATE TABLE half_two (id nonexistent_type);"
+    )
     with pytest.raises(MigrationError, match="0002_half.sql failed and was rolled back"):
         migrations.upgrade(db, folder)
     assert "half_one" not in _tables(db)
@@ -114,4 +130,5 @@ def test_concurrent_upgrades_apply_once(empty_db_url: str, folder: Path) -> None
     assert sorted(results) == [0, 0, len(migrations.discover(folder))]
     with psycopg.connect(empty_db_url) as conn:
         assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == len(
-            migrations.discover(folder))
+            migrations.discover(folder)
+        )

@@ -11,8 +11,13 @@ from catalogue.errors import ConfigError
 
 
 def test_defaults_and_environment(tmp_path: Path) -> None:
-    config = load_config(environ={"CATALOGUE_PORT": "9000", "CATALOGUE_DATA_DIR": str(tmp_path),
-                                  "CATALOGUE_SEARCH_VERIFY_CERTS": "false"})
+    config = load_config(
+        environ={
+            "CATALOGUE_PORT": "9000",
+            "CATALOGUE_DATA_DIR": str(tmp_path),
+            "CATALOGUE_SEARCH_VERIFY_CERTS": "false",
+        }
+    )
     assert config.port == 9000
     assert config.data_dir == str(tmp_path.resolve())
     assert config.search_verify_certs is False
@@ -28,18 +33,24 @@ def test_toml_file_is_overridden_by_environment(tmp_path: Path) -> None:
     assert config.sources["workers"] == str(path)
 
 
-@pytest.mark.parametrize("env, message", [
-    ({"CATALOGUE_PORT": "eighty"}, "CATALOGUE_PORT .* must be a int"),
-    ({"CATALOGUE_PORT": "70000"}, "between 1 and 65535"),
-    ({"CATALOGUE_ENV": "staging"}, "must be one of development, production"),
-    ({"CATALOGUE_DATABASE_URL": "mysql://x"}, "must start with postgresql://"),
-    ({"CATALOGUE_SEARCH_URL": "localhost:9200"}, "must be http"),
-    ({"CATALOGUE_DATABASE_POOL_MIN": "20", "CATALOGUE_DATABASE_POOL_MAX": "5"}, "must not exceed"),
-    ({"CATALOGUE_ENV": "production"}, "CATALOGUE_SECRET_KEY is not set"),
-    ({"CATALOGUE_ENV": "production", "CATALOGUE_SECRET_KEY": "changeme"}, "too weak"),
-    ({"CATALOGUE_ENV": "production", "CATALOGUE_SECRET_KEY": "a" * 40}, "too weak"),
-    ({"CATALOGUE_SEARCH_VERIFY_CERTS": "perhaps"}, "must be a bool"),
-])
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"CATALOGUE_PORT": "eighty"}, "CATALOGUE_PORT .* must be a int"),
+        ({"CATALOGUE_PORT": "70000"}, "between 1 and 65535"),
+        ({"CATALOGUE_ENV": "staging"}, "must be one of development, production"),
+        ({"CATALOGUE_DATABASE_URL": "mysql://x"}, "must start with postgresql://"),
+        ({"CATALOGUE_SEARCH_URL": "localhost:9200"}, "must be http"),
+        (
+            {"CATALOGUE_DATABASE_POOL_MIN": "20", "CATALOGUE_DATABASE_POOL_MAX": "5"},
+            "must not exceed",
+        ),
+        ({"CATALOGUE_ENV": "production"}, "CATALOGUE_SECRET_KEY is not set"),
+        ({"CATALOGUE_ENV": "production", "CATALOGUE_SECRET_KEY": "changeme"}, "too weak"),
+        ({"CATALOGUE_ENV": "production", "CATALOGUE_SECRET_KEY": "a" * 40}, "too weak"),
+        ({"CATALOGUE_SEARCH_VERIFY_CERTS": "perhaps"}, "must be a bool"),
+    ],
+)
 def test_invalid_configuration_is_a_clear_error(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(environ=env)
@@ -58,16 +69,23 @@ def test_unknown_or_broken_toml(tmp_path: Path) -> None:
 
 
 def test_production_with_strong_secret_starts() -> None:
-    config = load_config(environ={"CATALOGUE_ENV": "production",
-                                  "CATALOGUE_SECRET_KEY": "Zq8-vL2pX9_rT4mK7wB1nY6cH3sD0fG5jA"})
+    config = load_config(
+        environ={
+            "CATALOGUE_ENV": "production",
+            "CATALOGUE_SECRET_KEY": "Zq8-vL2pX9_rT4mK7wB1nY6cH3sD0fG5jA",
+        }
+    )
     assert config.production
 
 
 def test_secrets_are_masked() -> None:
-    config = load_config(environ={
-        "CATALOGUE_SECRET_KEY": "s3cr3t-value-that-is-long-enough-for-production",
-        "CATALOGUE_DATABASE_URL": "postgresql://cat:hunter2@db.example:5432/catalogue",
-        "CATALOGUE_SEARCH_URL": "https://elastic:pw123@es1:9200,https://es2:9200"})
+    config = load_config(
+        environ={
+            "CATALOGUE_SECRET_KEY": "s3cr3t-value-that-is-long-enough-for-production",
+            "CATALOGUE_DATABASE_URL": "postgresql://cat:hunter2@db.example:5432/catalogue",
+            "CATALOGUE_SEARCH_URL": "https://elastic:pw123@es1:9200,https://es2:9200",
+        }
+    )
     masked = config.masked()
     text = str(masked)
     assert "s3cr3t" not in text and "hunter2" not in text and "pw123" not in text

@@ -14,8 +14,13 @@ from catalogue.errors import ValidationError
 from catalogue.search.mappings import IndexDefinition
 from catalogue.search.query import Range, SearchRequest, Terms
 
-_TYPES = {"keyword": "keyword", "integer": "integer", "float": "double", "date": "date",
-          "boolean": "boolean"}
+_TYPES = {
+    "keyword": "keyword",
+    "integer": "integer",
+    "float": "double",
+    "date": "date",
+    "boolean": "boolean",
+}
 
 
 def index_body(definition: IndexDefinition, shards: int, replicas: int) -> dict[str, Any]:
@@ -27,10 +32,12 @@ def index_body(definition: IndexDefinition, shards: int, replicas: int) -> dict[
             properties[f.name] = {"type": "text", "analyzer": analyzer}
         else:
             properties[f.name] = {"type": _TYPES[f.type]}
-    settings = {"number_of_shards": shards, "number_of_replicas": replicas,
-                **definition.engine.get("settings", {})}
-    return {"settings": settings,
-            "mappings": {"dynamic": "strict", "properties": properties}}
+    settings = {
+        "number_of_shards": shards,
+        "number_of_replicas": replicas,
+        **definition.engine.get("settings", {}),
+    }
+    return {"settings": settings, "mappings": {"dynamic": "strict", "properties": properties}}
 
 
 def _check_field(definition: IndexDefinition, name: str) -> str:
@@ -64,28 +71,40 @@ def _bound(ftype: str, value: float) -> Any:
     return value
 
 
-def filters_query(definition: IndexDefinition, filters: tuple[Any, ...],
-                  any_of: tuple[tuple[Any, ...], ...] = ()) -> dict[str, Any]:
+def filters_query(
+    definition: IndexDefinition, filters: tuple[Any, ...], any_of: tuple[tuple[Any, ...], ...] = ()
+) -> dict[str, Any]:
     clauses = [filter_clause(definition, f) for f in filters]
     for group in any_of:
-        clauses.append({"bool": {"should": [filter_clause(definition, f) for f in group],
-                                 "minimum_should_match": 1}})
+        clauses.append(
+            {
+                "bool": {
+                    "should": [filter_clause(definition, f) for f in group],
+                    "minimum_should_match": 1,
+                }
+            }
+        )
     if not clauses:
         return {"match_all": {}}
     return {"bool": {"filter": clauses}}
 
 
-def search_body(definition: IndexDefinition, request: SearchRequest,
-                tokens: list[str]) -> dict[str, Any]:
+def search_body(
+    definition: IndexDefinition, request: SearchRequest, tokens: list[str]
+) -> dict[str, Any]:
     """The search request body. ``tokens`` are the analysed words of the text query; each must
     match at least one text field (the same semantics as the tantivy backend)."""
-    must = [{"multi_match": {"query": t, "fields": list(definition.text_fields)}}
-            for t in tokens]
+    must = [{"multi_match": {"query": t, "fields": list(definition.text_fields)}} for t in tokens]
     query: dict[str, Any] = {"bool": {"must": must or [{"match_all": {}}]}}
     if request.filters or request.any_of:
         query["bool"]["filter"] = [filters_query(definition, request.filters, request.any_of)]
-    body: dict[str, Any] = {"query": query, "size": request.size, "from": request.offset,
-                            "track_total_hits": True, "_source": [definition.id_field]}
+    body: dict[str, Any] = {
+        "query": query,
+        "size": request.size,
+        "from": request.offset,
+        "track_total_hits": True,
+        "_source": [definition.id_field],
+    }
     if request.sort:
         field = request.sort.lstrip("-")
         if _check_field(definition, field) not in ("integer", "float", "date"):
@@ -94,16 +113,20 @@ def search_body(definition: IndexDefinition, request: SearchRequest,
     if request.facets:
         for f in request.facets:
             _check_field(definition, f)
-        body["aggs"] = {f: {"terms": {"field": f, "size": request.facet_size}}
-                        for f in request.facets}
+        body["aggs"] = {
+            f: {"terms": {"field": f, "size": request.facet_size}} for f in request.facets
+        }
     return body
 
 
-def parse_facets(response: dict[str, Any],
-                 names: tuple[str, ...]) -> dict[str, list[tuple[str, int]]]:
+def parse_facets(
+    response: dict[str, Any], names: tuple[str, ...]
+) -> dict[str, list[tuple[str, int]]]:
     aggs = response.get("aggregations", {})
-    return {n: [(str(b["key"]), int(b["doc_count"])) for b in aggs.get(n, {}).get("buckets", [])]
-            for n in names}
+    return {
+        n: [(str(b["key"]), int(b["doc_count"])) for b in aggs.get(n, {}).get("buckets", [])]
+        for n in names
+    }
 
 
 def document(definition: IndexDefinition, doc: dict[str, Any]) -> dict[str, Any]:
@@ -133,7 +156,8 @@ def stored(definition: IndexDefinition, source: dict[str, Any]) -> dict[str, Any
             continue
         values = value if isinstance(value, list) else [value]
         if fdef.type == "date":
-            values = [datetime.fromisoformat(str(v).replace("Z", "+00:00")).isoformat()
-                      for v in values]
+            values = [
+                datetime.fromisoformat(str(v).replace("Z", "+00:00")).isoformat() for v in values
+            ]
         out[key] = values
     return out

@@ -37,8 +37,15 @@ class EngineHTTPError(Exception):
 class RestSearchBackend(SearchBackend):
     """Shared logic; subclasses implement :meth:`_send`."""
 
-    def __init__(self, urls: list[str], prefix: str = "catalogue-", shards: int = 1,
-                 replicas: int = 1, timeout: float = 10.0, verify_certs: bool = True) -> None:
+    def __init__(
+        self,
+        urls: list[str],
+        prefix: str = "catalogue-",
+        shards: int = 1,
+        replicas: int = 1,
+        timeout: float = 10.0,
+        verify_certs: bool = True,
+    ) -> None:
         self.urls = urls
         self.prefix = prefix
         self.shards = shards
@@ -49,17 +56,24 @@ class RestSearchBackend(SearchBackend):
     @classmethod
     def from_config(cls, config: Any) -> RestSearchBackend:
         urls = [u.strip() for u in config.search_url.split(",") if u.strip()]
-        return cls(urls, prefix=config.search_index_prefix, shards=config.search_shards,
-                   replicas=config.search_replicas, timeout=config.search_timeout,
-                   verify_certs=config.search_verify_certs)
+        return cls(
+            urls,
+            prefix=config.search_index_prefix,
+            shards=config.search_shards,
+            replicas=config.search_replicas,
+            timeout=config.search_timeout,
+            verify_certs=config.search_verify_certs,
+        )
 
     # -- transport ----------------------------------------------------------------------------
-    def _send(self, method: str, path: str, body: Any = None,
-              params: dict[str, Any] | None = None) -> Any:
+    def _send(
+        self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None
+    ) -> Any:
         raise NotImplementedError
 
-    def _request(self, method: str, path: str, body: Any = None,
-                 params: dict[str, Any] | None = None) -> Any:
+    def _request(
+        self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None
+    ) -> Any:
         try:
             return self._send(method, path, body, params)
         except EngineHTTPError as exc:
@@ -84,7 +98,7 @@ class RestSearchBackend(SearchBackend):
             physical = current
             match = _PHYSICAL.match(physical)
         assert match is not None
-        name = match.group("logical")[len(self.prefix):]
+        name = match.group("logical")[len(self.prefix) :]
         return load_definition(name, int(match.group("version")))
 
     # -- contract -----------------------------------------------------------------------------
@@ -92,17 +106,24 @@ class RestSearchBackend(SearchBackend):
         info = self._request("GET", "/")
         health = self._request("GET", "/_cluster/health")
         version = info.get("version", {})
-        return {"engine": version.get("distribution", "elasticsearch"),
-                "version": version.get("number"), "cluster": health.get("cluster_name"),
-                "status": health.get("status"), "nodes": health.get("number_of_nodes")}
+        return {
+            "engine": version.get("distribution", "elasticsearch"),
+            "version": version.get("number"),
+            "cluster": health.get("cluster_name"),
+            "status": health.get("status"),
+            "nodes": health.get("number_of_nodes"),
+        }
 
     def create_index(self, definition: IndexDefinition) -> str:
         stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S%f")
         physical = f"{self.logical_name(definition.name)}-v{definition.version}-{stamp}"
         body = es_dsl.index_body(definition, self.shards, self.replicas)
         self._request("PUT", f"/{physical}", body)
-        self._request("GET", f"/_cluster/health/{physical}",
-                      params={"wait_for_status": "yellow", "timeout": f"{int(self.timeout)}s"})
+        self._request(
+            "GET",
+            f"/_cluster/health/{physical}",
+            params={"wait_for_status": "yellow", "timeout": f"{int(self.timeout)}s"},
+        )
         return physical
 
     def current_index(self, logical: str) -> str | None:
@@ -138,8 +159,9 @@ class RestSearchBackend(SearchBackend):
         for action in actions:
             if isinstance(action, Upsert):
                 lines.append(json.dumps({"index": {"_index": index, "_id": action.id}}))
-                lines.append(json.dumps(es_dsl.document(definition, action.document),
-                                        ensure_ascii=False))
+                lines.append(
+                    json.dumps(es_dsl.document(definition, action.document), ensure_ascii=False)
+                )
             elif isinstance(action, Delete):
                 lines.append(json.dumps({"delete": {"_index": index, "_id": action.id}}))
         response = self._request("POST", "/_bulk", "\n".join(lines) + "\n")
@@ -193,12 +215,18 @@ class OpenSearchBackend(RestSearchBackend):
         super().__init__(urls, **kwargs)
         from opensearchpy import OpenSearch
 
-        self.client = OpenSearch(hosts=urls, timeout=self.timeout, max_retries=1,
-                                 retry_on_timeout=False, verify_certs=self.verify_certs,
-                                 ssl_show_warn=False)
+        self.client = OpenSearch(
+            hosts=urls,
+            timeout=self.timeout,
+            max_retries=1,
+            retry_on_timeout=False,
+            verify_certs=self.verify_certs,
+            ssl_show_warn=False,
+        )
 
-    def _send(self, method: str, path: str, body: Any = None,
-              params: dict[str, Any] | None = None) -> Any:
+    def _send(
+        self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None
+    ) -> Any:
         from opensearchpy import exceptions as osx
 
         if params:  # in the URL: the client would take a "timeout" param as its own timeout
@@ -223,22 +251,28 @@ class ElasticsearchBackend(RestSearchBackend):
         super().__init__(urls, **kwargs)
         from elasticsearch import Elasticsearch
 
-        self.client = Elasticsearch(hosts=urls, request_timeout=self.timeout, max_retries=1,
-                                    retry_on_timeout=False, verify_certs=self.verify_certs)
+        self.client = Elasticsearch(
+            hosts=urls,
+            request_timeout=self.timeout,
+            max_retries=1,
+            retry_on_timeout=False,
+            verify_certs=self.verify_certs,
+        )
 
-    def _send(self, method: str, path: str, body: Any = None,
-              params: dict[str, Any] | None = None) -> Any:
+    def _send(
+        self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None
+    ) -> Any:
         import elastic_transport
         from elasticsearch import ApiError
 
         headers = {"accept": "application/json"}
         if body is not None:
-            headers["content-type"] = ("application/x-ndjson" if path.endswith("_bulk")
-                                       else "application/json")
+            headers["content-type"] = (
+                "application/x-ndjson" if path.endswith("_bulk") else "application/json"
+            )
         query = "?" + urlencode(params) if params else ""
         try:
-            response = self.client.perform_request(method, path + query, headers=headers,
-                                                   body=body)
+            response = self.client.perform_request(method, path + query, headers=headers, body=body)
         except ApiError as exc:
             raise EngineHTTPError(exc.meta.status, exc.body) from None
         except elastic_transport.TransportError:
@@ -262,7 +296,8 @@ def detect_engine(url: str, timeout: float = 5.0, verify: bool = True) -> str:
         token = base64.b64encode(f"{parts.username}:{parts.password or ''}".encode()).decode()
         headers["Authorization"] = f"Basic {token}"
         clean = url.replace(f"{parts.username}:{parts.password}@", "").replace(
-            f"{parts.username}@", "")
+            f"{parts.username}@", ""
+        )
     context = None
     if not verify:
         context = ssl.create_default_context()

@@ -146,9 +146,11 @@ class TantivyBackend(SearchBackend):
                 path = self.indices_dir / physical
                 data = json.loads((path / "definition.json").read_text())
                 definition = IndexDefinition(
-                    name=data["name"], version=data["version"],
+                    name=data["name"],
+                    version=data["version"],
                     fields={k: FieldDef(**v) for k, v in data["fields"].items()},
-                    text_fields=tuple(data["text_fields"]), id_field=data["id_field"],
+                    text_fields=tuple(data["text_fields"]),
+                    id_field=data["id_field"],
                 )
                 handle = _OpenIndex(path, definition)
                 self._open[physical] = handle
@@ -158,8 +160,12 @@ class TantivyBackend(SearchBackend):
     def ping(self) -> dict[str, Any]:
         if not os.access(self.root, os.W_OK):
             raise SearchUnavailable(f"the tantivy index folder {self.root} is not writable")
-        return {"engine": "tantivy", "version": _tantivy_version(), "path": str(self.root),
-                "indices": sorted(p.name for p in self.indices_dir.iterdir())}
+        return {
+            "engine": "tantivy",
+            "version": _tantivy_version(),
+            "path": str(self.root),
+            "indices": sorted(p.name for p in self.indices_dir.iterdir()),
+        }
 
     def create_index(self, definition: IndexDefinition) -> str:
         stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S%f")
@@ -167,9 +173,13 @@ class TantivyBackend(SearchBackend):
         path = self.indices_dir / physical
         path.mkdir(parents=True)
         tantivy.Index(_schema(definition), path=str(path), reuse=False)
-        meta = {"name": definition.name, "version": definition.version,
-                "fields": {k: asdict(v) for k, v in definition.fields.items()},
-                "text_fields": list(definition.text_fields), "id_field": definition.id_field}
+        meta = {
+            "name": definition.name,
+            "version": definition.version,
+            "fields": {k: asdict(v) for k, v in definition.fields.items()},
+            "text_fields": list(definition.text_fields),
+            "id_field": definition.id_field,
+        }
         (path / "definition.json").write_text(json.dumps(meta, indent=1))
         return physical
 
@@ -188,8 +198,9 @@ class TantivyBackend(SearchBackend):
         os.replace(tmp, self.aliases_dir / logical)
 
     def list_indices(self, logical: str) -> list[str]:
-        return sorted(p.name for p in self.indices_dir.iterdir()
-                      if p.name.startswith(f"{logical}-v"))
+        return sorted(
+            p.name for p in self.indices_dir.iterdir() if p.name.startswith(f"{logical}-v")
+        )
 
     def drop_index(self, physical: str) -> None:
         for alias in self.aliases_dir.iterdir():
@@ -245,30 +256,40 @@ class TantivyBackend(SearchBackend):
             must.extend(self._text_clauses(handle, request.text))
         if request.filters or request.any_of:
             must.append(self._filters_query(handle, request.filters, request.any_of))
-        query = (tantivy.Query.boolean_query([(tantivy.Occur.Must, q) for q in must])
-                 if must else tantivy.Query.all_query())
+        query = (
+            tantivy.Query.boolean_query([(tantivy.Occur.Must, q) for q in must])
+            if must
+            else tantivy.Query.all_query()
+        )
         kwargs: dict[str, Any] = {}
         if request.sort:
             field = request.sort.lstrip("-")
-            if handle.definition.fields.get(field) is None or \
-                    handle.definition.fields[field].type not in ("integer", "float", "date"):
+            if handle.definition.fields.get(field) is None or handle.definition.fields[
+                field
+            ].type not in ("integer", "float", "date"):
                 raise ValidationError(f"cannot sort by {field!r}")
-            kwargs = {"order_by_field": field, "order": tantivy.Order.Desc
-                      if request.sort.startswith("-") else tantivy.Order.Asc}
-        found = searcher.search(query, max(request.size, 1), count=True,
-                                offset=request.offset, **kwargs)
+            kwargs = {
+                "order_by_field": field,
+                "order": tantivy.Order.Desc if request.sort.startswith("-") else tantivy.Order.Asc,
+            }
+        found = searcher.search(
+            query, max(request.size, 1), count=True, offset=request.offset, **kwargs
+        )
         id_field = handle.definition.id_field
-        hits = found.hits[:request.size]
+        hits = found.hits[: request.size]
         ids = [searcher.doc(addr).get_first(id_field) for _score, addr in hits]
         facets: dict[str, list[tuple[str, int]]] = {}
         if request.facets:
-            aggs = {f: {"terms": {"field": f, "size": request.facet_size}}
-                    for f in request.facets}
+            aggs = {f: {"terms": {"field": f, "size": request.facet_size}} for f in request.facets}
             raw = searcher.aggregate(query, aggs)
             for f in request.facets:
                 facets[f] = [(str(b["key"]), int(b["doc_count"])) for b in raw[f]["buckets"]]
-        return SearchResult(total=int(found.count), ids=  # type: ignore[attr-defined]
-                            [str(i) for i in ids], facets=facets)
+        total = int(found.count)  # type: ignore[attr-defined]
+        return SearchResult(
+            total=total,
+            ids=[str(i) for i in ids],
+            facets=facets,
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -280,9 +301,10 @@ class TantivyBackend(SearchBackend):
     def _text_clauses(self, handle: _OpenIndex, text: str) -> list[Any]:
         clauses = []
         for token in fold(text):
-            per_field = [(tantivy.Occur.Should,
-                          tantivy.Query.term_query(handle.schema, f, token))
-                         for f in handle.definition.text_fields]
+            per_field = [
+                (tantivy.Occur.Should, tantivy.Query.term_query(handle.schema, f, token))
+                for f in handle.definition.text_fields
+            ]
             clauses.append(tantivy.Query.boolean_query(per_field))
         return clauses
 
@@ -291,14 +313,25 @@ class TantivyBackend(SearchBackend):
         if fdef is None:
             raise ValidationError(f"unknown search field {flt.field!r}")
         if isinstance(flt, Terms):
-            return tantivy.Query.boolean_query([
-                (tantivy.Occur.Should, tantivy.Query.term_query(handle.schema, flt.field,
-                                                                self._term(fdef, v)))
-                for v in flt.values
-            ]) if flt.values else tantivy.Query.empty_query()
+            return (
+                tantivy.Query.boolean_query(
+                    [
+                        (
+                            tantivy.Occur.Should,
+                            tantivy.Query.term_query(handle.schema, flt.field, self._term(fdef, v)),
+                        )
+                        for v in flt.values
+                    ]
+                )
+                if flt.values
+                else tantivy.Query.empty_query()
+            )
         if isinstance(flt, Range):
-            kind = {"integer": tantivy.FieldType.Integer, "float": tantivy.FieldType.Float,
-                    "date": tantivy.FieldType.Date}.get(fdef.type)
+            kind = {
+                "integer": tantivy.FieldType.Integer,
+                "float": tantivy.FieldType.Float,
+                "date": tantivy.FieldType.Date,
+            }.get(fdef.type)
             if kind is None:
                 raise ValidationError(f"field {flt.field!r} is not numeric")
             low = None if flt.gte is None else self._bound(fdef, flt.gte)
@@ -306,12 +339,19 @@ class TantivyBackend(SearchBackend):
             return tantivy.Query.range_query(handle.schema, flt.field, kind, low, high)
         raise ValidationError(f"unsupported filter {type(flt).__name__}")
 
-    def _filters_query(self, handle: _OpenIndex, filters: tuple[Any, ...],
-                       any_of: tuple[tuple[Any, ...], ...] = ()) -> Any:
+    def _filters_query(
+        self, handle: _OpenIndex, filters: tuple[Any, ...], any_of: tuple[tuple[Any, ...], ...] = ()
+    ) -> Any:
         clauses = [(tantivy.Occur.Must, self._filter(handle, f)) for f in filters]
         for group in any_of:
-            clauses.append((tantivy.Occur.Must, tantivy.Query.boolean_query(
-                [(tantivy.Occur.Should, self._filter(handle, f)) for f in group])))
+            clauses.append(
+                (
+                    tantivy.Occur.Must,
+                    tantivy.Query.boolean_query(
+                        [(tantivy.Occur.Should, self._filter(handle, f)) for f in group]
+                    ),
+                )
+            )
         if not clauses:
             return tantivy.Query.all_query()
         return tantivy.Query.boolean_query(clauses)
