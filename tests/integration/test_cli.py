@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -195,3 +196,50 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert f"port {port} on 127.0.0.1 is already in use".encode() in err
     assert _postgres_processes(tmp_path / "d") == []
+
+
+@pytest.mark.slow
+def test_serve_over_real_http_with_external_database(db_url: str, tmp_path: Path) -> None:
+    """`catalogue serve` against an external PostgreSQL: ready, anonymous writes refused in the
+    pinned error shape, SIGTERM exits cleanly."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CATALOGUE_")}
+    env.update(
+        {
+            "CATALOGUE_DATABASE_URL": db_url,
+            "CATALOGUE_DATA_DIR": str(tmp_path / "d"),
+            "CATALOGUE_SECRET_KEY": TEST_SECRET,
+            "CATALOGUE_PORT": str(port),
+            "CATALOGUE_WORKERS": "4",
+            "CATALOGUE_LOG_FORMAT": "json",
+        }
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "catalogue.cli", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _wait_ready(port, proc)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/v1/datasets",
+            method="POST",
+            data=b'{"identifier": "x", "organisation_id": "o", "title": {"en": "x"}}',
+            headers={"Content-Type": "application/json"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(request, timeout=5)
+        assert caught.value.code == 401
+        body = json.loads(caught.value.read())
+        assert body["error"]["code"] == "unauthenticated"
+        assert body["error"]["request_id"] == caught.value.headers["X-Request-ID"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    logs = [json.loads(line) for line in err.decode().splitlines() if line.startswith("{")]
+    access = [entry for entry in logs if entry["logger"] == "catalogue.access"]
+    assert any("POST /api/v1/datasets 401" in entry["message"] for entry in access)
+    # the request body never reaches the logs
+    assert all('"identifier"' not in entry["message"] for entry in logs)
