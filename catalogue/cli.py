@@ -483,5 +483,184 @@ def index_drain(ctx: click.Context) -> None:
     click.echo(f"applied {done} outbox entries")
 
 
+# -- harvesting -------------------------------------------------------------------------------
+def _progress_printer() -> Callable[[dict[str, int]], None] | None:
+    """A live one-line progress display on a terminal (nothing when output is redirected)."""
+    if not sys.stderr.isatty():
+        return None
+    started = time.monotonic()
+
+    def show(counts: dict[str, int]) -> None:
+        rate = counts.get("seen", 0) / max(time.monotonic() - started, 1e-6)
+        parts = " ".join(f"{k} {v}" for k, v in counts.items() if v)
+        click.echo(f"\r  harvesting… {parts}  ({rate:.0f} records/s)   ", nl=False, err=True)
+
+    return show
+
+
+def _print_report(report: Any, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), default=str))
+        return
+    if sys.stderr.isatty():
+        click.echo("", err=True)
+    counts = ", ".join(f"{k} {v}" for k, v in report.counts.items())
+    click.echo(f"run {report.run_id}: {report.status}{' (dry run)' if report.dry_run else ''}"
+               f" — {counts}")
+    if report.error:
+        click.echo(f"source error: {report.error}")
+    if not report.complete:
+        click.echo("incomplete: part of the source could not be read (no deletions applied)")
+    for e in report.errors[:200]:
+        where = f" [{e['location']}]" if e.get("location") else ""
+        click.echo(f"  {e['severity']}: {e.get('record') or '-'}: {e['message']}{where}")
+    if len(report.errors) > 200:
+        click.echo(f"  … {len(report.errors) - 200} more (see the run in the API)")
+
+
+@main.group("harvest")
+def harvest_group() -> None:
+    """Harvest sources (DCAT-AP endpoints and files) and runs."""
+
+
+@harvest_group.command("dcat")
+@click.argument("source")
+@click.option("--organisation", "organisation_id", required=True,
+              help="Organisation the records belong to.")
+@click.option("--validation", type=click.Choice(["strict", "lenient"]), default="lenient",
+              show_default=True, help="strict: reject records violating the SHACL shapes.")
+@click.option("--dry-run", is_flag=True, help="Read and validate, write nothing.")
+@click.option("--allow-private", is_flag=True,
+              help="Allow a source on loopback/private addresses (operator decision).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+@handle_errors
+def harvest_dcat(ctx: click.Context, source: str, organisation_id: str, validation: str,
+                 dry_run: bool, allow_private: bool, as_json: bool) -> None:
+    """Harvest a DCAT-AP URL or file once and print the run summary.
+
+    Exit status 0 when the run completed (even with invalid records), 1 when the source itself
+    could not be read.
+    """
+    with _runtime(ctx) as rt:
+        report = rt.harvest.run_url(CLI_IDENTITY, "dcat", source, organisation_id,
+                                    validation_mode=validation, dry_run=dry_run,
+                                    allow_private=allow_private, progress=_progress_printer())
+        if rt.indexer is not None:
+            try:
+                rt.indexer.drain()
+            except CatalogueError:
+                pass  # the server's indexer applies the outbox later
+    _print_report(report, as_json)
+    if report.status != "completed":
+        sys.exit(1)
+
+
+@harvest_group.command("add")
+@click.argument("url")
+@click.option("--organisation", "organisation_id", required=True)
+@click.option("--kind", type=click.Choice(["dcat", "fhir", "omop", "dicomweb"]), default="dcat",
+              show_default=True)
+@click.option("--name", default="")
+@click.option("--schedule", default=None, help="@hourly, @daily, @weekly or 'every N m|h|d'.")
+@click.option("--validation", type=click.Choice(["strict", "lenient"]), default="lenient")
+@click.option("--incremental", is_flag=True, help="Ask for changes since the last run.")
+@click.option("--allow-private", is_flag=True)
+@click.pass_context
+@handle_errors
+def harvest_add(ctx: click.Context, url: str, organisation_id: str, kind: str, name: str,
+                schedule: str | None, validation: str, incremental: bool,
+                allow_private: bool) -> None:
+    """Register a harvest source."""
+    from catalogue.store.harvest import HarvestSource
+
+    with _runtime(ctx, with_search=False) as rt:
+        source = rt.harvest.register(CLI_IDENTITY, HarvestSource(
+            id="", organisation_id=organisation_id, kind=kind, url=url, name=name,
+            schedule=schedule, validation_mode=validation,
+            config={"incremental": incremental}, allow_private=allow_private))
+    click.echo(source.id)
+
+
+@harvest_group.command("sources")
+@click.pass_context
+@handle_errors
+def harvest_sources(ctx: click.Context) -> None:
+    """List harvest sources."""
+    with _runtime(ctx, with_search=False) as rt:
+        for s in rt.harvest.list_sources(CLI_IDENTITY):
+            last = s.last_run_at.strftime("%Y-%m-%d %H:%M") if s.last_run_at else "never"
+            click.echo(f"{s.id}  {s.kind:8} {s.organisation_id:20} {s.schedule or 'manual':10} "
+                       f"last {last}  {s.url}")
+
+
+@harvest_group.command("run")
+@click.argument("source_id")
+@click.option("--dry-run", is_flag=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handle_errors
+def harvest_run(ctx: click.Context, source_id: str, dry_run: bool, as_json: bool) -> None:
+    """Run a registered source now."""
+    with _runtime(ctx) as rt:
+        report = rt.harvest.run_source(CLI_IDENTITY, source_id, dry_run=dry_run,
+                                       progress=_progress_printer())
+        if rt.indexer is not None:
+            try:
+                rt.indexer.drain()
+            except CatalogueError:
+                pass
+    _print_report(report, as_json)
+    if report.status != "completed":
+        sys.exit(1)
+
+
+@harvest_group.command("run-due")
+@click.pass_context
+@handle_errors
+def harvest_run_due(ctx: click.Context) -> None:
+    """Run every scheduled source whose time has come (for cron or systemd timers)."""
+    with _runtime(ctx) as rt:
+        stale = rt.harvest.mark_stale_runs()
+        reports = rt.harvest.run_due(CLI_IDENTITY, progress=_progress_printer())
+        if rt.indexer is not None:
+            try:
+                rt.indexer.drain()
+            except CatalogueError:
+                pass
+    if stale:
+        click.echo(f"marked {stale} interrupted run(s) as failed")
+    for report in reports:
+        _print_report(report, False)
+    if not reports:
+        click.echo("no source is due")
+
+
+@harvest_group.command("runs")
+@click.argument("source_id")
+@click.pass_context
+@handle_errors
+def harvest_runs(ctx: click.Context, source_id: str) -> None:
+    """Run history of a source."""
+    with _runtime(ctx, with_search=False) as rt:
+        for r in rt.harvest.list_runs(CLI_IDENTITY, source_id):
+            counts = ", ".join(f"{k} {v}" for k, v in r.counts.items() if v)
+            click.echo(f"{r.id}  {r.started_at:%Y-%m-%d %H:%M:%S}  {r.status:9} {counts}"
+                       + (f"  error: {r.error}" if r.error else ""))
+
+
+@harvest_group.command("errors")
+@click.argument("run_id")
+@click.pass_context
+@handle_errors
+def harvest_errors(ctx: click.Context, run_id: str) -> None:
+    """Per-record errors of a run."""
+    with _runtime(ctx, with_search=False) as rt:
+        _run, errors = rt.harvest.get_run(CLI_IDENTITY, run_id)
+    for e in errors:
+        click.echo(f"{e['severity']}: {e.get('record') or '-'}: {e['message']}"
+                   + (f" [{e['location']}]" if e.get("location") else ""))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -18,6 +18,7 @@ from catalogue.search.base import SearchBackend
 from catalogue.search.indexer import Indexer
 from catalogue.search.registry import create_backend
 from catalogue.services.datasets import DatasetService
+from catalogue.services.harvest import HarvestService
 from catalogue.services.identities import IdentityService
 from catalogue.store import migrations
 from catalogue.store.db import Database
@@ -55,6 +56,13 @@ class Runtime:
         self.indexer: Indexer | None = None
         self._datasets: DatasetService | None = None
         self._identities: IdentityService | None = None
+        self._harvest: HarvestService | None = None
+
+    @property
+    def harvest(self) -> HarvestService:
+        if self._harvest is None:
+            raise RuntimeError("runtime not started")
+        return self._harvest
 
     @property
     def datasets(self) -> DatasetService:
@@ -112,6 +120,8 @@ class Runtime:
             if background_indexer:
                 self.indexer.start(config.indexer_interval)
         self._identities = IdentityService(self.db, token_ttl_days=config.token_ttl_days)
+        self._harvest = HarvestService(
+            self.db, on_change=self.indexer.wake if self.indexer else None)
         self._datasets = DatasetService(
             self.db, self.search, on_change=self.indexer.wake if self.indexer else None
         )

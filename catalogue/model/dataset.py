@@ -56,6 +56,8 @@ class Dataset:
     landing_page: str | None = None
     fields: dict[str, Any] = field(default_factory=dict)
     aggregates: dict[str, Any] = field(default_factory=dict)
+    validation: list[dict[str, Any]] = field(default_factory=list)
+    source_id: str | None = None
     distributions: list[Distribution] = field(default_factory=list)
     graph: str | None = None
     content_hash: str | None = None

@@ -186,3 +186,50 @@ def load(schema: Schema, data: Any) -> Any:
         return schema.load(data)
     except ValidationError as exc:
         raise CatalogueValidationError("the request is not valid", details=exc.messages) from None
+
+
+class HarvestSourceSchema(Schema):
+    id = fields.String(dump_only=True)
+    organisation_id = fields.String(required=True)
+    kind = fields.String(required=True,
+                         validate=validate.OneOf(["dcat", "fhir", "omop", "dicomweb"]))
+    name = fields.String(load_default="", validate=validate.Length(max=200))
+    url = fields.String(required=True, validate=validate.Length(min=1, max=4096))
+    schedule = fields.String(load_default=None, allow_none=True,
+                             metadata={"description": "@hourly, @daily, @weekly, every N m|h|d"})
+    validation_mode = fields.String(load_default="lenient",
+                                    validate=validate.OneOf(["strict", "lenient"]))
+    dataset_id = fields.String(load_default=None, allow_none=True)
+    config = fields.Dict(load_default=dict,
+                         metadata={"description": "e.g. {\"incremental\": true}"})
+    allow_private = fields.Boolean(load_default=False,
+                                   metadata={"description": "admins only: allow private IPs"})
+    enabled = fields.Boolean(load_default=True)
+    created_at = fields.DateTime(dump_only=True)
+    next_run_at = fields.DateTime(dump_only=True, allow_none=True)
+    last_run_at = fields.DateTime(dump_only=True, allow_none=True)
+
+
+class HarvestRunSchema(Schema):
+    id = fields.String()
+    source_id = fields.String(allow_none=True)
+    organisation_id = fields.String()
+    kind = fields.String()
+    status = fields.String()
+    dry_run = fields.Boolean()
+    started_at = fields.DateTime()
+    finished_at = fields.DateTime(allow_none=True)
+    counts = fields.Dict()
+    error = fields.String(allow_none=True)
+
+
+class RecordErrorSchema(Schema):
+    record = fields.String(allow_none=True)
+    location = fields.String(allow_none=True)
+    severity = fields.String()
+    property = fields.String(allow_none=True)
+    message = fields.String()
+
+
+class RunRequestSchema(Schema):
+    dry_run = fields.Boolean(load_default=False)

@@ -39,14 +39,17 @@ _SCALAR_FIELDS = (
     "modified",
     "iri",
     "graph",
+    "source_id",
 )
-_JSON_FIELDS = ("title", "description", "fields", "aggregates")
+_JSON_FIELDS = ("title", "description", "fields", "aggregates", "validation")
 _WRITABLE = _ARRAY_FIELDS + _SCALAR_FIELDS + _JSON_FIELDS
+# bookkeeping that does not make a description "changed"
+_NOT_HASHED = {"aggregates", "validation", "source_id"}
 
 
 def content_hash(dataset: Dataset) -> str:
     """Hash of everything a provider controls, to skip unchanged re-submissions."""
-    payload = {name: getattr(dataset, name) for name in _WRITABLE if name != "aggregates"}
+    payload = {name: getattr(dataset, name) for name in _WRITABLE if name not in _NOT_HASHED}
     payload["distributions"] = [asdict(d) for d in dataset.distributions]
     payload["identifier"] = dataset.identifier
     text = json.dumps(payload, sort_keys=True, default=str, ensure_ascii=False)
@@ -55,6 +58,7 @@ def content_hash(dataset: Dataset) -> str:
 
 def _from_row(row: dict[str, Any], distributions: list[Distribution]) -> Dataset:
     values = {name: row[name] for name in _WRITABLE}
+    values["source_id"] = str(row["source_id"]) if row["source_id"] else None
     return Dataset(
         id=str(row["id"]),
         identifier=row["identifier"],
@@ -236,6 +240,8 @@ class DatasetRepository:
 
     @staticmethod
     def _adapt(name: str, value: Any) -> Any:
+        if name == "validation":
+            return Jsonb(value or [])
         if name in _JSON_FIELDS:
             return Jsonb(value or {})
         if name in _ARRAY_FIELDS:

@@ -75,24 +75,24 @@ def test_edited_migration_is_refused(db: Database, folder: Path) -> None:
 
 def test_missing_applied_file_is_refused(db: Database, folder: Path) -> None:
     migrations.upgrade(db, folder)
-    (folder / "0002_extra.sql").write_text("CREATE TABLE extra (id int);")
+    (folder / "9998_extra.sql").write_text("CREATE TABLE extra (id int);")
     migrations.upgrade(db, folder)
-    (folder / "0002_extra.sql").unlink()
+    (folder / "9998_extra.sql").unlink()
     with pytest.raises(MigrationError, match="file is missing"):
         migrations.upgrade(db, folder)
 
 
 def test_failing_migration_leaves_nothing_half_applied(db: Database, folder: Path) -> None:
     migrations.upgrade(db, folder)
-    (folder / "0002_half.sql").write_text(
+    (folder / "9999_half.sql").write_text(
         "CREATE TABLE half_one (id int);\nCREATE TABLE half_two (id nonexistent_type);"
     )
-    with pytest.raises(MigrationError, match="0002_half.sql failed and was rolled back"):
+    with pytest.raises(MigrationError, match="9999_half.sql failed and was rolled back"):
         migrations.upgrade(db, folder)
     assert "half_one" not in _tables(db)
     with db.transaction() as conn:
         versions = [r["version"] for r in conn.execute("SELECT version FROM schema_migrations")]
-    assert 2 not in versions
+    assert 9999 not in versions
 
 
 def test_badly_named_or_duplicate_files_are_refused(folder: Path) -> None:

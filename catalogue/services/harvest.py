@@ -1,0 +1,267 @@
+"""Harvest sources and runs: register, run (now, one-shot, or when due), report.
+
+A run is a row in ``harvest_runs`` (status running → completed | failed) with counts and
+per-record errors. One run per source at a time (PostgreSQL advisory lock). A run whose process
+died (``kill -9``) is marked failed by the next run or by ``run-due``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import psutil
+
+from catalogue.errors import CatalogueError, Conflict, Forbidden, NotFound, ValidationError
+from catalogue.harvest.base import Harvester, RunContext, SourceUnreadable
+from catalogue.model.identity import Identity
+from catalogue.services.permissions import require_authenticated, require_organisation
+from catalogue.store.audit import audit
+from catalogue.store.db import Database
+from catalogue.store.harvest import HarvestRepository, HarvestRun, HarvestSource
+
+log = logging.getLogger(__name__)
+
+_SCHEDULE = re.compile(r"^every\s+(\d+)\s*([mhd])$")
+_NAMED = {"@hourly": timedelta(hours=1), "@daily": timedelta(days=1),
+          "@weekly": timedelta(weeks=1)}
+STALE_AFTER = timedelta(minutes=10)
+
+
+def schedule_interval(schedule: str | None) -> timedelta | None:
+    """``@hourly``/``@daily``/``@weekly`` or ``every N m|h|d``; ``None`` for manual sources."""
+    if not schedule:
+        return None
+    text = schedule.strip().lower()
+    if text in _NAMED:
+        return _NAMED[text]
+    match = _SCHEDULE.match(text)
+    if not match or int(match.group(1)) == 0:
+        raise ValidationError(
+            f"schedule {schedule!r} not understood; use @hourly, @daily, @weekly or "
+            "'every N m|h|d' (e.g. 'every 6h')")
+    n, unit = int(match.group(1)), match.group(2)
+    return {"m": timedelta(minutes=n), "h": timedelta(hours=n), "d": timedelta(days=n)}[unit]
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    source_id: str | None
+    status: str
+    counts: dict[str, int]
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    complete: bool = True
+    dry_run: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "source_id": self.source_id, "status": self.status,
+                "complete": self.complete, "dry_run": self.dry_run, "counts": self.counts,
+                "error": self.error, "errors": self.errors}
+
+
+def _harvester(kind: str) -> Harvester:
+    if kind == "dcat":
+        from catalogue.harvest.dcat import DcatHarvester
+
+        return DcatHarvester()
+    raise ValidationError(f"harvesting {kind!r} sources is not available yet")
+
+
+class HarvestService:
+    def __init__(self, db: Database, on_change: Callable[[], None] | None = None) -> None:
+        self.db = db
+        self.on_change = on_change or (lambda: None)
+
+    # -- sources ------------------------------------------------------------------------------
+    def register(self, identity: Identity, source: HarvestSource) -> HarvestSource:
+        require_organisation(identity, source.organisation_id)
+        if source.allow_private and not identity.is_admin:
+            raise Forbidden("only administrators may allow a source on a private network")
+        if source.kind not in ("dcat", "fhir", "omop", "dicomweb"):
+            raise ValidationError(f"unknown source type {source.kind!r}")
+        scheme = urlsplit(source.url).scheme
+        if source.kind != "omop" and scheme not in ("http", "https"):
+            raise ValidationError("a registered source URL must be http:// or https://")
+        if source.validation_mode not in ("strict", "lenient"):
+            raise ValidationError("validation must be 'strict' or 'lenient'")
+        interval = schedule_interval(source.schedule)
+        source.next_run_at = datetime.now(UTC) if interval else None
+        with self.db.transaction() as conn:
+            created = HarvestRepository(conn).create_source(source)
+            audit(conn, identity, "harvest_source.create", "harvest_source", created.id,
+                  {"organisation": created.organisation_id, "kind": created.kind})
+        return created
+
+    def list_sources(self, identity: Identity,
+                     organisation_id: str | None = None) -> list[HarvestSource]:
+        require_authenticated(identity)
+        if not identity.is_admin:
+            organisation_id = identity.organisation_id
+            if not organisation_id:
+                raise Forbidden("only providers and administrators see harvest sources")
+        with self.db.transaction() as conn:
+            return HarvestRepository(conn).list_sources(organisation_id)
+
+    def get_source(self, identity: Identity, source_id: str) -> HarvestSource:
+        require_authenticated(identity)
+        with self.db.transaction() as conn:
+            source = HarvestRepository(conn).get_source(source_id)
+        if not (identity.is_admin or identity.member_of(source.organisation_id)):
+            raise NotFound(f"harvest source {source_id!r} not found")
+        return source
+
+    # -- runs ---------------------------------------------------------------------------------
+    def run_source(self, identity: Identity, source_id: str, *, dry_run: bool = False,
+                   progress: Callable[[dict[str, int]], None] | None = None,
+                   allowed_origins: frozenset[str] = frozenset()) -> RunReport:
+        source = self.get_source(identity, source_id)
+        require_organisation(identity, source.organisation_id)
+        return self._run(identity, source, dry_run=dry_run, progress=progress,
+                         allowed_origins=allowed_origins)
+
+    def run_url(self, identity: Identity, kind: str, url: str, organisation_id: str, *,
+                validation_mode: str = "lenient", dry_run: bool = False,
+                allow_private: bool = False, allowed_origins: frozenset[str] = frozenset(),
+                progress: Callable[[dict[str, int]], None] | None = None) -> RunReport:
+        """One-shot harvest of a URL or file, through an (implicit) source record so that
+        re-runs de-duplicate and propagate deletions."""
+        require_organisation(identity, organisation_id)
+        if allow_private and not identity.is_admin:
+            raise Forbidden("only administrators may harvest from a private network")
+        with self.db.transaction() as conn:
+            row = conn.execute(
+                "SELECT id FROM harvest_sources WHERE organisation_id = %s AND kind = %s "
+                "AND url = %s ORDER BY created_at LIMIT 1", (organisation_id, kind, url)
+            ).fetchone()
+            repo = HarvestRepository(conn)
+            if row is None:
+                source = repo.create_source(HarvestSource(
+                    id="", organisation_id=organisation_id, kind=kind, url=url,
+                    name="one-shot", validation_mode=validation_mode,
+                    allow_private=allow_private))
+            else:
+                source = repo.get_source(str(row["id"]))
+        source.validation_mode = validation_mode
+        source.allow_private = allow_private or source.allow_private
+        return self._run(identity, source, dry_run=dry_run, progress=progress,
+                         allowed_origins=allowed_origins)
+
+    def _run(self, identity: Identity, source: HarvestSource, *, dry_run: bool,
+             progress: Callable[[dict[str, int]], None] | None,
+             allowed_origins: frozenset[str]) -> RunReport:
+        self.mark_stale_runs()
+        harvester = _harvester(source.kind)
+        lock = self.db.pool.getconn()
+        try:
+            locked = lock.execute("SELECT pg_try_advisory_lock(hashtext(%s)) AS ok",
+                                  (f"harvest:{source.id}",)).fetchone()
+            lock.commit()
+            if not locked or not (locked["ok"] if isinstance(locked, dict) else locked[0]):
+                raise Conflict("a run of this source is already in progress")
+            with self.db.transaction() as conn:
+                repo = HarvestRepository(conn)
+                previous = repo.last_completed(source.id)
+                run = repo.start_run(source.id, source.organisation_id, source.kind, dry_run,
+                                     os.getpid())
+                audit(conn, identity, "harvest.run", "harvest_source", source.id,
+                      {"run": run.id, "dry_run": dry_run})
+            incremental = bool(source.config.get("incremental")) and previous is not None
+            ctx = RunContext(
+                db=self.db, organisation_id=source.organisation_id, url=source.url,
+                run_id=run.id, source_id=source.id, validation_mode=source.validation_mode,
+                dry_run=dry_run, allow_private=source.allow_private,
+                allowed_origins=allowed_origins, state=dict(source.state),
+                modified_since=previous.started_at if incremental and previous else None,
+                progress=progress, on_flush=self._flush)
+            status, error = "completed", None
+            try:
+                harvester.run(ctx)
+                sync = getattr(harvester, "sync_deletions", None)
+                if sync is not None:
+                    sync(ctx)
+            except SourceUnreadable as exc:
+                status, error = "failed", str(exc)
+            except CatalogueError as exc:
+                status, error = "failed", exc.message
+            except Exception as exc:
+                log.exception("harvest run %s failed", run.id)
+                status, error = "failed", f"unexpected error: {type(exc).__name__}"
+            self._flush(ctx)
+            interval = schedule_interval(source.schedule)
+            with self.db.transaction() as conn:
+                repo = HarvestRepository(conn)
+                repo.finish_run(run.id, status, ctx.counts, error)
+                if not dry_run:
+                    repo.save_state(source.id, ctx.state if status == "completed"
+                                    else source.state,
+                                    datetime.now(UTC) + interval if interval else None)
+                errors = repo.list_errors(run.id)
+        finally:
+            try:
+                lock.execute("SELECT pg_advisory_unlock_all()")
+                lock.commit()
+            finally:
+                self.db.pool.putconn(lock)
+        self.on_change()
+        return RunReport(run.id, source.id, status, ctx.counts, errors, error, ctx.complete,
+                         dry_run)
+
+    def _flush(self, ctx: RunContext) -> None:
+        if not ctx.run_id:
+            return
+        pending, ctx.errors = ctx.errors, []
+        with self.db.transaction() as conn:
+            repo = HarvestRepository(conn)
+            repo.add_errors(ctx.run_id, pending)
+            repo.heartbeat(ctx.run_id, ctx.counts)
+
+    def mark_stale_runs(self) -> int:
+        """Runs left 'running' by a dead process (same host) or silent for too long → failed."""
+        with self.db.transaction() as conn:
+            stale = []
+            for row in HarvestRepository(conn).running_runs():
+                dead = row["pid"] is not None and not psutil.pid_exists(row["pid"])
+                silent = row["heartbeat_at"] < datetime.now(UTC) - STALE_AFTER
+                if dead or silent:
+                    stale.append(row["id"])
+            for run_id in stale:
+                conn.execute(
+                    "UPDATE harvest_runs SET status = 'failed', finished_at = now(), "
+                    "error = 'the harvesting process stopped before the run finished' "
+                    "WHERE id = %s AND status = 'running'", (run_id,))
+        return len(stale)
+
+    def run_due(self, identity: Identity,
+                progress: Callable[[dict[str, int]], None] | None = None) -> list[RunReport]:
+        with self.db.transaction() as conn:
+            due = HarvestRepository(conn).due_sources()
+        reports = []
+        for source in due:
+            try:
+                reports.append(self._run(identity, source, dry_run=False, progress=progress,
+                                         allowed_origins=frozenset()))
+            except Conflict:
+                continue
+        return reports
+
+    def list_runs(self, identity: Identity, source_id: str) -> list[HarvestRun]:
+        self.get_source(identity, source_id)
+        with self.db.transaction() as conn:
+            return HarvestRepository(conn).list_runs(source_id)
+
+    def get_run(self, identity: Identity, run_id: str) -> tuple[HarvestRun, list[dict[str, Any]]]:
+        require_authenticated(identity)
+        with self.db.transaction() as conn:
+            repo = HarvestRepository(conn)
+            run = repo.get_run(run_id)
+            if not (identity.is_admin or identity.member_of(run.organisation_id)):
+                raise NotFound(f"harvest run {run_id!r} not found")
+            return run, repo.list_errors(run_id)
