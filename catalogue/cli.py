@@ -158,6 +158,8 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
     runtime = Runtime(config)
     try:
         runtime.start(background_indexer=True)
+        if config.harvest_scheduler:
+            runtime.start_scheduler()
         _serve(runtime, config.host, config.port, config.workers)
     except (KeyboardInterrupt, Terminate):
         pass
@@ -505,8 +507,9 @@ def _print_report(report: Any, as_json: bool) -> None:
     if sys.stderr.isatty():
         click.echo("", err=True)
     counts = ", ".join(f"{k} {v}" for k, v in report.counts.items())
-    click.echo(f"run {report.run_id}: {report.status}{' (dry run)' if report.dry_run else ''}"
-               f" — {counts}")
+    click.echo(
+        f"run {report.run_id}: {report.status}{' (dry run)' if report.dry_run else ''} — {counts}"
+    )
     if report.error:
         click.echo(f"source error: {report.error}")
     if not report.complete:
@@ -525,27 +528,50 @@ def harvest_group() -> None:
 
 @harvest_group.command("dcat")
 @click.argument("source")
-@click.option("--organisation", "organisation_id", required=True,
-              help="Organisation the records belong to.")
-@click.option("--validation", type=click.Choice(["strict", "lenient"]), default="lenient",
-              show_default=True, help="strict: reject records violating the SHACL shapes.")
+@click.option(
+    "--organisation", "organisation_id", required=True, help="Organisation the records belong to."
+)
+@click.option(
+    "--validation",
+    type=click.Choice(["strict", "lenient"]),
+    default="lenient",
+    show_default=True,
+    help="strict: reject records violating the SHACL shapes.",
+)
 @click.option("--dry-run", is_flag=True, help="Read and validate, write nothing.")
-@click.option("--allow-private", is_flag=True,
-              help="Allow a source on loopback/private addresses (operator decision).")
+@click.option(
+    "--allow-private",
+    is_flag=True,
+    help="Allow a source on loopback/private addresses (operator decision).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
 @handle_errors
-def harvest_dcat(ctx: click.Context, source: str, organisation_id: str, validation: str,
-                 dry_run: bool, allow_private: bool, as_json: bool) -> None:
+def harvest_dcat(
+    ctx: click.Context,
+    source: str,
+    organisation_id: str,
+    validation: str,
+    dry_run: bool,
+    allow_private: bool,
+    as_json: bool,
+) -> None:
     """Harvest a DCAT-AP URL or file once and print the run summary.
 
     Exit status 0 when the run completed (even with invalid records), 1 when the source itself
     could not be read.
     """
     with _runtime(ctx) as rt:
-        report = rt.harvest.run_url(CLI_IDENTITY, "dcat", source, organisation_id,
-                                    validation_mode=validation, dry_run=dry_run,
-                                    allow_private=allow_private, progress=_progress_printer())
+        report = rt.harvest.run_url(
+            CLI_IDENTITY,
+            "dcat",
+            source,
+            organisation_id,
+            validation_mode=validation,
+            dry_run=dry_run,
+            allow_private=allow_private,
+            progress=_progress_printer(),
+        )
         if rt.indexer is not None:
             try:
                 rt.indexer.drain()
@@ -559,8 +585,12 @@ def harvest_dcat(ctx: click.Context, source: str, organisation_id: str, validati
 @harvest_group.command("add")
 @click.argument("url")
 @click.option("--organisation", "organisation_id", required=True)
-@click.option("--kind", type=click.Choice(["dcat", "fhir", "omop", "dicomweb"]), default="dcat",
-              show_default=True)
+@click.option(
+    "--kind",
+    type=click.Choice(["dcat", "fhir", "omop", "dicomweb"]),
+    default="dcat",
+    show_default=True,
+)
 @click.option("--name", default="")
 @click.option("--schedule", default=None, help="@hourly, @daily, @weekly or 'every N m|h|d'.")
 @click.option("--validation", type=click.Choice(["strict", "lenient"]), default="lenient")
@@ -568,17 +598,35 @@ def harvest_dcat(ctx: click.Context, source: str, organisation_id: str, validati
 @click.option("--allow-private", is_flag=True)
 @click.pass_context
 @handle_errors
-def harvest_add(ctx: click.Context, url: str, organisation_id: str, kind: str, name: str,
-                schedule: str | None, validation: str, incremental: bool,
-                allow_private: bool) -> None:
+def harvest_add(
+    ctx: click.Context,
+    url: str,
+    organisation_id: str,
+    kind: str,
+    name: str,
+    schedule: str | None,
+    validation: str,
+    incremental: bool,
+    allow_private: bool,
+) -> None:
     """Register a harvest source."""
     from catalogue.store.harvest import HarvestSource
 
     with _runtime(ctx, with_search=False) as rt:
-        source = rt.harvest.register(CLI_IDENTITY, HarvestSource(
-            id="", organisation_id=organisation_id, kind=kind, url=url, name=name,
-            schedule=schedule, validation_mode=validation,
-            config={"incremental": incremental}, allow_private=allow_private))
+        source = rt.harvest.register(
+            CLI_IDENTITY,
+            HarvestSource(
+                id="",
+                organisation_id=organisation_id,
+                kind=kind,
+                url=url,
+                name=name,
+                schedule=schedule,
+                validation_mode=validation,
+                config={"incremental": incremental},
+                allow_private=allow_private,
+            ),
+        )
     click.echo(source.id)
 
 
@@ -590,8 +638,10 @@ def harvest_sources(ctx: click.Context) -> None:
     with _runtime(ctx, with_search=False) as rt:
         for s in rt.harvest.list_sources(CLI_IDENTITY):
             last = s.last_run_at.strftime("%Y-%m-%d %H:%M") if s.last_run_at else "never"
-            click.echo(f"{s.id}  {s.kind:8} {s.organisation_id:20} {s.schedule or 'manual':10} "
-                       f"last {last}  {s.url}")
+            click.echo(
+                f"{s.id}  {s.kind:8} {s.organisation_id:20} {s.schedule or 'manual':10} "
+                f"last {last}  {s.url}"
+            )
 
 
 @harvest_group.command("run")
@@ -603,8 +653,9 @@ def harvest_sources(ctx: click.Context) -> None:
 def harvest_run(ctx: click.Context, source_id: str, dry_run: bool, as_json: bool) -> None:
     """Run a registered source now."""
     with _runtime(ctx) as rt:
-        report = rt.harvest.run_source(CLI_IDENTITY, source_id, dry_run=dry_run,
-                                       progress=_progress_printer())
+        report = rt.harvest.run_source(
+            CLI_IDENTITY, source_id, dry_run=dry_run, progress=_progress_printer()
+        )
         if rt.indexer is not None:
             try:
                 rt.indexer.drain()
@@ -645,8 +696,10 @@ def harvest_runs(ctx: click.Context, source_id: str) -> None:
     with _runtime(ctx, with_search=False) as rt:
         for r in rt.harvest.list_runs(CLI_IDENTITY, source_id):
             counts = ", ".join(f"{k} {v}" for k, v in r.counts.items() if v)
-            click.echo(f"{r.id}  {r.started_at:%Y-%m-%d %H:%M:%S}  {r.status:9} {counts}"
-                       + (f"  error: {r.error}" if r.error else ""))
+            click.echo(
+                f"{r.id}  {r.started_at:%Y-%m-%d %H:%M:%S}  {r.status:9} {counts}"
+                + (f"  error: {r.error}" if r.error else "")
+            )
 
 
 @harvest_group.command("errors")
@@ -658,8 +711,67 @@ def harvest_errors(ctx: click.Context, run_id: str) -> None:
     with _runtime(ctx, with_search=False) as rt:
         _run, errors = rt.harvest.get_run(CLI_IDENTITY, run_id)
     for e in errors:
-        click.echo(f"{e['severity']}: {e.get('record') or '-'}: {e['message']}"
-                   + (f" [{e['location']}]" if e.get("location") else ""))
+        click.echo(
+            f"{e['severity']}: {e.get('record') or '-'}: {e['message']}"
+            + (f" [{e['location']}]" if e.get("location") else "")
+        )
+
+
+# -- benchmarks -------------------------------------------------------------------------------
+@main.group("bench")
+def bench_group() -> None:
+    """Benchmarks, reported as ratios against baselines measured in the same run."""
+
+
+@contextmanager
+def _bench_runtime(ctx: click.Context, keep: bool) -> Iterator[Runtime]:
+    """A throw-away catalogue (embedded PostgreSQL and tantivy in a temp folder) unless
+    CATALOGUE_DATABASE_URL is set."""
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="catalogue-bench-")
+    config = load_config(data_dir=folder)
+    setup_logging("WARNING", config.log_format)
+    runtime = Runtime(config)
+    try:
+        runtime.start()
+        yield runtime
+    finally:
+        runtime.close()
+        if not keep:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _report(name: str, figures: dict[str, Any], out: str | None) -> None:
+    width = max(len(k) for k in figures)
+    click.echo(f"benchmark: {name}")
+    for key, value in figures.items():
+        click.echo(f"  {key:{width}}  {value}")
+    path = out or f"bench-results/{name}.json"
+    from pathlib import Path
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps({"benchmark": name, **figures}, indent=2, default=str))
+    click.echo(f"(written to {path})")
+
+
+@bench_group.command("harvest")
+@click.option("--datasets", type=int, default=10_000, show_default=True)
+@click.option("--page-size", type=int, default=100, show_default=True)
+@click.option("--json", "out", default=None, help="Where to write the JSON results.")
+@click.option("--keep", is_flag=True, help="Keep the temporary data folder.")
+@click.pass_context
+@handle_errors
+def bench_harvest(
+    ctx: click.Context, datasets: int, page_size: int, out: str | None, keep: bool
+) -> None:
+    """Harvest a generated catalogue over loopback HTTP vs parsing alone."""
+    from catalogue.bench import harvest
+
+    with _bench_runtime(ctx, keep) as rt:
+        figures = harvest.run(rt, datasets=datasets, page_size=page_size)
+    _report("harvest", figures, out)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -197,6 +197,21 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds between outbox polls of the background indexer.",
     ),
     Setting(
+        "harvest_scheduler",
+        "CATALOGUE_HARVEST_SCHEDULER",
+        bool,
+        True,
+        "Run scheduled harvest sources from `catalogue serve` (disable when cron runs "
+        "`catalogue harvest run-due`).",
+    ),
+    Setting(
+        "harvest_check_interval",
+        "CATALOGUE_HARVEST_CHECK_INTERVAL",
+        float,
+        60.0,
+        "Seconds between checks for due harvest sources.",
+    ),
+    Setting(
         "indexer_batch",
         "CATALOGUE_INDEXER_BATCH",
         int,
@@ -271,6 +286,8 @@ class Config:
     max_request_bytes: int = 20 * 1024 * 1024
     indexer_interval: float = 1.0
     indexer_batch: int = 500
+    harvest_scheduler: bool = True
+    harvest_check_interval: float = 60.0
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property

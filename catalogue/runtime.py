@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,7 @@ class Runtime:
         self._datasets: DatasetService | None = None
         self._identities: IdentityService | None = None
         self._harvest: HarvestService | None = None
+        self._scheduler_stop: threading.Event | None = None
 
     @property
     def harvest(self) -> HarvestService:
@@ -121,11 +123,37 @@ class Runtime:
                 self.indexer.start(config.indexer_interval)
         self._identities = IdentityService(self.db, token_ttl_days=config.token_ttl_days)
         self._harvest = HarvestService(
-            self.db, on_change=self.indexer.wake if self.indexer else None)
+            self.db, on_change=self.indexer.wake if self.indexer else None
+        )
         self._datasets = DatasetService(
             self.db, self.search, on_change=self.indexer.wake if self.indexer else None
         )
         return self
+
+    def start_scheduler(self) -> None:
+        """Run due harvest sources in a background thread (one process should do this)."""
+        from catalogue.model.identity import SYSTEM
+
+        stop = threading.Event()
+        self._scheduler_stop = stop
+
+        def loop() -> None:
+            while not stop.wait(self.config.harvest_check_interval):
+                try:
+                    self.harvest.mark_stale_runs()
+                    for report in self.harvest.run_due(SYSTEM):
+                        log.info(
+                            "scheduled harvest %s of source %s: %s",
+                            report.run_id,
+                            report.source_id,
+                            report.status,
+                        )
+                except CatalogueError as exc:
+                    log.warning("harvest scheduler: %s", exc.message)
+                except Exception:
+                    log.exception("harvest scheduler failed")
+
+        threading.Thread(target=loop, name="catalogue-harvest-scheduler", daemon=True).start()
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """(ready, details) for ``/readyz``: store and search reachable, indexer lag."""
@@ -151,6 +179,8 @@ class Runtime:
         return ready, details
 
     def close(self) -> None:
+        if self._scheduler_stop is not None:
+            self._scheduler_stop.set()
         if self.indexer is not None:
             self.indexer.stop()
         if self.search is not None:

@@ -20,17 +20,35 @@ _run = HarvestRunSchema()
 _error = RecordErrorSchema()
 
 
-@op(bp, "GET", "/sources", "Harvest sources (yours; admins: all)", tag="harvest", auth="token",
-    response_schema=HarvestSourceSchema(many=True), errors=(401, 403))
+@op(
+    bp,
+    "GET",
+    "/sources",
+    "Harvest sources (yours; admins: all)",
+    tag="harvest",
+    auth="token",
+    response_schema=HarvestSourceSchema(many=True),
+    errors=(401, 403),
+)
 def list_sources() -> Response:
-    sources = runtime().harvest.list_sources(identity(),
-                                             request.args.get("organisation_id") or None)
+    sources = runtime().harvest.list_sources(
+        identity(), request.args.get("organisation_id") or None
+    )
     return jsonify(_source.dump(sources, many=True))
 
 
-@op(bp, "POST", "/sources", "Register a harvest source", tag="harvest", auth="token",
-    request_schema=HarvestSourceSchema, response_schema=HarvestSourceSchema, status=201,
-    errors=(400, 401, 403))
+@op(
+    bp,
+    "POST",
+    "/sources",
+    "Register a harvest source",
+    tag="harvest",
+    auth="token",
+    request_schema=HarvestSourceSchema,
+    response_schema=HarvestSourceSchema,
+    status=201,
+    errors=(400, 401, 403),
+)
 def create_source() -> Response:
     data = load(_source, json_body())
     created = runtime().harvest.register(identity(), HarvestSource(id="", **data))
@@ -39,29 +57,61 @@ def create_source() -> Response:
     return response
 
 
-@op(bp, "GET", "/sources/{source_id}", "One harvest source", tag="harvest", auth="token",
-    response_schema=HarvestSourceSchema, errors=(401, 404))
+@op(
+    bp,
+    "GET",
+    "/sources/{source_id}",
+    "One harvest source",
+    tag="harvest",
+    auth="token",
+    response_schema=HarvestSourceSchema,
+    errors=(401, 404),
+)
 def get_source(source_id: str) -> Response:
     return jsonify(_source.dump(runtime().harvest.get_source(identity(), source_id)))
 
 
-@op(bp, "POST", "/sources/{source_id}/run", "Run a source now and return the run summary",
-    tag="harvest", auth="token", request_schema=RunRequestSchema,
-    response_schema=HarvestRunSchema, errors=(401, 403, 404, 409))
+@op(
+    bp,
+    "POST",
+    "/sources/{source_id}/run",
+    "Run a source now and return the run summary",
+    tag="harvest",
+    auth="token",
+    request_schema=RunRequestSchema,
+    response_schema=HarvestRunSchema,
+    errors=(401, 403, 404, 409),
+)
 def run_source(source_id: str) -> Response:
     data = load(RunRequestSchema(), json_body() if request.data else {})
     report = runtime().harvest.run_source(identity(), source_id, dry_run=data["dry_run"])
     return jsonify(report.as_dict())
 
 
-@op(bp, "GET", "/sources/{source_id}/runs", "Run history of a source", tag="harvest",
-    auth="token", response_schema=HarvestRunSchema(many=True), errors=(401, 404))
+@op(
+    bp,
+    "GET",
+    "/sources/{source_id}/runs",
+    "Run history of a source",
+    tag="harvest",
+    auth="token",
+    response_schema=HarvestRunSchema(many=True),
+    errors=(401, 404),
+)
 def list_runs(source_id: str) -> Response:
     return jsonify(_run.dump(runtime().harvest.list_runs(identity(), source_id), many=True))
 
 
-@op(bp, "GET", "/runs/{run_id}", "One run with its per-record errors", tag="harvest",
-    auth="token", response_schema=HarvestRunSchema, errors=(401, 404))
+@op(
+    bp,
+    "GET",
+    "/runs/{run_id}",
+    "One run with its per-record errors",
+    tag="harvest",
+    auth="token",
+    response_schema=HarvestRunSchema,
+    errors=(401, 404),
+)
 def get_run(run_id: str) -> Response:
     run, errors = runtime().harvest.get_run(identity(), run_id)
     return jsonify({**_run.dump(run), "errors": _error.dump(errors, many=True)})

@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from catalogue.api.routing import identity, int_arg, json_body, op, runtime
+from catalogue.errors import ValidationError
 from catalogue.model.dataset import Dataset, DatasetStatus, Distribution
 from catalogue.model.identity import Organisation, Role, User
 from catalogue.schemas import (
@@ -205,6 +206,8 @@ def _dataset_from(data: dict[str, Any]) -> Dataset:
 def dump_dataset(ds: Dataset) -> dict[str, Any]:
     body: dict[str, Any] = _dataset_schema.dump(ds)
     body["distributions"] = [asdict(d) for d in ds.distributions]
+    body["validation"] = ds.validation
+    body["fields"] = ds.fields
     return body
 
 
@@ -251,19 +254,60 @@ def search_datasets() -> Response:
     )
 
 
+RDF_TYPES = (
+    "text/turtle",
+    "application/ld+json",
+    "application/rdf+xml",
+    "application/n-triples",
+    "application/trig",
+    "application/x-turtle",
+    "application/xml",
+    "text/n3",
+)
+
+
+def _rdf_request() -> bool:
+    return request.mimetype in RDF_TYPES
+
+
+def _save_rdf(dataset_id: str | None = None) -> Response:
+    ident = identity()
+    raw_status = request.args.get("status", "draft")
+    if raw_status not in ("draft", "published"):
+        raise ValidationError("status must be 'draft' or 'published'")
+    status = DatasetStatus(raw_status)
+    if dataset_id is not None:
+        org = runtime().datasets.get(ident, dataset_id).organisation_id
+    else:
+        org = request.args.get("organisation_id") or ident.organisation_id or ""
+    ds, created = runtime().datasets.save_rdf(
+        ident, org, request.get_data(), request.mimetype, status, dataset_id
+    )
+    response = jsonify(dump_dataset(ds))
+    response.status_code = 201 if created else 200
+    return response
+
+
 @op(
     bp,
     "POST",
     "/datasets",
-    "Create or update a dataset description (JSON)",
+    "Create or update a dataset description: JSON, or RDF (Turtle, JSON-LD, RDF/XML, "
+    "N-Triples, TriG) with ?organisation_id= and ?status=draft|published",
     tag="datasets",
     auth="token",
     request_schema=DatasetSchema,
     response_schema=DatasetSchema,
     status=201,
-    errors=(400, 401, 403),
+    query=(
+        ("organisation_id", "string", "RDF uploads: owning organisation"),
+        ("status", "string", "RDF uploads: draft (default) or published"),
+    ),
+    errors=(400, 401, 403, 415),
 )
 def create_dataset() -> Response:
+    if _rdf_request():
+        return _save_rdf()
     data = load(_dataset_schema, json_body())
     ds, created = runtime().datasets.save(identity(), _dataset_from(data))
     response = jsonify(dump_dataset(ds))
@@ -297,6 +341,8 @@ def get_dataset(dataset_id: str) -> Response:
     errors=(400, 401, 403, 404, 409),
 )
 def put_dataset(dataset_id: str) -> Response:
+    if _rdf_request():
+        return _save_rdf(dataset_id)
     data = load(_dataset_schema, json_body())
     ds = runtime().datasets.update(identity(), dataset_id, _dataset_from(data))
     return jsonify(dump_dataset(ds))

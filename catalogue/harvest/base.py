@@ -40,6 +40,8 @@ class RunContext:
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
     errors: list[dict[str, Any]] = field(default_factory=list)
     complete: bool = True  # False when part of the source could not be read
+    validate: bool = True  # SHACL validation of new/changed records (benchmarks switch it off)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     progress: Callable[[dict[str, int]], None] | None = None
     on_flush: Callable[[RunContext], None] | None = None
     _last_flush: float = field(default=0.0, repr=False)
@@ -47,10 +49,27 @@ class RunContext:
     def count(self, name: str, n: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + n
 
-    def error(self, message: str, *, record: str | None = None, location: str | None = None,
-              prop: str | None = None, severity: str = "error") -> None:
-        self.errors.append({"record": record, "location": location, "property": prop,
-                            "message": message, "severity": severity})
+    def timed(self, stage: str, seconds: float) -> None:
+        self.timings[stage] = self.timings.get(stage, 0.0) + seconds
+
+    def error(
+        self,
+        message: str,
+        *,
+        record: str | None = None,
+        location: str | None = None,
+        prop: str | None = None,
+        severity: str = "error",
+    ) -> None:
+        self.errors.append(
+            {
+                "record": record,
+                "location": location,
+                "property": prop,
+                "message": message,
+                "severity": severity,
+            }
+        )
 
     def tick(self, force: bool = False) -> None:
         """Report progress; flush errors and heartbeat at most every second."""

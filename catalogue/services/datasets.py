@@ -113,6 +113,13 @@ class DatasetService:
             repo = DatasetRepository(conn)
             current = repo.get(dataset_id, for_update=True)
             self._check_owner(identity, current)
+            violations = [v for v in current.validation if v.get("severity") == "violation"]
+            if status == DatasetStatus.PUBLISHED and violations:
+                raise ValidationError(
+                    f"the description has {len(violations)} violation(s) and cannot be "
+                    "published until they are fixed",
+                    details=current.validation,
+                )
             repo.set_status(dataset_id, status)
             enqueue(conn, "dataset", [dataset_id])
             audit(
@@ -133,6 +140,55 @@ class DatasetService:
             # a provider must not learn that another organisation's draft exists
             raise NotFound(f"dataset {ds.id!r} not found")
         require_organisation(identity, ds.organisation_id)
+
+    def save_rdf(
+        self,
+        identity: Identity,
+        organisation_id: str,
+        content: bytes,
+        content_type: str | None,
+        status: DatasetStatus,
+        dataset_id: str | None = None,
+    ) -> tuple[Dataset, bool]:
+        """Create or replace a dataset from an RDF description (any supported format).
+
+        The document must describe exactly one ``dcat:Dataset``. It is validated against the
+        SHACL shapes; the report is kept with the dataset. A description with violations can be
+        saved as a draft but not published.
+        """
+        from catalogue.dcat.formats import parse_rdf
+        from catalogue.dcat.profiles import get_profile
+        from catalogue.dcat.validation import get_validator
+
+        require_organisation(identity, organisation_id)
+        profile = get_profile()
+        graph = profile.canonicalise(parse_rdf(content, content_type=content_type))
+        nodes = profile.dataset_nodes(graph)
+        if len(nodes) != 1:
+            raise ValidationError(
+                f"the document must describe exactly one dcat:Dataset (found {len(nodes)})"
+            )
+        description = profile.description(graph, nodes[0])
+        ds, problems = profile.parse_with_problems(description, nodes[0], organisation_id)
+        issues = get_validator().validate_dataset(description, nodes[0])
+        ds.validation = [{"severity": "warning", "path": None, "message": p} for p in problems]
+        ds.validation += [
+            {"severity": i.severity, "path": i.path, "message": i.describe()} for i in issues
+        ]
+        ds.status = status
+        violations = [v for v in ds.validation if v["severity"] == "violation"]
+        if status == DatasetStatus.PUBLISHED and violations:
+            raise ValidationError(
+                f"the description has {len(violations)} violation(s) and cannot be published; "
+                "save it as a draft or fix it",
+                details=ds.validation,
+            )
+        if dataset_id is not None:
+            current = self.get(identity, dataset_id)
+            if current.organisation_id != organisation_id:
+                raise ValidationError("a dataset cannot move to another organisation")
+            return self.update(identity, dataset_id, ds), False
+        return self.save(identity, ds)
 
     # -- reads --------------------------------------------------------------------------------
     def get(self, identity: Identity, dataset_id: str) -> Dataset:

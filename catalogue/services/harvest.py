@@ -29,8 +29,7 @@ from catalogue.store.harvest import HarvestRepository, HarvestRun, HarvestSource
 log = logging.getLogger(__name__)
 
 _SCHEDULE = re.compile(r"^every\s+(\d+)\s*([mhd])$")
-_NAMED = {"@hourly": timedelta(hours=1), "@daily": timedelta(days=1),
-          "@weekly": timedelta(weeks=1)}
+_NAMED = {"@hourly": timedelta(hours=1), "@daily": timedelta(days=1), "@weekly": timedelta(weeks=1)}
 STALE_AFTER = timedelta(minutes=10)
 
 
@@ -45,7 +44,8 @@ def schedule_interval(schedule: str | None) -> timedelta | None:
     if not match or int(match.group(1)) == 0:
         raise ValidationError(
             f"schedule {schedule!r} not understood; use @hourly, @daily, @weekly or "
-            "'every N m|h|d' (e.g. 'every 6h')")
+            "'every N m|h|d' (e.g. 'every 6h')"
+        )
     n, unit = int(match.group(1)), match.group(2)
     return {"m": timedelta(minutes=n), "h": timedelta(hours=n), "d": timedelta(days=n)}[unit]
 
@@ -62,9 +62,16 @@ class RunReport:
     dry_run: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "source_id": self.source_id, "status": self.status,
-                "complete": self.complete, "dry_run": self.dry_run, "counts": self.counts,
-                "error": self.error, "errors": self.errors}
+        return {
+            "run_id": self.run_id,
+            "source_id": self.source_id,
+            "status": self.status,
+            "complete": self.complete,
+            "dry_run": self.dry_run,
+            "counts": self.counts,
+            "error": self.error,
+            "errors": self.errors,
+        }
 
 
 def _harvester(kind: str) -> Harvester:
@@ -96,12 +103,19 @@ class HarvestService:
         source.next_run_at = datetime.now(UTC) if interval else None
         with self.db.transaction() as conn:
             created = HarvestRepository(conn).create_source(source)
-            audit(conn, identity, "harvest_source.create", "harvest_source", created.id,
-                  {"organisation": created.organisation_id, "kind": created.kind})
+            audit(
+                conn,
+                identity,
+                "harvest_source.create",
+                "harvest_source",
+                created.id,
+                {"organisation": created.organisation_id, "kind": created.kind},
+            )
         return created
 
-    def list_sources(self, identity: Identity,
-                     organisation_id: str | None = None) -> list[HarvestSource]:
+    def list_sources(
+        self, identity: Identity, organisation_id: str | None = None
+    ) -> list[HarvestSource]:
         require_authenticated(identity)
         if not identity.is_admin:
             organisation_id = identity.organisation_id
@@ -119,18 +133,34 @@ class HarvestService:
         return source
 
     # -- runs ---------------------------------------------------------------------------------
-    def run_source(self, identity: Identity, source_id: str, *, dry_run: bool = False,
-                   progress: Callable[[dict[str, int]], None] | None = None,
-                   allowed_origins: frozenset[str] = frozenset()) -> RunReport:
+    def run_source(
+        self,
+        identity: Identity,
+        source_id: str,
+        *,
+        dry_run: bool = False,
+        progress: Callable[[dict[str, int]], None] | None = None,
+        allowed_origins: frozenset[str] = frozenset(),
+    ) -> RunReport:
         source = self.get_source(identity, source_id)
         require_organisation(identity, source.organisation_id)
-        return self._run(identity, source, dry_run=dry_run, progress=progress,
-                         allowed_origins=allowed_origins)
+        return self._run(
+            identity, source, dry_run=dry_run, progress=progress, allowed_origins=allowed_origins
+        )
 
-    def run_url(self, identity: Identity, kind: str, url: str, organisation_id: str, *,
-                validation_mode: str = "lenient", dry_run: bool = False,
-                allow_private: bool = False, allowed_origins: frozenset[str] = frozenset(),
-                progress: Callable[[dict[str, int]], None] | None = None) -> RunReport:
+    def run_url(
+        self,
+        identity: Identity,
+        kind: str,
+        url: str,
+        organisation_id: str,
+        *,
+        validation_mode: str = "lenient",
+        dry_run: bool = False,
+        allow_private: bool = False,
+        allowed_origins: frozenset[str] = frozenset(),
+        progress: Callable[[dict[str, int]], None] | None = None,
+    ) -> RunReport:
         """One-shot harvest of a URL or file, through an (implicit) source record so that
         re-runs de-duplicate and propagate deletions."""
         require_organisation(identity, organisation_id)
@@ -139,48 +169,79 @@ class HarvestService:
         with self.db.transaction() as conn:
             row = conn.execute(
                 "SELECT id FROM harvest_sources WHERE organisation_id = %s AND kind = %s "
-                "AND url = %s ORDER BY created_at LIMIT 1", (organisation_id, kind, url)
+                "AND url = %s ORDER BY created_at LIMIT 1",
+                (organisation_id, kind, url),
             ).fetchone()
             repo = HarvestRepository(conn)
             if row is None:
-                source = repo.create_source(HarvestSource(
-                    id="", organisation_id=organisation_id, kind=kind, url=url,
-                    name="one-shot", validation_mode=validation_mode,
-                    allow_private=allow_private))
+                source = repo.create_source(
+                    HarvestSource(
+                        id="",
+                        organisation_id=organisation_id,
+                        kind=kind,
+                        url=url,
+                        name="one-shot",
+                        validation_mode=validation_mode,
+                        allow_private=allow_private,
+                    )
+                )
             else:
                 source = repo.get_source(str(row["id"]))
         source.validation_mode = validation_mode
         source.allow_private = allow_private or source.allow_private
-        return self._run(identity, source, dry_run=dry_run, progress=progress,
-                         allowed_origins=allowed_origins)
+        return self._run(
+            identity, source, dry_run=dry_run, progress=progress, allowed_origins=allowed_origins
+        )
 
-    def _run(self, identity: Identity, source: HarvestSource, *, dry_run: bool,
-             progress: Callable[[dict[str, int]], None] | None,
-             allowed_origins: frozenset[str]) -> RunReport:
+    def _run(
+        self,
+        identity: Identity,
+        source: HarvestSource,
+        *,
+        dry_run: bool,
+        progress: Callable[[dict[str, int]], None] | None,
+        allowed_origins: frozenset[str],
+    ) -> RunReport:
         self.mark_stale_runs()
         harvester = _harvester(source.kind)
         lock = self.db.pool.getconn()
         try:
-            locked = lock.execute("SELECT pg_try_advisory_lock(hashtext(%s)) AS ok",
-                                  (f"harvest:{source.id}",)).fetchone()
+            locked = lock.execute(
+                "SELECT pg_try_advisory_lock(hashtext(%s)) AS ok", (f"harvest:{source.id}",)
+            ).fetchone()
             lock.commit()
             if not locked or not (locked["ok"] if isinstance(locked, dict) else locked[0]):
                 raise Conflict("a run of this source is already in progress")
             with self.db.transaction() as conn:
                 repo = HarvestRepository(conn)
                 previous = repo.last_completed(source.id)
-                run = repo.start_run(source.id, source.organisation_id, source.kind, dry_run,
-                                     os.getpid())
-                audit(conn, identity, "harvest.run", "harvest_source", source.id,
-                      {"run": run.id, "dry_run": dry_run})
+                run = repo.start_run(
+                    source.id, source.organisation_id, source.kind, dry_run, os.getpid()
+                )
+                audit(
+                    conn,
+                    identity,
+                    "harvest.run",
+                    "harvest_source",
+                    source.id,
+                    {"run": run.id, "dry_run": dry_run},
+                )
             incremental = bool(source.config.get("incremental")) and previous is not None
             ctx = RunContext(
-                db=self.db, organisation_id=source.organisation_id, url=source.url,
-                run_id=run.id, source_id=source.id, validation_mode=source.validation_mode,
-                dry_run=dry_run, allow_private=source.allow_private,
-                allowed_origins=allowed_origins, state=dict(source.state),
+                db=self.db,
+                organisation_id=source.organisation_id,
+                url=source.url,
+                run_id=run.id,
+                source_id=source.id,
+                validation_mode=source.validation_mode,
+                dry_run=dry_run,
+                allow_private=source.allow_private,
+                allowed_origins=allowed_origins,
+                state=dict(source.state),
                 modified_since=previous.started_at if incremental and previous else None,
-                progress=progress, on_flush=self._flush)
+                progress=progress,
+                on_flush=self._flush,
+            )
             status, error = "completed", None
             try:
                 harvester.run(ctx)
@@ -200,9 +261,11 @@ class HarvestService:
                 repo = HarvestRepository(conn)
                 repo.finish_run(run.id, status, ctx.counts, error)
                 if not dry_run:
-                    repo.save_state(source.id, ctx.state if status == "completed"
-                                    else source.state,
-                                    datetime.now(UTC) + interval if interval else None)
+                    repo.save_state(
+                        source.id,
+                        ctx.state if status == "completed" else source.state,
+                        datetime.now(UTC) + interval if interval else None,
+                    )
                 errors = repo.list_errors(run.id)
         finally:
             try:
@@ -211,8 +274,9 @@ class HarvestService:
             finally:
                 self.db.pool.putconn(lock)
         self.on_change()
-        return RunReport(run.id, source.id, status, ctx.counts, errors, error, ctx.complete,
-                         dry_run)
+        return RunReport(
+            run.id, source.id, status, ctx.counts, errors, error, ctx.complete, dry_run
+        )
 
     def _flush(self, ctx: RunContext) -> None:
         if not ctx.run_id:
@@ -236,18 +300,28 @@ class HarvestService:
                 conn.execute(
                     "UPDATE harvest_runs SET status = 'failed', finished_at = now(), "
                     "error = 'the harvesting process stopped before the run finished' "
-                    "WHERE id = %s AND status = 'running'", (run_id,))
+                    "WHERE id = %s AND status = 'running'",
+                    (run_id,),
+                )
         return len(stale)
 
-    def run_due(self, identity: Identity,
-                progress: Callable[[dict[str, int]], None] | None = None) -> list[RunReport]:
+    def run_due(
+        self, identity: Identity, progress: Callable[[dict[str, int]], None] | None = None
+    ) -> list[RunReport]:
         with self.db.transaction() as conn:
             due = HarvestRepository(conn).due_sources()
         reports = []
         for source in due:
             try:
-                reports.append(self._run(identity, source, dry_run=False, progress=progress,
-                                         allowed_origins=frozenset()))
+                reports.append(
+                    self._run(
+                        identity,
+                        source,
+                        dry_run=False,
+                        progress=progress,
+                        allowed_origins=frozenset(),
+                    )
+                )
             except Conflict:
                 continue
         return reports

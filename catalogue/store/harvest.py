@@ -48,22 +48,36 @@ class HarvestRun:
 
 def _source(row: dict[str, Any]) -> HarvestSource:
     return HarvestSource(
-        id=str(row["id"]), organisation_id=row["organisation_id"], kind=row["kind"],
-        url=row["url"], name=row["name"], schedule=row["schedule"],
+        id=str(row["id"]),
+        organisation_id=row["organisation_id"],
+        kind=row["kind"],
+        url=row["url"],
+        name=row["name"],
+        schedule=row["schedule"],
         validation_mode=row["validation_mode"],
-        dataset_id=str(row["dataset_id"]) if row["dataset_id"] else None, config=row["config"],
-        allow_private=row["allow_private"], enabled=row["enabled"], state=row["state"],
-        created_at=row["created_at"], next_run_at=row["next_run_at"],
+        dataset_id=str(row["dataset_id"]) if row["dataset_id"] else None,
+        config=row["config"],
+        allow_private=row["allow_private"],
+        enabled=row["enabled"],
+        state=row["state"],
+        created_at=row["created_at"],
+        next_run_at=row["next_run_at"],
         last_run_at=row["last_run_at"],
     )
 
 
 def _run(row: dict[str, Any]) -> HarvestRun:
     return HarvestRun(
-        id=str(row["id"]), source_id=str(row["source_id"]) if row["source_id"] else None,
-        organisation_id=row["organisation_id"], kind=row["kind"], status=row["status"],
-        dry_run=row["dry_run"], started_at=row["started_at"], finished_at=row["finished_at"],
-        counts=row["counts"], error=row["error"],
+        id=str(row["id"]),
+        source_id=str(row["source_id"]) if row["source_id"] else None,
+        organisation_id=row["organisation_id"],
+        kind=row["kind"],
+        status=row["status"],
+        dry_run=row["dry_run"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        counts=row["counts"],
+        error=row["error"],
     )
 
 
@@ -78,8 +92,19 @@ class HarvestRepository:
                 "INSERT INTO harvest_sources (organisation_id, kind, name, url, schedule, "
                 "validation_mode, dataset_id, config, allow_private, enabled, next_run_at) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
-                (s.organisation_id, s.kind, s.name, s.url, s.schedule, s.validation_mode,
-                 s.dataset_id, Jsonb(s.config), s.allow_private, s.enabled, s.next_run_at),
+                (
+                    s.organisation_id,
+                    s.kind,
+                    s.name,
+                    s.url,
+                    s.schedule,
+                    s.validation_mode,
+                    s.dataset_id,
+                    Jsonb(s.config),
+                    s.allow_private,
+                    s.enabled,
+                    s.next_run_at,
+                ),
             ).fetchone()
         except psycopg.errors.ForeignKeyViolation:
             raise ValidationError("unknown organisation or dataset for this source") from None
@@ -90,7 +115,9 @@ class HarvestRepository:
         try:
             row = self.conn.execute(
                 "SELECT * FROM harvest_sources WHERE id = %s"
-                + (" FOR UPDATE" if for_update else ""), (source_id,)).fetchone()
+                + (" FOR UPDATE" if for_update else ""),
+                (source_id,),
+            ).fetchone()
         except psycopg.errors.InvalidTextRepresentation:
             self.conn.rollback()
             row = None
@@ -102,10 +129,10 @@ class HarvestRepository:
         if organisation_id:
             rows = self.conn.execute(
                 "SELECT * FROM harvest_sources WHERE organisation_id = %s ORDER BY created_at",
-                (organisation_id,)).fetchall()
+                (organisation_id,),
+            ).fetchall()
         else:
-            rows = self.conn.execute(
-                "SELECT * FROM harvest_sources ORDER BY created_at").fetchall()
+            rows = self.conn.execute("SELECT * FROM harvest_sources ORDER BY created_at").fetchall()
         return [_source(r) for r in rows]
 
     def due_sources(self) -> list[HarvestSource]:
@@ -115,40 +142,49 @@ class HarvestRepository:
         ).fetchall()
         return [_source(r) for r in rows]
 
-    def save_state(self, source_id: str, state: dict[str, Any],
-                   next_run_at: datetime | None) -> None:
+    def save_state(
+        self, source_id: str, state: dict[str, Any], next_run_at: datetime | None
+    ) -> None:
         self.conn.execute(
             "UPDATE harvest_sources SET state = %s, last_run_at = now(), next_run_at = %s "
-            "WHERE id = %s", (Jsonb(state), next_run_at, source_id))
+            "WHERE id = %s",
+            (Jsonb(state), next_run_at, source_id),
+        )
 
     # -- runs ---------------------------------------------------------------------------------
-    def start_run(self, source_id: str | None, organisation_id: str, kind: str, dry_run: bool,
-                  pid: int) -> HarvestRun:
+    def start_run(
+        self, source_id: str | None, organisation_id: str, kind: str, dry_run: bool, pid: int
+    ) -> HarvestRun:
         row = self.conn.execute(
             "INSERT INTO harvest_runs (source_id, organisation_id, kind, dry_run, pid) "
             "VALUES (%s, %s, %s, %s, %s) RETURNING *",
-            (source_id, organisation_id, kind, dry_run, pid)).fetchone()
+            (source_id, organisation_id, kind, dry_run, pid),
+        ).fetchone()
         assert row is not None
         return _run(row)
 
     def heartbeat(self, run_id: str, counts: dict[str, int]) -> None:
         self.conn.execute(
             "UPDATE harvest_runs SET heartbeat_at = now(), counts = %s WHERE id = %s",
-            (Jsonb(counts), run_id))
+            (Jsonb(counts), run_id),
+        )
 
-    def finish_run(self, run_id: str, status: str, counts: dict[str, int],
-                   error: str | None = None) -> HarvestRun:
+    def finish_run(
+        self, run_id: str, status: str, counts: dict[str, int], error: str | None = None
+    ) -> HarvestRun:
         row = self.conn.execute(
             "UPDATE harvest_runs SET status = %s, counts = %s, error = %s, finished_at = now(), "
             "heartbeat_at = now() WHERE id = %s RETURNING *",
-            (status, Jsonb(counts), error, run_id)).fetchone()
+            (status, Jsonb(counts), error, run_id),
+        ).fetchone()
         assert row is not None
         return _run(row)
 
     def get_run(self, run_id: str) -> HarvestRun:
         try:
-            row = self.conn.execute("SELECT * FROM harvest_runs WHERE id = %s",
-                                    (run_id,)).fetchone()
+            row = self.conn.execute(
+                "SELECT * FROM harvest_runs WHERE id = %s", (run_id,)
+            ).fetchone()
         except psycopg.errors.InvalidTextRepresentation:
             self.conn.rollback()
             row = None
@@ -159,18 +195,24 @@ class HarvestRepository:
     def list_runs(self, source_id: str, limit: int = 50) -> list[HarvestRun]:
         rows = self.conn.execute(
             "SELECT * FROM harvest_runs WHERE source_id = %s ORDER BY started_at DESC LIMIT %s",
-            (source_id, limit)).fetchall()
+            (source_id, limit),
+        ).fetchall()
         return [_run(r) for r in rows]
 
     def last_completed(self, source_id: str) -> HarvestRun | None:
         row = self.conn.execute(
             "SELECT * FROM harvest_runs WHERE source_id = %s AND status = 'completed' "
-            "AND NOT dry_run ORDER BY started_at DESC LIMIT 1", (source_id,)).fetchone()
+            "AND NOT dry_run ORDER BY started_at DESC LIMIT 1",
+            (source_id,),
+        ).fetchone()
         return _run(row) if row else None
 
     def running_runs(self) -> list[dict[str, Any]]:
-        return list(self.conn.execute(
-            "SELECT id, pid, heartbeat_at FROM harvest_runs WHERE status = 'running'"))
+        return list(
+            self.conn.execute(
+                "SELECT id, pid, heartbeat_at FROM harvest_runs WHERE status = 'running'"
+            )
+        )
 
     def add_errors(self, run_id: str, errors: list[dict[str, Any]]) -> None:
         if not errors:
@@ -179,11 +221,23 @@ class HarvestRepository:
             cur.executemany(
                 "INSERT INTO harvest_record_errors (run_id, record, location, severity, "
                 "property, message) VALUES (%s, %s, %s, %s, %s, %s)",
-                [(run_id, e.get("record"), e.get("location"), e.get("severity", "error"),
-                  e.get("property"), e["message"][:4000]) for e in errors])
+                [
+                    (
+                        run_id,
+                        e.get("record"),
+                        e.get("location"),
+                        e.get("severity", "error"),
+                        e.get("property"),
+                        e["message"][:4000],
+                    )
+                    for e in errors
+                ],
+            )
 
     def list_errors(self, run_id: str, limit: int = 1000) -> list[dict[str, Any]]:
         rows = self.conn.execute(
             "SELECT record, location, severity, property, message FROM harvest_record_errors "
-            "WHERE run_id = %s ORDER BY id LIMIT %s", (run_id, limit)).fetchall()
+            "WHERE run_id = %s ORDER BY id LIMIT %s",
+            (run_id, limit),
+        ).fetchall()
         return [dict(r) for r in rows]
