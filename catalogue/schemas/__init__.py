@@ -191,19 +191,24 @@ def load(schema: Schema, data: Any) -> Any:
 class HarvestSourceSchema(Schema):
     id = fields.String(dump_only=True)
     organisation_id = fields.String(required=True)
-    kind = fields.String(required=True,
-                         validate=validate.OneOf(["dcat", "fhir", "omop", "dicomweb"]))
+    kind = fields.String(
+        required=True, validate=validate.OneOf(["dcat", "fhir", "omop", "dicomweb"])
+    )
     name = fields.String(load_default="", validate=validate.Length(max=200))
     url = fields.String(required=True, validate=validate.Length(min=1, max=4096))
-    schedule = fields.String(load_default=None, allow_none=True,
-                             metadata={"description": "@hourly, @daily, @weekly, every N m|h|d"})
-    validation_mode = fields.String(load_default="lenient",
-                                    validate=validate.OneOf(["strict", "lenient"]))
+    schedule = fields.String(
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "@hourly, @daily, @weekly, every N m|h|d"},
+    )
+    validation_mode = fields.String(
+        load_default="lenient", validate=validate.OneOf(["strict", "lenient"])
+    )
     dataset_id = fields.String(load_default=None, allow_none=True)
-    config = fields.Dict(load_default=dict,
-                         metadata={"description": "e.g. {\"incremental\": true}"})
-    allow_private = fields.Boolean(load_default=False,
-                                   metadata={"description": "admins only: allow private IPs"})
+    config = fields.Dict(load_default=dict, metadata={"description": 'e.g. {"incremental": true}'})
+    allow_private = fields.Boolean(
+        load_default=False, metadata={"description": "admins only: allow private IPs"}
+    )
     enabled = fields.Boolean(load_default=True)
     created_at = fields.DateTime(dump_only=True)
     next_run_at = fields.DateTime(dump_only=True, allow_none=True)
