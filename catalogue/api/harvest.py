@@ -75,17 +75,27 @@ def get_source(source_id: str) -> Response:
     bp,
     "POST",
     "/sources/{source_id}/run",
-    "Run a source now and return the run summary",
+    "Run a source now: 202 with the run id (poll /runs/{run_id}); ?wait=true answers 200 "
+    "with the finished run's counts and errors",
     tag="harvest",
     auth="token",
     request_schema=RunRequestSchema,
     response_schema=HarvestRunSchema,
+    status=202,
+    query=(("wait", "boolean", "Wait for the run to finish"),),
     errors=(401, 403, 404, 409),
 )
 def run_source(source_id: str) -> Response:
     data = load(RunRequestSchema(), json_body() if request.data else {})
-    report = runtime().harvest.run_source(identity(), source_id, dry_run=data["dry_run"])
-    return jsonify(report.as_dict())
+    if request.args.get("wait", "").lower() in ("1", "true", "yes"):
+        report = runtime().harvest.run_source(identity(), source_id, dry_run=data["dry_run"])
+        return jsonify(report.as_dict())
+    run_id = runtime().harvest.start_source(identity(), source_id, dry_run=data["dry_run"])
+    response = jsonify({"run_id": run_id, "status": "running",
+                        "href": f"/api/v1/harvest/runs/{run_id}"})
+    response.status_code = 202
+    response.headers["Location"] = f"/api/v1/harvest/runs/{run_id}"
+    return response
 
 
 @op(

@@ -148,6 +148,39 @@ class HarvestService:
             identity, source, dry_run=dry_run, progress=progress, allowed_origins=allowed_origins
         )
 
+    def start_source(self, identity: Identity, source_id: str, *,
+                     dry_run: bool = False) -> str:
+        """Start a run in the background; return its id as soon as it is recorded."""
+        import threading
+
+        source = self.get_source(identity, source_id)
+        require_organisation(identity, source.organisation_id)
+        started = threading.Event()
+        result: dict[str, Any] = {}
+
+        def record(run_id: str) -> None:
+            result["run_id"] = run_id
+            started.set()
+
+        def work() -> None:
+            try:
+                self._run(identity, source, dry_run=dry_run, progress=None,
+                          allowed_origins=frozenset(), on_started=record)
+            except CatalogueError as exc:
+                result["error"] = exc
+            except Exception:
+                log.exception("background harvest of source %s failed", source.id)
+            finally:
+                started.set()
+
+        threading.Thread(target=work, name=f"harvest-{source.id}", daemon=True).start()
+        started.wait(60)
+        if "error" in result and "run_id" not in result:
+            raise result["error"]
+        if "run_id" not in result:
+            raise Conflict("the run could not be started")
+        return str(result["run_id"])
+
     def run_url(
         self,
         identity: Identity,
@@ -201,6 +234,7 @@ class HarvestService:
         dry_run: bool,
         progress: Callable[[dict[str, int]], None] | None,
         allowed_origins: frozenset[str],
+        on_started: Callable[[str], None] | None = None,
     ) -> RunReport:
         self.mark_stale_runs()
         harvester = _harvester(source.kind)
@@ -226,6 +260,8 @@ class HarvestService:
                     source.id,
                     {"run": run.id, "dry_run": dry_run},
                 )
+            if on_started is not None:
+                on_started(run.id)
             incremental = bool(source.config.get("incremental")) and previous is not None
             ctx = RunContext(
                 db=self.db,
