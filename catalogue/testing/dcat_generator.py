@@ -103,7 +103,8 @@ def record(i: int, *, seed: int = 0, version: str = "1.0.0",
   <http://data.europa.eu/r5r/applicableLegislation> <http://data.europa.eu/eli/reg/2025/327/oj> ;
   dct:license <http://publications.europa.eu/resource/authority/licence/CC_BY_NC_4_0> .
 <@@BASE@@/org/{org}> a foaf:Agent ; foaf:name "Provider {org}"@en ;
-  <http://data.europa.eu/m8g/contactPoint> [ a <http://data.europa.eu/m8g/ContactPoint> ;
-      <http://data.europa.eu/m8g/email> "data{org}@example.org" ] .
+  <http://data.europa.eu/m8g/contactPoint> <@@BASE@@/org/{org}#contact> .
+<@@BASE@@/org/{org}#contact> a <http://data.europa.eu/m8g/ContactPoint> ;
+  <http://data.europa.eu/m8g/email> "data{org}@example.org" .
 """
     return identifier, turtle

@@ -1,0 +1,264 @@
+"""DCAT-AP harvesting end to end: a real HTTP source with Hydra paging, PostgreSQL, the index."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from catalogue.cli import CLI_IDENTITY, main
+from catalogue.model.identity import SYSTEM, Organisation, Role, User
+from catalogue.runtime import Runtime
+from catalogue.store.harvest import HarvestSource
+from catalogue.testing.dcat_generator import record
+from catalogue.testing.dcat_server import DcatServer, DcatSource, Record, generate_records
+from tests.conftest import TEST_SECRET
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "dcat"
+
+
+@pytest.fixture
+def orgs(runtime: Runtime) -> Runtime:
+    runtime.identities.create_organisation(SYSTEM, Organisation("org-a", "A", "ES"))
+    runtime.identities.create_organisation(SYSTEM, Organisation("org-b", "B", "DE"))
+    return runtime
+
+
+def _harvest(rt: Runtime, server: DcatServer, **kwargs: Any) -> Any:
+    return rt.harvest.run_url(
+        SYSTEM,
+        "dcat",
+        server.url,
+        kwargs.pop("org", "org-a"),
+        allowed_origins=frozenset({server.origin}),
+        **kwargs,
+    )
+
+
+def _datasets(rt: Runtime) -> dict[str, dict[str, Any]]:
+    with rt.database.transaction() as conn:
+        rows = conn.execute(
+            "SELECT id, identifier, status, version, updated_at, content_hash FROM datasets"
+        ).fetchall()
+    return {r["identifier"]: r for r in rows}
+
+
+def test_repeated_harvests_write_nothing_then_update_then_withdraw(orgs: Runtime) -> None:
+    rt = orgs
+    source = DcatSource(generate_records(250, record), page_size=100)
+    with DcatServer(source) as server:
+        first = _harvest(rt, server)
+        assert first.status == "completed", first.error
+        assert first.counts["seen"] == 250 and first.counts["created"] == 250
+        before = _datasets(rt)
+        assert len(before) == 250
+        assert rt.indexer is not None and rt.indexer.drain() > 0
+        for _ in range(2):
+            again = _harvest(rt, server)
+            assert again.status == "completed"
+            assert again.counts["created"] == again.counts["updated"] == 0
+            assert again.counts["unchanged"] == 250
+            assert again.counts["withdrawn"] == 0
+            assert _datasets(rt) == before  # nothing rewritten: same versions and timestamps
+            assert rt.indexer.lag()["pending"] == 0
+        # the second and third runs were answered 304 (conditional requests)
+        # change one record, remove another
+        source.records[7] = Record(*record(7, version="1.1.0"))
+        removed = source.records.pop(42)
+        changed = _harvest(rt, server)
+        assert changed.counts["updated"] == 1 and changed.counts["created"] == 0
+        assert changed.counts["withdrawn"] == 1
+        after = _datasets(rt)
+        assert len(after) == 250  # no duplicates
+        assert after["gen-000007"]["id"] == before["gen-000007"]["id"]
+        assert after["gen-000007"]["version"] == before["gen-000007"]["version"] + 1
+        assert after[removed.identifier]["status"] == "withdrawn"
+        # a withdrawn record that comes back is published again, same row
+        source.records.insert(42, removed)
+        back = _harvest(rt, server)
+        assert back.counts["updated"] == 1
+        assert _datasets(rt)[removed.identifier]["status"] == "published"
+        assert _datasets(rt)[removed.identifier]["id"] == before[removed.identifier]["id"]
+
+
+def test_conditional_requests_are_used(orgs: Runtime) -> None:
+    source = DcatSource(generate_records(30, record), page_size=10)
+    with DcatServer(source) as server:
+        _harvest(orgs, server)
+        source.requests.clear()
+        again = _harvest(orgs, server)
+    assert again.counts["unchanged"] == 30
+    assert len(source.requests) == 3
+
+
+def test_corrupt_page_keeps_the_rest_and_reports_where(orgs: Runtime) -> None:
+    source = DcatSource(generate_records(50, record), page_size=10, corrupt_page=3)
+    with DcatServer(source) as server:
+        report = _harvest(orgs, server)
+    assert report.status == "completed"
+    assert not report.complete
+    assert report.counts["created"] == 20  # pages 1-2; paging stops at the broken page
+    errors = [e for e in report.errors if "not valid RDF" in e["message"]]
+    assert errors and errors[0]["location"].endswith("page=3")
+    assert report.counts["withdrawn"] == 0  # incomplete runs never withdraw
+
+
+def test_paging_loop_is_detected(orgs: Runtime) -> None:
+    source = DcatSource(generate_records(30, record), page_size=10, loop_at_page=2)
+    with DcatServer(source) as server:
+        report = _harvest(orgs, server)
+    assert report.status == "completed" and not report.complete
+    assert any("paging loop" in e["message"] for e in report.errors)
+    assert report.counts["created"] == 20
+
+
+def test_invalid_record_strict_rejects_lenient_stores_with_warnings(orgs: Runtime) -> None:
+    records = generate_records(5, record)
+    records[2] = Record(*record(2, description=""))  # no dct:description
+    source = DcatSource(records, page_size=10)
+    with DcatServer(source) as server:
+        strict = _harvest(orgs, server, validation_mode="strict")
+        assert strict.counts["invalid"] == 1 and strict.counts["created"] == 4
+        problem = [e for e in strict.errors if e["record"] == "gen-000002"]
+        assert any("dct:description" in (e["property"] or "") + e["message"] for e in problem)
+        assert "gen-000002" not in _datasets(orgs)
+        lenient = _harvest(orgs, server, validation_mode="lenient")
+    assert lenient.counts["created"] == 1 and lenient.counts["invalid"] == 1
+    stored = orgs.datasets.get(SYSTEM, _datasets(orgs)["gen-000002"]["id"])
+    assert any("dct:description" in (i.get("path") or "") + i["message"] for i in stored.validation)
+
+
+def test_dry_run_writes_nothing(orgs: Runtime) -> None:
+    source = DcatSource(generate_records(12, record), page_size=5)
+    with DcatServer(source) as server:
+        report = _harvest(orgs, server, dry_run=True)
+    assert report.counts["created"] == 12
+    assert _datasets(orgs) == {}
+
+
+def test_hostile_sources_fail_safely(orgs: Runtime) -> None:
+    for url in (
+        "http://127.0.0.1:9/catalog",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.1.2.3/catalog",
+        "http://[::1]:9/catalog",
+    ):
+        report = orgs.harvest.run_url(SYSTEM, "dcat", url, "org-a")
+        assert report.status == "failed"
+        assert "refused" in (report.error or ""), report.error
+    source = DcatSource(
+        generate_records(3, record),
+        page_size=10,
+        redirect_page=(1, "http://169.254.169.254/latest/meta-data/"),
+    )
+    with DcatServer(source) as server:
+        report = _harvest(orgs, server)
+    assert report.status == "failed"
+    source = DcatSource(generate_records(3, record), page_size=10, endless_page=1)
+    with DcatServer(source) as server:
+        from catalogue.harvest.dcat import DcatHarvester, HarvestLimits
+        from catalogue.services import harvest as harvest_service
+
+        original = harvest_service._harvester
+        harvest_service._harvester = lambda kind: DcatHarvester(  # type: ignore[assignment]
+            limits=HarvestLimits(max_page_bytes=2_000_000)
+        )
+        try:
+            report = _harvest(orgs, server)
+        finally:
+            harvest_service._harvester = original
+    assert report.status == "failed"
+    assert "larger" in (report.error or "") or "limit" in (report.error or "")
+
+
+def test_providers_only_harvest_into_their_own_organisation(orgs: Runtime) -> None:
+    provider = orgs.identities.create_user(SYSTEM, User("", "prov-a", Role.PROVIDER, "org-a"))
+    from catalogue.errors import Forbidden, NotFound
+    from catalogue.model.identity import Identity
+
+    ident = Identity(
+        user_id=provider.id, username="prov-a", role=Role.PROVIDER, organisation_id="org-a"
+    )
+    with pytest.raises(Forbidden):
+        orgs.harvest.run_url(ident, "dcat", "https://example.org/catalog", "org-b")
+    other = orgs.harvest.register(
+        SYSTEM,
+        HarvestSource(id="", organisation_id="org-b", kind="dcat", url="https://example.org/b"),
+    )
+    with pytest.raises(NotFound):
+        orgs.harvest.run_source(ident, other.id)
+    with pytest.raises(Forbidden):
+        orgs.harvest.register(
+            ident,
+            HarvestSource(
+                id="",
+                organisation_id="org-a",
+                kind="dcat",
+                url="http://10.0.0.5/",
+                allow_private=True,
+            ),
+        )
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(
+        p.relative_to(DATA).as_posix()
+        for p in DATA.rglob("*")
+        if p.suffix in (".ttl", ".nt", ".jsonld", ".rdf", ".trig")
+    ),
+)
+def test_shared_examples_harvest_or_report_precisely(orgs: Runtime, path: str) -> None:
+    report = orgs.harvest.run_url(CLI_IDENTITY, "dcat", str(DATA / path), "org-a")
+    if report.status == "failed":
+        assert report.error and len(report.error) > 10
+        return
+    counts = report.counts
+    assert counts["seen"] == sum(counts[k] for k in ("created", "updated", "unchanged", "failed"))
+    if counts["seen"] == 0:
+        assert any("no dcat:Dataset" in e["message"] for e in report.errors)
+    if "invalid" in path:
+        assert report.counts["invalid"] >= 1
+        assert any(e["property"] for e in report.errors), report.errors
+
+
+def test_cli_one_shot_json_and_exit_codes(orgs: Runtime, db_url: str, tmp_path: Path) -> None:
+    env = {
+        "CATALOGUE_DATABASE_URL": db_url,
+        "CATALOGUE_DATA_DIR": str(tmp_path / "d"),
+        "CATALOGUE_SECRET_KEY": TEST_SECRET,
+    }
+    ok = CliRunner().invoke(
+        main,
+        [
+            "harvest",
+            "dcat",
+            str(DATA / "health-ri" / "example-dataset.ttl"),
+            "--organisation",
+            "org-a",
+            "--json",
+        ],
+        env=env,
+    )
+    assert ok.exit_code == 0, ok.output
+    summary = json.loads(ok.output)
+    assert summary["status"] == "completed" and summary["counts"]["seen"] >= 1
+    assert set(summary["counts"]) >= {
+        "seen",
+        "created",
+        "updated",
+        "unchanged",
+        "withdrawn",
+        "invalid",
+        "failed",
+    }
+    bad = CliRunner().invoke(
+        main,
+        ["harvest", "dcat", str(tmp_path / "missing.ttl"), "--organisation", "org-a", "--json"],
+        env=env,
+    )
+    assert bad.exit_code == 1
+    assert json.loads(bad.output)["status"] == "failed"
