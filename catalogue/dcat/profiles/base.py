@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 from rdflib import BNode, Graph, Literal, URIRef
 from rdflib.compare import to_canonical_graph
+from rdflib.plugins.serializers.nt import _nt_row
 from rdflib.term import Node
 
 from catalogue.dcat.namespaces import DCAT, DCT, RDF, bind_prefixes, canonicalise_graph
@@ -100,22 +101,24 @@ def _content_labels(graph: Graph) -> dict[BNode, str] | None:
 
 def canonical_ntriples(graph: Graph) -> str:
     """``graph`` as sorted N-Triples lines with canonical blank-node labels (stable hashes)."""
+    labels: dict[Node, str] | None = {}
     if any(isinstance(term, BNode) for triple in graph for term in triple):
-        canonical = Graph(bind_namespaces="none")
         labels = _content_labels(graph)
         if labels is None:
+            canonical = Graph(bind_namespaces="none")
             for triple in to_canonical_graph(graph):
                 canonical.add(triple)
-        else:
-            for s, p, o in graph:
-                canonical.add((
-                    BNode(labels[s]) if isinstance(s, BNode) else s,
-                    p,
-                    BNode(labels[o]) if isinstance(o, BNode) else o,
-                ))
-        graph = canonical
-    text = graph.serialize(format="nt", encoding="utf-8").decode("utf-8")
-    lines = sorted({line for line in text.splitlines() if line.strip()})
+            text = canonical.serialize(format="nt", encoding="utf-8").decode("utf-8")
+            lines = sorted({line for line in text.splitlines() if line.strip()})
+            return "\n".join(lines) + ("\n" if lines else "")
+    # rows written directly (no intermediate graph, no serializer): this runs once per record
+    rows = set()
+    for s, p, o in graph:
+        if labels:
+            s = BNode(labels[s]) if isinstance(s, BNode) else s
+            o = BNode(labels[o]) if isinstance(o, BNode) else o
+        rows.add(_nt_row((s, p, o)).rstrip("\n"))
+    lines = sorted(rows)
     return "\n".join(lines) + ("\n" if lines else "")
 
 
@@ -201,7 +204,7 @@ class Profile(abc.ABC):
         every blank node or resource described in ``graph`` that it refers to (distributions,
         agents, contact points, periods...), except other datasets and catalogues.
         """
-        out = Graph(bind_namespaces="none")
+        out = Graph(store="SimpleMemory", bind_namespaces="none")
         # Markers that let parse_with_problems skip work already done on this graph.
         setattr(out, _DESCRIPTION_OF, node)
         setattr(out, _CANONICAL, getattr(graph, _CANONICAL, False))
