@@ -10,6 +10,7 @@ reported with its URL and the run goes on without deletion sync.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from rdflib.namespace import Namespace
 
 from catalogue.dcat.formats import RdfError, parse_rdf
 from catalogue.dcat.profiles import get_profile
+from catalogue.dcat.profiles.base import canonical_ntriples
 from catalogue.dcat.validation import get_validator
 from catalogue.errors import CatalogueError
 from catalogue.harvest.base import Harvester, RunContext, SourceUnreadable
@@ -193,24 +195,39 @@ class DcatHarvester(Harvester):
                 ctx.error(
                     "no dcat:Dataset found on this page", location=page.url, severity="warning"
                 )
+            described: list[tuple[Any, Graph, str, str]] = []
             for node in nodes:
                 ctx.count("seen")
-                label = str(node)
                 try:
                     description = self.profile.description(graph, node)
+                    text = canonical_ntriples(description)
+                    identifier = self.profile._identifier(description, node) or (
+                        "urn:sha256:" + hashlib.sha256(text.encode()).hexdigest())
+                except Exception as exc:  # one broken record never stops the run
+                    log.warning("record %s could not be cut out: %s", node, type(exc).__name__)
+                    ctx.count("failed")
+                    ctx.error(f"could not read this record: {type(exc).__name__}",
+                              record=str(node), location=page.url)
+                    continue
+                described.append((node, description, text, identifier))
+            # records whose description is byte-identical to the stored one are unchanged:
+            # no profile parsing, no validation, no write (only "seen in this run")
+            unchanged_ids, to_parse = self._unchanged(ctx, described)
+            for node, description, _text, identifier in to_parse:
+                try:
                     ds, problems = self.profile.parse_with_problems(
                         description, node, ctx.organisation_id
                     )
                 except CatalogueError as exc:
                     ctx.count("failed")
-                    ctx.error(exc.message, record=label, location=page.url)
+                    ctx.error(exc.message, record=identifier, location=page.url)
                     continue
                 except Exception as exc:  # one broken record never stops the run
-                    log.warning("record %s failed to parse: %s", label, type(exc).__name__)
+                    log.warning("record %s failed to parse: %s", identifier, type(exc).__name__)
                     ctx.count("failed")
                     ctx.error(
                         f"could not read this record: {type(exc).__name__}",
-                        record=label,
+                        record=identifier,
                         location=page.url,
                     )
                     continue
@@ -219,12 +236,40 @@ class DcatHarvester(Harvester):
             ctx.timed("extract", time.perf_counter() - started)
             started = time.perf_counter()
             before = ctx.counts["failed"] + ctx.counts["invalid"]
-            page_ids = self._apply(ctx, records, validator, page.url)
-            if ctx.counts["failed"] + ctx.counts["invalid"] > before or len(records) < len(nodes):
+            page_ids = self._apply(ctx, records, validator, page.url) + unchanged_ids
+            if ctx.counts["failed"] + ctx.counts["invalid"] > before or \
+                    len(records) + len(unchanged_ids) < len(nodes):
                 page_state.setdefault(page.url, {})["retry"] = True
             ctx.timed("apply", time.perf_counter() - started)
             page_state.setdefault(page.url, {})["identifiers"] = page_ids
             ctx.tick()
+
+    def _unchanged(self, ctx: RunContext, described: list[tuple[Any, Graph, str, str]]
+                   ) -> tuple[list[str], list[tuple[Any, Graph, str, str]]]:
+        if not described:
+            return [], []
+        with ctx.db.transaction() as conn:
+            rows = conn.execute(
+                "SELECT id, identifier, md5(graph) AS graph_md5 FROM datasets "
+                "WHERE organisation_id = %s AND identifier = ANY(%s) AND status = 'published'",
+                (ctx.organisation_id, [d[3] for d in described]),
+            ).fetchall()
+            stored = {r["identifier"]: r for r in rows}
+            same, rest, seen_ids = [], [], []
+            for item in described:
+                row = stored.get(item[3])
+                digest = hashlib.md5(item[2].encode(), usedforsecurity=False).hexdigest()
+                if row is not None and row["graph_md5"] == digest:
+                    same.append(item[3])
+                    seen_ids.append(row["id"])
+                else:
+                    rest.append(item)
+            if seen_ids and not ctx.dry_run and ctx.run_id:
+                conn.execute(
+                    "UPDATE datasets SET last_seen_run = %s, source_id = coalesce(source_id, %s) "
+                    "WHERE id = ANY(%s)", (ctx.run_id, ctx.source_id, seen_ids))
+        ctx.count("unchanged", len(same))
+        return same, rest
 
     def _apply(
         self,
@@ -283,15 +328,11 @@ class DcatHarvester(Harvester):
                     with conn.transaction():
                         if old:
                             ds.id = str(old["id"])
-                            saved = repo.update(ds)
+                            saved = repo.update(ds, reload=False, seen_run=ctx.run_id)
                             ctx.count("updated")
                         else:
-                            saved = repo.insert(ds)
+                            saved = repo.insert(ds, reload=False, seen_run=ctx.run_id)
                             ctx.count("created")
-                        conn.execute(
-                            "UPDATE datasets SET last_seen_run = %s WHERE id = %s",
-                            (ctx.run_id, saved.id),
-                        )
                         assert saved.id is not None
                         changed_ids.append(saved.id)
                 except Exception as exc:

@@ -160,14 +160,18 @@ class DatasetRepository:
     def all_ids(self) -> list[str]:
         return [str(r["id"]) for r in self.conn.execute("SELECT id FROM datasets ORDER BY id")]
 
-    def insert(self, ds: Dataset) -> Dataset:
+    def insert(self, ds: Dataset, *, reload: bool = True,
+               seen_run: str | None = None) -> Dataset:
+        """Insert; ``reload=False`` skips reading the row back (bulk harvests)."""
         ds.content_hash = content_hash(ds)
-        cols = ["organisation_id", "identifier", "status", "content_hash", *_WRITABLE]
+        cols = ["organisation_id", "identifier", "status", "content_hash", "last_seen_run",
+                *_WRITABLE]
         values = [
             ds.organisation_id,
             ds.identifier,
             ds.status.value,
             ds.content_hash,
+            seen_run,
             *[self._adapt(n, getattr(ds, n)) for n in _WRITABLE],
         ]
         published = ", published_at" if ds.status == DatasetStatus.PUBLISHED else ""
@@ -178,15 +182,17 @@ class DatasetRepository:
         ).fetchone()
         assert row is not None
         ds.id = str(row["id"])
-        self._write_distributions(ds)
-        return self.get(ds.id)
+        self._write_distributions(ds, fresh=True)
+        return self.get(ds.id) if reload else ds
 
-    def update(self, ds: Dataset) -> Dataset:
+    def update(self, ds: Dataset, *, reload: bool = True,
+               seen_run: str | None = None) -> Dataset:
         assert ds.id is not None
         ds.content_hash = content_hash(ds)
         sets = ", ".join(f"{n} = %s" for n in _WRITABLE)
         self.conn.execute(
             f"UPDATE datasets SET {sets}, status = %s, content_hash = %s, updated_at = now(), "
+            "last_seen_run = coalesce(%s, last_seen_run), "
             "version = version + 1, "
             "published_at = CASE WHEN %s = 'published' THEN coalesce(published_at, now()) "
             "ELSE published_at END, "
@@ -196,13 +202,14 @@ class DatasetRepository:
                 *[self._adapt(n, getattr(ds, n)) for n in _WRITABLE],
                 ds.status.value,
                 ds.content_hash,
+                seen_run,
                 ds.status.value,
                 ds.status.value,
                 ds.id,
             ],
         )
         self._write_distributions(ds)
-        return self.get(ds.id)
+        return self.get(ds.id) if reload else ds
 
     def set_status(self, dataset_id: str, status: DatasetStatus) -> None:
         self.conn.execute(
@@ -213,8 +220,9 @@ class DatasetRepository:
             (status.value, status.value, status.value, dataset_id),
         )
 
-    def _write_distributions(self, ds: Dataset) -> None:
-        self.conn.execute("DELETE FROM distributions WHERE dataset_id = %s", (ds.id,))
+    def _write_distributions(self, ds: Dataset, fresh: bool = False) -> None:
+        if not fresh:
+            self.conn.execute("DELETE FROM distributions WHERE dataset_id = %s", (ds.id,))
         if not ds.distributions:
             return
         with self.conn.cursor() as cur:

@@ -101,7 +101,7 @@ def _content_labels(graph: Graph) -> dict[BNode, str] | None:
 
 def canonical_ntriples(graph: Graph) -> str:
     """``graph`` as sorted N-Triples lines with canonical blank-node labels (stable hashes)."""
-    labels: dict[Node, str] | None = {}
+    labels: dict[BNode, str] | None = {}
     if any(isinstance(term, BNode) for triple in graph for term in triple):
         labels = _content_labels(graph)
         if labels is None:
