@@ -51,4 +51,9 @@ def load_demo(runtime: Runtime) -> dict[str, int]:
         item["status"] = DatasetStatus(item.get("status", "draft"))
         _, was_created = runtime.datasets.save(SYSTEM, Dataset(distributions=dists, **item))
         created["datasets"] += int(was_created)
+    # EUCAIM-DCAT-AP descriptions go through the real harvester (a local file source)
+    eucaim = resources.files("catalogue.demo").joinpath("eucaim-catalogue.ttl")
+    with resources.as_file(eucaim) as path:
+        report = runtime.harvest.run_url(SYSTEM, "dcat", str(path), "forth-ics")
+    created["datasets"] += report.counts.get("created", 0)
     return created

@@ -157,6 +157,10 @@ def test_demo_starts_stops_cleanly_on_sigterm_and_reuses_data(tmp_path: Path) ->
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/datasets?q=lung") as r:
             body = json.loads(r.read())
         assert body["total"] >= 1
+        # the EUCAIM-DCAT-AP demo descriptions came in through the harvester
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/datasets?q=prostate") as r:
+            titles = [h["title"].get("en") for h in json.loads(r.read())["hits"]]
+        assert "Prostate cancer multiparametric MRI collection" in titles
         assert _postgres_processes(data_dir)
     finally:
         proc.send_signal(signal.SIGTERM)
