@@ -262,3 +262,56 @@ def test_cli_one_shot_json_and_exit_codes(orgs: Runtime, db_url: str, tmp_path: 
     )
     assert bad.exit_code == 1
     assert json.loads(bad.output)["status"] == "failed"
+
+
+def test_incremental_runs_ask_for_changes_only_and_never_withdraw(orgs: Runtime) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    old = datetime.now(UTC) - timedelta(days=30)
+    records = generate_records(20, record)
+    for r in records:
+        r.modified = old
+    source = DcatSource(records, page_size=10)
+    with DcatServer(source) as server:
+        registered = orgs.harvest.register(SYSTEM, HarvestSource(
+            id="", organisation_id="org-a", kind="dcat", url=server.url,
+            allow_private=True, config={"incremental": True}))
+        full = orgs.harvest.run_source(SYSTEM, registered.id,
+                                       allowed_origins=frozenset({server.origin}))
+        assert full.counts["created"] == 20
+        assert not any("modified_since" in p for p in source.requests)
+        source.requests.clear()
+        source.records[3] = Record(*record(3, version="2.0.0"))  # modified now
+        del source.records[10:]  # a changes-only feed does not list the others
+        delta = orgs.harvest.run_source(SYSTEM, registered.id,
+                                        allowed_origins=frozenset({server.origin}))
+    assert delta.status == "completed"
+    assert all("modified_since=" in p for p in source.requests)
+    assert delta.counts["seen"] == 1 and delta.counts["updated"] == 1
+    assert delta.counts["withdrawn"] == 0
+    assert sum(1 for d in _datasets(orgs).values() if d["status"] == "published") == 20
+
+
+def test_scheduled_sources_run_when_due(orgs: Runtime) -> None:
+    source = DcatSource(generate_records(5, record), page_size=10)
+    with DcatServer(source) as server:
+        registered = orgs.harvest.register(SYSTEM, HarvestSource(
+            id="", organisation_id="org-a", kind="dcat", url=server.url, allow_private=True,
+            schedule="every 6h"))
+        reports = orgs.harvest.run_due(SYSTEM)
+        assert [r.source_id for r in reports] == [registered.id]
+        assert reports[0].counts["created"] == 5
+        assert orgs.harvest.run_due(SYSTEM) == []  # next run is 6 hours away
+    after = orgs.harvest.get_source(SYSTEM, registered.id)
+    assert after.next_run_at is not None and after.last_run_at is not None
+    assert (after.next_run_at - after.last_run_at).total_seconds() > 5 * 3600
+
+
+def test_a_killed_run_is_marked_failed(orgs: Runtime) -> None:
+    with orgs.database.transaction() as conn:
+        conn.execute("INSERT INTO harvest_runs (organisation_id, kind, pid) "
+                     "VALUES ('org-a', 'dcat', 999999999)")
+    assert orgs.harvest.mark_stale_runs() == 1
+    with orgs.database.transaction() as conn:
+        row = conn.execute("SELECT status, error FROM harvest_runs").fetchone()
+    assert row["status"] == "failed" and "stopped" in row["error"]
