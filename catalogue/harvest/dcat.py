@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing
+import os
 import time
+from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -22,7 +26,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from rdflib import Graph, URIRef
 from rdflib.namespace import Namespace
 
-from catalogue.dcat.formats import RdfError, parse_rdf
+from catalogue.dcat.formats import RdfError, detect_format, parse_rdf
 from catalogue.dcat.profiles import get_profile
 from catalogue.dcat.profiles.base import canonical_ntriples
 from catalogue.dcat.validation import get_validator
@@ -56,6 +60,26 @@ class Page:
     not_modified: bool = False
     etag: str | None = None
     last_modified: str | None = None
+    content: bytes = b""
+    index: int = 0
+    next: str | None = None
+
+
+def _quick_next(content: bytes, url: str) -> str | None:
+    """The page's ``hydra:next`` link, found by Oxigraph's streaming parser (milliseconds),
+    so the next page can be fetched while a worker does the full parse of this one."""
+    import pyoxigraph
+
+    fmt = pyoxigraph.RdfFormat.N_TRIPLES if content.lstrip().startswith(b"<") and \
+        b"@prefix" not in content[:4096] else pyoxigraph.RdfFormat.TURTLE
+    try:
+        for triple in pyoxigraph.parse(content, format=fmt, base_iri=url):
+            if triple.predicate.value in (str(HYDRA.next), str(HYDRA.nextPage)) and \
+                    isinstance(triple.object, pyoxigraph.NamedNode):
+                return str(triple.object.value)
+    except SyntaxError as exc:
+        raise RdfError(f"Turtle syntax error: {exc}") from None
+    return None
 
 
 def _with_modified_since(url: str, since: Any) -> str:
@@ -63,6 +87,86 @@ def _with_modified_since(url: str, since: Any) -> str:
     query = [(k, v) for k, v in parse_qsl(parts.query) if k != "modified_since"]
     query.append(("modified_since", since.isoformat()))
     return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+@dataclass
+class ParsedRecord:
+    dataset: Dataset
+    problems: list[dict[str, Any]]     # values the profile could not read
+    validation: list[dict[str, Any]]   # SHACL issues (new or changed records only)
+
+
+@dataclass
+class Extracted:
+    """What one page yields, computed in this process or in a worker."""
+
+    nodes: int = 0
+    unchanged: list[str] = field(default_factory=list)
+    records: list[ParsedRecord] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    parse_error: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def extract_page(profile: Any, graph: Graph, url: str, organisation_id: str,
+                 stored: dict[str, str], validate: bool) -> Extracted:
+    """Cut a parsed page into records: unchanged ones (description identical to the stored
+    one) by identifier, new or changed ones parsed and validated."""
+    out = Extracted()
+    started = time.perf_counter()
+    graph = profile.canonicalise(graph)
+    nodes = profile.dataset_nodes(graph)
+    out.nodes = len(nodes)
+    validator = _LazyValidator()
+    validating = 0.0
+    for node in nodes:
+        identifier = str(node)
+        try:
+            description = profile.description(graph, node)
+            text = canonical_ntriples(description)
+            identifier = profile._identifier(description, node) or (
+                "urn:sha256:" + hashlib.sha256(text.encode()).hexdigest())
+            digest = hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+            if stored.get(identifier) == digest:
+                out.unchanged.append(identifier)
+                continue
+            ds, problems = profile.parse_with_problems(description, node, organisation_id)
+            began = time.perf_counter()
+            found = validator.validate_dataset(description, node) if validate else []
+            validating += time.perf_counter() - began
+        except CatalogueError as exc:
+            out.failures.append({"record": identifier, "message": exc.message})
+            continue
+        except Exception as exc:  # one broken record never stops the run
+            out.failures.append({"record": identifier,
+                                 "message": f"could not read this record: {type(exc).__name__}"})
+            continue
+        out.records.append(ParsedRecord(
+            ds, [{"severity": "warning", "path": None, "message": p} for p in problems],
+            [{"severity": i.severity, "path": i.path, "message": i.describe()} for i in found]))
+    out.timings = {"extract": time.perf_counter() - started - validating,
+                   "validate": validating}
+    return out
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(profile: str, stored: dict[str, str], validate: bool) -> None:
+    _WORKER.update(profile=get_profile(profile), stored=stored, validate=validate)
+
+
+def _work(content: bytes, url: str, organisation_id: str) -> Extracted:
+    started = time.perf_counter()
+    try:
+        graph = parse_rdf(content, content_type=None, filename=url, base=url)
+    except RdfError as exc:
+        return Extracted(parse_error=exc.message)
+    parsed = time.perf_counter() - started
+    out = extract_page(_WORKER["profile"], graph, url, organisation_id, _WORKER["stored"],
+                       _WORKER["validate"])
+    out.timings["parse"] = parsed
+    return out
 
 
 class _LazyValidator:
@@ -76,9 +180,13 @@ class _LazyValidator:
 class DcatHarvester(Harvester):
     kind = "dcat"
 
-    def __init__(self, profile: str = "eucaim", limits: HarvestLimits | None = None) -> None:
+    def __init__(self, profile: str = "eucaim", limits: HarvestLimits | None = None,
+                 workers: int | None = None) -> None:
+        self.profile_name = profile
         self.profile = get_profile(profile)
         self.limits = limits or HarvestLimits()
+        # worker processes parse and cut pages while this process fetches and writes
+        self.workers = workers if workers is not None else min(2, os.cpu_count() or 1)
 
     # -- reading ------------------------------------------------------------------------------
     def _read(self, ctx: RunContext, url: str, state: dict[str, Any]) -> tuple[bytes, Page]:
@@ -109,7 +217,8 @@ class DcatHarvester(Harvester):
         page = Page(url, None, result.not_modified, result.etag, result.last_modified)
         return result.content, page
 
-    def pages(self, ctx: RunContext) -> Iterator[tuple[Page, bytes]]:
+    def pages(self, ctx: RunContext, defer_parsing: bool = False
+              ) -> Iterator[tuple[Page, bytes]]:
         start = ctx.url
         if (
             ctx.modified_since is not None
@@ -156,22 +265,26 @@ class DcatHarvester(Harvester):
                 yield page, b""
                 url = page_state.get(url, {}).get("next")
                 continue
+            page.content = content
+            page.index = len(seen)
+            nxt: str | None = None
             started = time.perf_counter()
             try:
-                page.graph = parse_rdf(content, content_type=None, filename=url, base=url)
-            except RdfError as exc:
+                # small sources stay in this process; from the third page on, workers parse
+                if defer_parsing and len(seen) > 2 and \
+                        detect_format(content, None, url) in ("turtle", "nt"):
+                    nxt = _quick_next(content, url)  # the full parse happens in a worker
+                else:
+                    page.graph = parse_rdf(content, content_type=None, filename=url, base=url)
+                    nxt = self._next(page.graph, url)
+            except (RdfError, SyntaxError, ValueError) as exc:
+                message = exc.message if isinstance(exc, RdfError) else str(exc)[:300]
                 ctx.complete = False
-                ctx.error(f"page is not valid RDF: {exc.message}", location=url)
+                ctx.error(f"page is not valid RDF: {message}", location=url)
                 return
             ctx.timed("parse", time.perf_counter() - started)
+            page.next = nxt
             yield page, content
-            nxt = self._next(page.graph, url)
-            entry = page_state.setdefault(url, {})
-            # a page with rejected or failed records is fetched in full next time, so they are
-            # reconsidered (fixed rules, another validation mode) instead of skipped as 304
-            retry = entry.pop("retry", False)
-            entry.update({"etag": None if retry else page.etag,
-                          "last_modified": None if retry else page.last_modified, "next": nxt})
             url = nxt
 
     @staticmethod
@@ -184,109 +297,91 @@ class DcatHarvester(Harvester):
 
     # -- the run ------------------------------------------------------------------------------
     def run(self, ctx: RunContext) -> None:
-        validator = _LazyValidator()
         page_state: dict[str, Any] = ctx.state.setdefault("pages", {})
-        for page, _content in self.pages(ctx):
-            if page.not_modified:
-                ids = page_state.get(page.url, {}).get("identifiers", [])
-                self._mark_seen(ctx, ids)
-                ctx.count("seen", len(ids))
-                ctx.count("unchanged", len(ids))
-                ctx.tick()
-                continue
-            assert page.graph is not None
-            started = time.perf_counter()
-            graph = self.profile.canonicalise(page.graph)
-            records: list[tuple[Dataset, list[dict[str, Any]], Any, Graph]] = []
-            nodes = self.profile.dataset_nodes(graph)
-            if not nodes:
-                ctx.error(
-                    "no dcat:Dataset found on this page", location=page.url, severity="warning"
-                )
-            described: list[tuple[Any, Graph, str, str]] = []
-            for node in nodes:
-                ctx.count("seen")
-                try:
-                    description = self.profile.description(graph, node)
-                    text = canonical_ntriples(description)
-                    identifier = self.profile._identifier(description, node) or (
-                        "urn:sha256:" + hashlib.sha256(text.encode()).hexdigest())
-                except Exception as exc:  # one broken record never stops the run
-                    log.warning("record %s could not be cut out: %s", node, type(exc).__name__)
-                    ctx.count("failed")
-                    ctx.error(f"could not read this record: {type(exc).__name__}",
-                              record=str(node), location=page.url)
+        stored = self._stored_digests(ctx)
+        executor: ProcessPoolExecutor | None = None
+        pending: deque[tuple[Page, Future[Extracted] | Extracted]] = deque()
+        try:
+            for page, _content in self.pages(ctx, defer_parsing=self.workers > 1):
+                if page.not_modified:
+                    ids = page_state.get(page.url, {}).get("identifiers", [])
+                    self._mark_seen(ctx, ids)
+                    ctx.count("seen", len(ids))
+                    ctx.count("unchanged", len(ids))
+                    ctx.tick()
                     continue
-                described.append((node, description, text, identifier))
-            # records whose description is byte-identical to the stored one are unchanged:
-            # no profile parsing, no validation, no write (only "seen in this run")
-            unchanged_ids, to_parse = self._unchanged(ctx, described)
-            for node, description, _text, identifier in to_parse:
-                try:
-                    ds, problems = self.profile.parse_with_problems(
-                        description, node, ctx.organisation_id
-                    )
-                except CatalogueError as exc:
-                    ctx.count("failed")
-                    ctx.error(exc.message, record=identifier, location=page.url)
-                    continue
-                except Exception as exc:  # one broken record never stops the run
-                    log.warning("record %s failed to parse: %s", identifier, type(exc).__name__)
-                    ctx.count("failed")
-                    ctx.error(
-                        f"could not read this record: {type(exc).__name__}",
-                        record=identifier,
-                        location=page.url,
-                    )
-                    continue
-                issues = [{"severity": "warning", "path": None, "message": p} for p in problems]
-                records.append((ds, issues, node, description))
-            ctx.timed("extract", time.perf_counter() - started)
-            started = time.perf_counter()
-            before = ctx.counts["failed"] + ctx.counts["invalid"]
-            page_ids = self._apply(ctx, records, validator, page.url) + unchanged_ids
-            if ctx.counts["failed"] + ctx.counts["invalid"] > before or \
-                    len(records) + len(unchanged_ids) < len(nodes):
-                page_state.setdefault(page.url, {})["retry"] = True
-            ctx.timed("apply", time.perf_counter() - started)
-            page_state.setdefault(page.url, {})["identifiers"] = page_ids
-            ctx.tick()
+                if page.graph is None and executor is None:
+                    executor = ProcessPoolExecutor(
+                        self.workers, mp_context=multiprocessing.get_context("spawn"),
+                        initializer=_init_worker,
+                        initargs=(self.profile_name, stored, ctx.validate))
+                if page.graph is None:
+                    assert executor is not None
+                    pending.append((page, executor.submit(
+                        _work, page.content, page.url, ctx.organisation_id)))
+                else:
+                    pending.append((page, extract_page(
+                        self.profile, page.graph, page.url, ctx.organisation_id, stored,
+                        ctx.validate)))
+                while pending and (len(pending) > 2 * self.workers or
+                                   not isinstance(pending[0][1], Future) or
+                                   pending[0][1].done()):
+                    self._finish(ctx, *pending.popleft())
+            while pending:
+                self._finish(ctx, *pending.popleft())
+        finally:
+            if executor is not None:
+                executor.shutdown(wait=True, cancel_futures=True)
 
-    def _unchanged(self, ctx: RunContext, described: list[tuple[Any, Graph, str, str]]
-                   ) -> tuple[list[str], list[tuple[Any, Graph, str, str]]]:
-        if not described:
-            return [], []
+    def _finish(self, ctx: RunContext, page: Page,
+                outcome: Future[Extracted] | Extracted) -> None:
+        page_state: dict[str, Any] = ctx.state.setdefault("pages", {})
+        try:
+            result = outcome.result() if isinstance(outcome, Future) else outcome
+        except Exception as exc:
+            ctx.complete = False
+            ctx.error(f"page could not be processed: {type(exc).__name__}", location=page.url)
+            return
+        for stage, seconds in result.timings.items():
+            ctx.timed(stage, seconds)
+        if result.parse_error:
+            ctx.complete = False
+            ctx.error(f"page is not valid RDF: {result.parse_error}", location=page.url)
+            return
+        if result.nodes == 0:
+            ctx.error("no dcat:Dataset found on this page", location=page.url,
+                      severity="warning")
+        ctx.count("seen", result.nodes)
+        ctx.count("failed", len(result.failures))
+        for failure in result.failures:
+            ctx.error(failure["message"], record=failure["record"], location=page.url)
+        self._mark_seen(ctx, result.unchanged)
+        ctx.count("unchanged", len(result.unchanged))
+        started = time.perf_counter()
+        before = ctx.counts["failed"] + ctx.counts["invalid"]
+        page_ids = self._apply(ctx, result.records, page.url) + result.unchanged
+        ctx.timed("apply", time.perf_counter() - started)
+        # a page with rejected or failed records is fetched in full next time, so they are
+        # reconsidered (fixed rules, another validation mode) instead of skipped as 304
+        retry = ctx.counts["failed"] + ctx.counts["invalid"] > before
+        page_state[page.url] = {
+            "etag": None if retry else page.etag,
+            "last_modified": None if retry else page.last_modified,
+            "next": page.next, "identifiers": page_ids}
+        ctx.tick()
+
+    def _stored_digests(self, ctx: RunContext) -> dict[str, str]:
+        """identifier → md5 of the stored description, for this organisation's published
+        datasets: a record whose description is byte-identical is unchanged (not parsed)."""
         with ctx.db.transaction() as conn:
             rows = conn.execute(
-                "SELECT id, identifier, md5(graph) AS graph_md5 FROM datasets "
-                "WHERE organisation_id = %s AND identifier = ANY(%s) AND status = 'published'",
-                (ctx.organisation_id, [d[3] for d in described]),
+                "SELECT identifier, md5(graph) AS digest FROM datasets WHERE organisation_id = %s "
+                "AND status = 'published' AND graph IS NOT NULL", (ctx.organisation_id,)
             ).fetchall()
-            stored = {r["identifier"]: r for r in rows}
-            same, rest, seen_ids = [], [], []
-            for item in described:
-                row = stored.get(item[3])
-                digest = hashlib.md5(item[2].encode(), usedforsecurity=False).hexdigest()
-                if row is not None and row["graph_md5"] == digest:
-                    same.append(item[3])
-                    seen_ids.append(row["id"])
-                else:
-                    rest.append(item)
-            if seen_ids and not ctx.dry_run and ctx.run_id:
-                conn.execute(
-                    "UPDATE datasets SET last_seen_run = %s, source_id = coalesce(source_id, %s) "
-                    "WHERE id = ANY(%s)", (ctx.run_id, ctx.source_id, seen_ids))
-        ctx.count("unchanged", len(same))
-        return same, rest
+        return {r["identifier"]: r["digest"] for r in rows}
 
-    def _apply(
-        self,
-        ctx: RunContext,
-        records: list[tuple[Dataset, list[dict[str, Any]], Any, Graph]],
-        validator: Any,
-        location: str,
-    ) -> list[str]:
-        identifiers = [ds.identifier for ds, *_ in records]
+    def _apply(self, ctx: RunContext, records: list[ParsedRecord], location: str) -> list[str]:
+        identifiers = [r.dataset.identifier for r in records]
         with ctx.db.transaction() as conn:
             rows = conn.execute(
                 "SELECT id, identifier, content_hash, status, source_id FROM datasets "
@@ -296,7 +391,8 @@ class DcatHarvester(Harvester):
             existing = {r["identifier"]: r for r in rows}
             repo = DatasetRepository(conn)
             changed_ids: list[str] = []
-            for ds, issues, node, description in records:
+            for parsed in records:
+                ds = parsed.dataset
                 ds.source_id = ctx.source_id
                 ds.status = DatasetStatus.PUBLISHED
                 old = existing.get(ds.identifier)
@@ -309,26 +405,16 @@ class DcatHarvester(Harvester):
                             (ctx.run_id, ctx.source_id, old["id"]),
                         )
                     continue
-                started = time.perf_counter()
-                found = validator.validate_dataset(description, node) if ctx.validate else []
-                ctx.timed("validate", time.perf_counter() - started)
-                violations = [i for i in found if i.severity == "violation"]
-                for issue in found:
-                    ctx.error(
-                        issue.describe(),
-                        record=ds.identifier,
-                        location=location,
-                        prop=issue.path,
-                        severity="error" if issue.severity == "violation" else "warning",
-                    )
-                issues += [
-                    {"severity": i.severity, "path": i.path, "message": i.describe()} for i in found
-                ]
-                if violations:
+                for issue in parsed.validation:
+                    ctx.error(issue["message"], record=ds.identifier, location=location,
+                              prop=issue["path"],
+                              severity="error" if issue["severity"] == "violation"
+                              else "warning")
+                if any(i["severity"] == "violation" for i in parsed.validation):
                     ctx.count("invalid")
                     if ctx.validation_mode == "strict":
                         continue
-                ds.validation = issues
+                ds.validation = parsed.problems + parsed.validation
                 if ctx.dry_run:
                     ctx.count("updated" if old else "created")
                     continue
@@ -345,11 +431,8 @@ class DcatHarvester(Harvester):
                         changed_ids.append(saved.id)
                 except Exception as exc:
                     ctx.count("failed")
-                    ctx.error(
-                        f"could not be stored: {type(exc).__name__}",
-                        record=ds.identifier,
-                        location=location,
-                    )
+                    ctx.error(f"could not be stored: {type(exc).__name__}",
+                              record=ds.identifier, location=location)
             enqueue(conn, "dataset", changed_ids)
             if ctx.dry_run:
                 conn.rollback()
