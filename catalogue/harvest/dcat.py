@@ -370,6 +370,41 @@ class DcatHarvester(Harvester):
             "next": page.next, "identifiers": page_ids}
         ctx.tick()
 
+    @staticmethod
+    def _write_all(ctx: RunContext, conn: Any, repo: DatasetRepository,
+                   writes: list[tuple[Dataset, Any]], location: str) -> list[str]:
+        """Store a page's new and changed records: in one savepoint, or, if any record fails,
+        one savepoint per record so that only the failing ones are lost."""
+
+        def write(ds: Dataset, old: Any) -> str:
+            if old:
+                ds.id = str(old["id"])
+                repo.update(ds, reload=False, seen_run=ctx.run_id)
+            else:
+                repo.insert(ds, reload=False, seen_run=ctx.run_id)
+            assert ds.id is not None
+            return ds.id
+
+        try:
+            with conn.transaction():
+                ids = [write(ds, old) for ds, old in writes]
+            for _ds, old in writes:
+                ctx.count("updated" if old else "created")
+            return ids
+        except Exception:  # noqa: S110 - retried record by record below
+            pass
+        ids = []
+        for ds, old in writes:
+            try:
+                with conn.transaction():
+                    ids.append(write(ds, old))
+                ctx.count("updated" if old else "created")
+            except Exception as exc:
+                ctx.count("failed")
+                ctx.error(f"could not be stored: {type(exc).__name__}", record=ds.identifier,
+                          location=location)
+        return ids
+
     def _stored_digests(self, ctx: RunContext) -> dict[str, str]:
         """identifier → md5 of the stored description, for this organisation's published
         datasets: a record whose description is byte-identical is unchanged (not parsed)."""
@@ -390,13 +425,14 @@ class DcatHarvester(Harvester):
             ).fetchall()
             existing = {r["identifier"]: r for r in rows}
             repo = DatasetRepository(conn)
-            changed_ids: list[str] = []
+            writes: list[tuple[Dataset, Any]] = []
             for parsed in records:
                 ds = parsed.dataset
                 ds.source_id = ctx.source_id
                 ds.status = DatasetStatus.PUBLISHED
                 old = existing.get(ds.identifier)
-                if old and old["content_hash"] == content_hash(ds) and old["status"] == "published":
+                ds.content_hash = content_hash(ds)  # computed once, reused by insert/update
+                if old and old["content_hash"] == ds.content_hash and old["status"] == "published":
                     ctx.count("unchanged")
                     if not ctx.dry_run and ctx.run_id:
                         conn.execute(
@@ -418,21 +454,8 @@ class DcatHarvester(Harvester):
                 if ctx.dry_run:
                     ctx.count("updated" if old else "created")
                     continue
-                try:
-                    with conn.transaction():
-                        if old:
-                            ds.id = str(old["id"])
-                            saved = repo.update(ds, reload=False, seen_run=ctx.run_id)
-                            ctx.count("updated")
-                        else:
-                            saved = repo.insert(ds, reload=False, seen_run=ctx.run_id)
-                            ctx.count("created")
-                        assert saved.id is not None
-                        changed_ids.append(saved.id)
-                except Exception as exc:
-                    ctx.count("failed")
-                    ctx.error(f"could not be stored: {type(exc).__name__}",
-                              record=ds.identifier, location=location)
+                writes.append((ds, old))
+            changed_ids = self._write_all(ctx, conn, repo, writes, location)
             enqueue(conn, "dataset", changed_ids)
             if ctx.dry_run:
                 conn.rollback()

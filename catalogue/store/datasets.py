@@ -163,7 +163,7 @@ class DatasetRepository:
     def insert(self, ds: Dataset, *, reload: bool = True,
                seen_run: str | None = None) -> Dataset:
         """Insert; ``reload=False`` skips reading the row back (bulk harvests)."""
-        ds.content_hash = content_hash(ds)
+        ds.content_hash = ds.content_hash if not reload and ds.content_hash else content_hash(ds)
         cols = ["organisation_id", "identifier", "status", "content_hash", "last_seen_run",
                 *_WRITABLE]
         values = [
@@ -188,7 +188,7 @@ class DatasetRepository:
     def update(self, ds: Dataset, *, reload: bool = True,
                seen_run: str | None = None) -> Dataset:
         assert ds.id is not None
-        ds.content_hash = content_hash(ds)
+        ds.content_hash = ds.content_hash if not reload and ds.content_hash else content_hash(ds)
         sets = ", ".join(f"{n} = %s" for n in _WRITABLE)
         self.conn.execute(
             f"UPDATE datasets SET {sets}, status = %s, content_hash = %s, updated_at = now(), "
