@@ -500,6 +500,16 @@ def _progress_printer() -> Callable[[dict[str, int]], None] | None:
     return show
 
 
+def _drain_quietly(rt: Runtime) -> None:
+    """Index what a command changed now; if the engine is down the server's indexer does it
+    later from the outbox."""
+    if rt.indexer is not None:
+        try:
+            rt.indexer.drain()
+        except CatalogueError:
+            pass
+
+
 def _print_report(report: Any, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report.as_dict(), default=str))
@@ -572,11 +582,7 @@ def harvest_dcat(
             allow_private=allow_private,
             progress=_progress_printer(),
         )
-        if rt.indexer is not None:
-            try:
-                rt.indexer.drain()
-            except CatalogueError:
-                pass  # the server's indexer applies the outbox later
+        _drain_quietly(rt)
     _print_report(report, as_json)
     if report.status != "completed":
         sys.exit(1)
@@ -656,11 +662,7 @@ def harvest_run(ctx: click.Context, source_id: str, dry_run: bool, as_json: bool
         report = rt.harvest.run_source(
             CLI_IDENTITY, source_id, dry_run=dry_run, progress=_progress_printer()
         )
-        if rt.indexer is not None:
-            try:
-                rt.indexer.drain()
-            except CatalogueError:
-                pass
+        _drain_quietly(rt)
     _print_report(report, as_json)
     if report.status != "completed":
         sys.exit(1)
@@ -674,11 +676,7 @@ def harvest_run_due(ctx: click.Context) -> None:
     with _runtime(ctx) as rt:
         stale = rt.harvest.mark_stale_runs()
         reports = rt.harvest.run_due(CLI_IDENTITY, progress=_progress_printer())
-        if rt.indexer is not None:
-            try:
-                rt.indexer.drain()
-            except CatalogueError:
-                pass
+        _drain_quietly(rt)
     if stale:
         click.echo(f"marked {stale} interrupted run(s) as failed")
     for report in reports:

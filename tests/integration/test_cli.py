@@ -46,7 +46,7 @@ def test_identity_commands_end_to_end(env: dict[str, str]) -> None:
     assert r.exit_code == 2 and "provider must belong to an organisation" in r.output
     r = run(env, "tokens", "create", "alice", "--name", "ci", "--json")
     assert r.exit_code == 0
-    issued = json.loads(r.output)
+    issued = json.loads(r.stdout)
     assert issued["token"].startswith(issued["id"] + ".")
     listing = run(env, "tokens", "list").output
     assert issued["id"] in listing and issued["token"].split(".")[1] not in listing
@@ -62,7 +62,7 @@ def test_config_show_masks_secrets(env: dict[str, str]) -> None:
     assert r.exit_code == 0
     assert TEST_SECRET not in r.output and "topsecretpw" not in r.output
     assert "CATALOGUE_SEARCH_URL" in r.output and "search.example:9200" in r.output
-    data = json.loads(run(env, "config", "show", "--json").output)
+    data = json.loads(run(env, "config", "show", "--json").stdout)
     assert data["secret_key"] == "********"
 
 
@@ -94,7 +94,7 @@ def test_index_rebuild_and_status(env: dict[str, str]) -> None:
     assert run(env, "orgs", "create", "org-y", "--name", "Y").exit_code == 0
     r = run(env, "index", "rebuild")
     assert r.exit_code == 0 and "switched to catalogue-datasets-v1-" in r.output
-    status = json.loads(run(env, "index", "status").output)
+    status = json.loads(run(env, "index", "status").stdout)
     assert status["search"]["engine"] == "tantivy"
 
 

@@ -244,7 +244,7 @@ def test_cli_one_shot_json_and_exit_codes(orgs: Runtime, db_url: str, tmp_path: 
         env=env,
     )
     assert ok.exit_code == 0, ok.output
-    summary = json.loads(ok.output)
+    summary = json.loads(ok.stdout)
     assert summary["status"] == "completed" and summary["counts"]["seen"] >= 1
     assert set(summary["counts"]) >= {
         "seen",
@@ -261,7 +261,7 @@ def test_cli_one_shot_json_and_exit_codes(orgs: Runtime, db_url: str, tmp_path: 
         env=env,
     )
     assert bad.exit_code == 1
-    assert json.loads(bad.output)["status"] == "failed"
+    assert json.loads(bad.stdout)["status"] == "failed"
 
 
 def test_incremental_runs_ask_for_changes_only_and_never_withdraw(orgs: Runtime) -> None:
