@@ -26,6 +26,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from rdflib import Graph, URIRef
 from rdflib.namespace import Namespace
 
+from catalogue.dcat.fastcut import PageIndex, can_cut, index_page
 from catalogue.dcat.formats import RdfError, detect_format, parse_rdf
 from catalogue.dcat.profiles import get_profile
 from catalogue.dcat.profiles.base import canonical_ntriples
@@ -108,21 +109,29 @@ class Extracted:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def extract_page(profile: Any, graph: Graph, url: str, organisation_id: str,
+def extract_page(profile: Any, page: Graph | PageIndex, url: str, organisation_id: str,
                  stored: dict[str, str], validate: bool) -> Extracted:
     """Cut a parsed page into records: unchanged ones (description identical to the stored
     one) by identifier, new or changed ones parsed and validated."""
     out = Extracted()
     started = time.perf_counter()
-    graph = profile.canonicalise(graph)
-    nodes = profile.dataset_nodes(graph)
+    if isinstance(page, PageIndex):
+        nodes = page.dataset_nodes()
+        describe = page.description
+    else:
+        graph = profile.canonicalise(page)
+        nodes = profile.dataset_nodes(graph)
+
+        def describe(node: Any) -> Graph:
+            return profile.description(graph, node)
+
     out.nodes = len(nodes)
     validator = _LazyValidator()
     validating = 0.0
     for node in nodes:
         identifier = str(node)
         try:
-            description = profile.description(graph, node)
+            description = describe(node)
             text = canonical_ntriples(description)
             identifier = profile._identifier(description, node) or (
                 "urn:sha256:" + hashlib.sha256(text.encode()).hexdigest())
@@ -158,12 +167,18 @@ def _init_worker(profile: str, stored: dict[str, str], validate: bool) -> None:
 
 def _work(content: bytes, url: str, organisation_id: str) -> Extracted:
     started = time.perf_counter()
+    page: Graph | PageIndex
     try:
-        graph = parse_rdf(content, content_type=None, filename=url, base=url)
+        if can_cut(content, url):
+            page = index_page(content, url)  # no rdflib page graph (the fast path)
+        else:
+            page = parse_rdf(content, content_type=None, filename=url, base=url)
     except RdfError as exc:
         return Extracted(parse_error=exc.message)
+    except (SyntaxError, ValueError) as exc:
+        return Extracted(parse_error=str(exc)[:300])
     parsed = time.perf_counter() - started
-    out = extract_page(_WORKER["profile"], graph, url, organisation_id, _WORKER["stored"],
+    out = extract_page(_WORKER["profile"], page, url, organisation_id, _WORKER["stored"],
                        _WORKER["validate"])
     out.timings["parse"] = parsed
     return out
