@@ -34,8 +34,12 @@ CLI_IDENTITY = Identity(
 )
 
 
-class Terminate(BaseException):
-    """Raised from the SIGTERM handler so ``finally`` blocks run (and PostgreSQL stops)."""
+class Terminate(SystemExit):
+    """Raised from the SIGTERM handler so ``finally`` blocks run (and PostgreSQL stops).
+
+    A ``SystemExit`` on purpose: waitress's event loop re-raises SystemExit but swallows other
+    exceptions raised while it handles a request (a bare ``except``), which once left a server
+    running after SIGTERM."""
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:

@@ -247,3 +247,44 @@ def test_serve_over_real_http_with_external_database(db_url: str, tmp_path: Path
     assert any("POST /api/v1/datasets 401" in entry["message"] for entry in access)
     # the request body never reaches the logs
     assert all('"identifier"' not in entry["message"] for entry in logs)
+
+
+@pytest.mark.slow
+def test_sigterm_while_requests_are_being_handled_still_stops_the_server(
+        db_url: str, tmp_path: Path) -> None:
+    """Regression: SIGTERM landing inside waitress's request handling was swallowed by its event
+    loop, so the server kept running (seen once in CI). Terminate is a SystemExit now."""
+    import threading
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CATALOGUE_")}
+    for attempt in range(3):
+        port = _free_port()
+        env.update({"CATALOGUE_DATABASE_URL": db_url, "CATALOGUE_SECRET_KEY": TEST_SECRET,
+                    "CATALOGUE_DATA_DIR": str(tmp_path / f"d{attempt}"),
+                    "CATALOGUE_PORT": str(port), "CATALOGUE_HARVEST_SCHEDULER": "false"})
+        proc = subprocess.Popen([sys.executable, "-m", "catalogue.cli", "serve"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_ready(port, proc)
+        stop = threading.Event()
+
+        def hammer() -> None:
+            while not stop.is_set():
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2).read()
+                except OSError:
+                    pass
+
+        threads = [threading.Thread(target=hammer) for _ in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 0
