@@ -267,7 +267,7 @@ def test_sigterm_while_requests_are_being_handled_still_stops_the_server(
         _wait_ready(port, proc)
         stop = threading.Event()
 
-        def hammer() -> None:
+        def hammer(stop: threading.Event = stop, port: int = port) -> None:
             while not stop.is_set():
                 try:
                     urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2).read()
