@@ -726,7 +726,7 @@ def bench_group() -> None:
 
 
 @contextmanager
-def _bench_runtime(ctx: click.Context, keep: bool) -> Iterator[Runtime]:
+def _bench_runtime(keep: bool) -> Iterator[Runtime]:
     """A throw-away catalogue (embedded PostgreSQL and tantivy in a temp folder) unless
     CATALOGUE_DATABASE_URL is set."""
     import shutil
@@ -771,7 +771,7 @@ def bench_harvest(
     """Harvest a generated catalogue over loopback HTTP vs parsing alone."""
     from catalogue.bench import harvest
 
-    with _bench_runtime(ctx, keep) as rt:
+    with _bench_runtime(keep) as rt:
         figures = harvest.run(rt, datasets=datasets, page_size=page_size)
     _report("harvest", figures, out)
 

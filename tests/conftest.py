@@ -81,6 +81,15 @@ def empty_db_url(pg_url: str) -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def make_config(tmp_path: Path, db_url: str, **overrides: Any) -> Config:
     values: dict[str, Any] = {
         "database_url": db_url,

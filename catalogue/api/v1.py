@@ -203,6 +203,12 @@ def _dataset_from(data: dict[str, Any]) -> Dataset:
     return Dataset(distributions=dists, **data)
 
 
+def _saved(ds: Dataset, created: bool) -> Response:
+    response = jsonify(dump_dataset(ds))
+    response.status_code = 201 if created else 200
+    return response
+
+
 def dump_dataset(ds: Dataset) -> dict[str, Any]:
     body: dict[str, Any] = _dataset_schema.dump(ds)
     body["distributions"] = [asdict(d) for d in ds.distributions]
@@ -283,9 +289,7 @@ def _save_rdf(dataset_id: str | None = None) -> Response:
     ds, created = runtime().datasets.save_rdf(
         ident, org, request.get_data(), request.mimetype, status, dataset_id
     )
-    response = jsonify(dump_dataset(ds))
-    response.status_code = 201 if created else 200
-    return response
+    return _saved(ds, created)
 
 
 @op(
@@ -310,9 +314,7 @@ def create_dataset() -> Response:
         return _save_rdf()
     data = load(_dataset_schema, json_body())
     ds, created = runtime().datasets.save(identity(), _dataset_from(data))
-    response = jsonify(dump_dataset(ds))
-    response.status_code = 201 if created else 200
-    return response
+    return _saved(ds, created)
 
 
 @op(

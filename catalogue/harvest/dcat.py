@@ -62,7 +62,6 @@ class Page:
     etag: str | None = None
     last_modified: str | None = None
     content: bytes = b""
-    index: int = 0
     next: str | None = None
 
 
@@ -232,8 +231,7 @@ class DcatHarvester(Harvester):
         page = Page(url, None, result.not_modified, result.etag, result.last_modified)
         return result.content, page
 
-    def pages(self, ctx: RunContext, defer_parsing: bool = False
-              ) -> Iterator[tuple[Page, bytes]]:
+    def pages(self, ctx: RunContext, defer_parsing: bool = False) -> Iterator[Page]:
         start = ctx.url
         if (
             ctx.modified_since is not None
@@ -277,11 +275,10 @@ class DcatHarvester(Harvester):
                 ctx.error("the source exceeds the total size limit; stopped", location=url)
                 return
             if page.not_modified:
-                yield page, b""
+                yield page
                 url = page_state.get(url, {}).get("next")
                 continue
             page.content = content
-            page.index = len(seen)
             nxt: str | None = None
             started = time.perf_counter()
             try:
@@ -299,7 +296,7 @@ class DcatHarvester(Harvester):
                 return
             ctx.timed("parse", time.perf_counter() - started)
             page.next = nxt
-            yield page, content
+            yield page
             url = nxt
 
     @staticmethod
@@ -317,7 +314,7 @@ class DcatHarvester(Harvester):
         executor: ProcessPoolExecutor | None = None
         pending: deque[tuple[Page, Future[Extracted] | Extracted]] = deque()
         try:
-            for page, _content in self.pages(ctx, defer_parsing=self.workers > 1):
+            for page in self.pages(ctx, defer_parsing=self.workers > 1):
                 if page.not_modified:
                     ids = page_state.get(page.url, {}).get("identifiers", [])
                     self._mark_seen(ctx, ids)

@@ -201,16 +201,13 @@ class DatasetService:
     def visibility(self, identity: Identity) -> dict[str, Any]:
         if identity.is_admin:
             return {}
-        if (
-            identity.role is not None
-            and identity.organisation_id
-            and identity.member_of(identity.organisation_id)
-        ):
+        org = identity.organisation_id
+        if org is not None and identity.member_of(org):
             return {
                 "any_of": (
                     (
                         Terms("status", ("published",)),
-                        Terms("organisation_id", (identity.organisation_id,)),
+                        Terms("organisation_id", (org,)),
                     ),
                 )
             }
@@ -257,11 +254,3 @@ class DatasetService:
             return DatasetRepository(conn).list_page(
                 organisation_id=organisation_id, limit=limit, offset=offset
             )
-
-    def ensure_exists(self, dataset_id: str) -> None:
-        with self.db.transaction() as conn:
-            DatasetRepository(conn).get(dataset_id)
-
-    @staticmethod
-    def not_found(dataset_id: str) -> NotFound:
-        return NotFound(f"dataset {dataset_id!r} not found")

@@ -244,7 +244,7 @@ class HarvestService:
                 "SELECT pg_try_advisory_lock(hashtext(%s)) AS ok", (f"harvest:{source.id}",)
             ).fetchone()
             lock.commit()
-            if not locked or not (locked["ok"] if isinstance(locked, dict) else locked[0]):
+            if not locked or not locked["ok"]:
                 raise Conflict("a run of this source is already in progress")
             with self.db.transaction() as conn:
                 repo = HarvestRepository(conn)

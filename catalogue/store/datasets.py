@@ -7,12 +7,11 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-import psycopg
 from psycopg.types.json import Jsonb
 
 from catalogue.errors import NotFound
 from catalogue.model.dataset import Dataset, DatasetStatus, Distribution
-from catalogue.store.db import Connection
+from catalogue.store.db import Connection, is_uuid
 
 _ARRAY_FIELDS = (
     "keywords",
@@ -101,14 +100,10 @@ class DatasetRepository:
         return out
 
     def get(self, dataset_id: str, for_update: bool = False) -> Dataset:
-        try:
-            row = self.conn.execute(
-                "SELECT * FROM datasets WHERE id = %s" + (" FOR UPDATE" if for_update else ""),
-                (dataset_id,),
-            ).fetchone()
-        except psycopg.errors.InvalidTextRepresentation:
-            self.conn.rollback()
-            row = None
+        row = self.conn.execute(
+            "SELECT * FROM datasets WHERE id = %s" + (" FOR UPDATE" if for_update else ""),
+            (dataset_id,),
+        ).fetchone() if is_uuid(dataset_id) else None
         if row is None:
             raise NotFound(f"dataset {dataset_id!r} not found")
         return _from_row(row, self._distributions([str(row["id"])])[str(row["id"])])

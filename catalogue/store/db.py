@@ -8,6 +8,7 @@ is an answer, not a crash, and the pool reconnects by itself when the server ret
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,6 +22,19 @@ from catalogue.errors import StoreUnavailable
 log = logging.getLogger(__name__)
 
 Connection = psycopg.Connection[dict[str, Any]]
+
+
+def is_uuid(value: object) -> bool:
+    """Whether ``value`` can be compared with a uuid column (checked before querying, so a bad
+    id is a plain "not found" and never an SQL error that would abort the caller's
+    transaction)."""
+    if isinstance(value, uuid.UUID):
+        return True
+    try:
+        uuid.UUID(str(value))
+    except (ValueError, TypeError, AttributeError):
+        return False
+    return True
 
 
 def _configure(conn: psycopg.Connection[Any]) -> None:

@@ -10,7 +10,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from catalogue.errors import NotFound, ValidationError
-from catalogue.store.db import Connection
+from catalogue.store.db import Connection, is_uuid
 
 
 @dataclass
@@ -112,15 +112,10 @@ class HarvestRepository:
         return _source(row)
 
     def get_source(self, source_id: str, for_update: bool = False) -> HarvestSource:
-        try:
-            row = self.conn.execute(
-                "SELECT * FROM harvest_sources WHERE id = %s"
-                + (" FOR UPDATE" if for_update else ""),
-                (source_id,),
-            ).fetchone()
-        except psycopg.errors.InvalidTextRepresentation:
-            self.conn.rollback()
-            row = None
+        row = self.conn.execute(
+            "SELECT * FROM harvest_sources WHERE id = %s" + (" FOR UPDATE" if for_update else ""),
+            (source_id,),
+        ).fetchone() if is_uuid(source_id) else None
         if row is None:
             raise NotFound(f"harvest source {source_id!r} not found")
         return _source(row)
@@ -181,13 +176,9 @@ class HarvestRepository:
         return _run(row)
 
     def get_run(self, run_id: str) -> HarvestRun:
-        try:
-            row = self.conn.execute(
-                "SELECT * FROM harvest_runs WHERE id = %s", (run_id,)
-            ).fetchone()
-        except psycopg.errors.InvalidTextRepresentation:
-            self.conn.rollback()
-            row = None
+        row = self.conn.execute(
+            "SELECT * FROM harvest_runs WHERE id = %s", (run_id,)
+        ).fetchone() if is_uuid(run_id) else None
         if row is None:
             raise NotFound(f"harvest run {run_id!r} not found")
         return _run(row)

@@ -47,6 +47,7 @@ class DcatSource:
     endless_page: int | None = None  # page N streams forever
     redirect_page: tuple[int, str] | None = None  # page N redirects to this URL
     requests: list[str] = field(default_factory=list)
+    not_modified: int = 0                  # 304 answers to conditional requests
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def page_count(self, records: list[Record]) -> int:
@@ -133,6 +134,8 @@ def make_handler(source: DcatSource) -> type[BaseHTTPRequestHandler]:
             etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
             newest = max((r.modified for r in source.records), default=datetime.now(UTC))
             if self.headers.get("If-None-Match") == etag:
+                with source.lock:
+                    source.not_modified += 1
                 self.send_response(304)
                 self.send_header("ETag", etag)
                 self.send_header("Content-Length", "0")

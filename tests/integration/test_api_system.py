@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Any
 
 from catalogue.api.app import create_app
 from catalogue.model.identity import SYSTEM, Organisation
 from catalogue.runtime import Runtime
-from tests.conftest import make_config
+from tests.conftest import free_port, make_config
 
 
 def test_healthz_and_readyz(client: Any) -> None:
@@ -41,10 +40,7 @@ def test_openapi_documents_every_api_route(app: Any, client: Any) -> None:
     assert page.status_code == 200 and b"openapi.json" in page.data
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+_free_port = free_port
 
 
 def test_search_engine_down_writes_continue_and_readyz_503(tmp_path: Path, db_url: str) -> None:

@@ -64,7 +64,7 @@ def test_repeated_harvests_write_nothing_then_update_then_withdraw(orgs: Runtime
             assert again.counts["withdrawn"] == 0
             assert _datasets(rt) == before  # nothing rewritten: same versions and timestamps
             assert rt.indexer.lag()["pending"] == 0
-        # the second and third runs were answered 304 (conditional requests)
+        assert source.not_modified == 6  # runs 2 and 3: three pages each answered 304
         # change one record, remove another
         source.records[7] = Record(*record(7, version="1.1.0"))
         removed = source.records.pop(42)
@@ -92,6 +92,7 @@ def test_conditional_requests_are_used(orgs: Runtime) -> None:
         again = _harvest(orgs, server)
     assert again.counts["unchanged"] == 30
     assert len(source.requests) == 3
+    assert source.not_modified == 3  # every page answered 304: nothing re-downloaded
 
 
 def test_corrupt_page_keeps_the_rest_and_reports_where(orgs: Runtime) -> None:
