@@ -3,8 +3,9 @@
 The harvester's hot path. Oxigraph parses; triples are indexed in plain dicts; each dataset's
 description (the same closure as :meth:`Profile.description`: its triples and, recursively, those
 of blank nodes and described resources that are not datasets or catalogues) is built as a small
-rdflib graph only for that record. The result is identical to cutting an rdflib page graph
-(a test checks it on the shared examples and the generated catalogue).
+:class:`~catalogue.dcat.description.Description` only for that record. The result is identical
+to cutting an rdflib page graph (a test checks it on the shared examples and the generated
+catalogue).
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from rdflib import BNode, Graph, Literal
+from rdflib import BNode, Literal
 from rdflib.namespace import RDF
 from rdflib.term import Node
 
+from catalogue.dcat.description import Description
 from catalogue.dcat.formats import _OX_FORMATS, _ox, _OxigraphTerms, _too_many, detect_format
 from catalogue.dcat.namespaces import DCAT, _canonical_term
 from catalogue.dcat.profiles.base import _CANONICAL, _DESCRIPTION_OF
@@ -55,8 +57,8 @@ class PageIndex:
     def _is_boundary(self, node: Node) -> bool:
         return bool(self.types.get(node, set()) & _BOUNDARY) or node in self.listed
 
-    def description(self, node: Node) -> Graph:
-        out = Graph(store="SimpleMemory", bind_namespaces="none")
+    def description(self, node: Node) -> Description:
+        out = Description()
         # the markers Profile.description sets: parse_with_problems then skips re-cutting and
         # re-canonicalising
         setattr(out, _DESCRIPTION_OF, node)

@@ -7,6 +7,7 @@ Namespaces drift in the wild (see ``specs/eucaim-dcat-ap/SOURCE.md``). Every ali
 
 from __future__ import annotations
 
+import functools
 import re
 
 from rdflib import Graph, Literal, URIRef
@@ -181,6 +182,7 @@ def bind_prefixes(graph: Graph) -> Graph:
     return graph
 
 
+@functools.lru_cache(maxsize=4096)
 def compact(iri: str) -> str:
     """``prefix:local`` for IRIs in a known namespace, else the IRI itself."""
     for prefix, namespace in PREFIXES.items():

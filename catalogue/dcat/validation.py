@@ -82,6 +82,7 @@ from rdflib.namespace import RDF, RDFS, SH, XSD
 from rdflib.plugins.stores.memory import SimpleMemory
 from rdflib.term import Node
 
+from catalogue.dcat.description import Description
 from catalogue.dcat.namespaces import PREFIXES
 from catalogue.resources import resource_dir
 
@@ -220,7 +221,7 @@ class Validator:
             work.add(triple)
         return self._check(work, root=None)
 
-    def validate_dataset(self, description: Graph, node: Node) -> list[Issue]:
+    def validate_dataset(self, description: Graph | Description, node: Node) -> list[Issue]:
         """Issues about the dataset ``node`` and the resources its description reaches
         (distributions, agents, contact points, ...); other records are not validated."""
         work = _record_subgraph(description, node)
@@ -830,7 +831,7 @@ def _alternation(iris: list[URIRef]) -> str:
 
 # -- the record's subgraph and where its nodes sit ------------------------------------------------
 
-def _record_subgraph(description: Graph, root: Node) -> Graph:
+def _record_subgraph(description: Graph | Description, root: Node) -> Graph:
     """Triples of ``root`` and of every node it reaches, stopping at other records."""
     records = {s for c in _RECORD_CLASSES for s in description.subjects(RDF.type, c)}
     out = Graph()

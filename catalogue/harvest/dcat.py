@@ -16,7 +16,7 @@ import multiprocessing
 import os
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +26,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from rdflib import Graph, URIRef
 from rdflib.namespace import Namespace
 
+from catalogue.dcat.description import Description
 from catalogue.dcat.fastcut import PageIndex, can_cut, index_page
 from catalogue.dcat.formats import RdfError, detect_format, parse_rdf
 from catalogue.dcat.profiles import get_profile
@@ -114,6 +115,7 @@ def extract_page(profile: Any, page: Graph | PageIndex, url: str, organisation_i
     one) by identifier, new or changed ones parsed and validated."""
     out = Extracted()
     started = time.perf_counter()
+    describe: Callable[[Any], Graph | Description]
     if isinstance(page, PageIndex):
         nodes = page.dataset_nodes()
         describe = page.description
@@ -138,7 +140,9 @@ def extract_page(profile: Any, page: Graph | PageIndex, url: str, organisation_i
             if stored.get(identifier) == digest:
                 out.unchanged.append(identifier)
                 continue
-            ds, problems = profile.parse_with_problems(description, node, organisation_id)
+            ds, problems = profile.parse_with_problems(description, node, organisation_id,
+                                                       text=text)
+            ds.content_hash = content_hash(ds)
             began = time.perf_counter()
             found = validator.validate_dataset(description, node) if validate else []
             validating += time.perf_counter() - began
@@ -186,7 +190,7 @@ def _work(content: bytes, url: str, organisation_id: str) -> Extracted:
 class _LazyValidator:
     """Loads the SHACL shapes (≈0.6 s) only when a new or changed record needs them."""
 
-    def validate_dataset(self, description: Graph, node: Any) -> list[Any]:
+    def validate_dataset(self, description: Graph | Description, node: Any) -> list[Any]:
         issues: list[Any] = get_validator().validate_dataset(description, node)
         return issues
 
@@ -399,10 +403,14 @@ class DcatHarvester(Harvester):
 
         try:
             with conn.transaction():
-                ids = [write(ds, old) for ds, old in writes]
+                for ds, old in writes:
+                    if old:
+                        ds.id = str(old["id"])
+                repo.write_many([ds for ds, old in writes if not old],
+                                [ds for ds, old in writes if old], seen_run=ctx.run_id)
             for _ds, old in writes:
                 ctx.count("updated" if old else "created")
-            return ids
+            return [ds.id for ds, _old in writes if ds.id is not None]
         except Exception:  # noqa: S110 - retried record by record below
             pass
         ids = []
@@ -443,7 +451,8 @@ class DcatHarvester(Harvester):
                 ds.source_id = ctx.source_id
                 ds.status = DatasetStatus.PUBLISHED
                 old = existing.get(ds.identifier)
-                ds.content_hash = content_hash(ds)  # computed once, reused by insert/update
+                if not ds.content_hash:  # usually computed by the worker that read the record
+                    ds.content_hash = content_hash(ds)
                 if old and old["content_hash"] == ds.content_hash and old["status"] == "published":
                     ctx.count("unchanged")
                     if not ctx.dry_run and ctx.run_id:

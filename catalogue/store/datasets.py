@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from dataclasses import asdict
 from typing import Any
 
@@ -155,56 +156,76 @@ class DatasetRepository:
     def all_ids(self) -> list[str]:
         return [str(r["id"]) for r in self.conn.execute("SELECT id FROM datasets ORDER BY id")]
 
+    _INSERT_COLUMNS = ("organisation_id", "identifier", "status", "content_hash", "last_seen_run",
+                       *_WRITABLE)
+
+    def _insert_row(self, ds: Dataset, seen_run: str | None) -> list[Any]:
+        return [ds.organisation_id, ds.identifier, ds.status.value, ds.content_hash, seen_run,
+                *[self._adapt(n, getattr(ds, n)) for n in _WRITABLE]]
+
+    def _insert_sql(self) -> str:
+        cols = ", ".join(self._INSERT_COLUMNS)
+        marks = ", ".join(["%s"] * len(self._INSERT_COLUMNS))
+        return (f"INSERT INTO datasets ({cols}, published_at) VALUES ({marks}, "
+                "CASE WHEN %s = 'published' THEN now() END) RETURNING id")
+
+    _UPDATE_SQL = (
+        f"UPDATE datasets SET {', '.join(f'{n} = %s' for n in _WRITABLE)}, status = %s, "
+        "content_hash = %s, updated_at = now(), last_seen_run = coalesce(%s, last_seen_run), "
+        "version = version + 1, "
+        "published_at = CASE WHEN %s = 'published' THEN coalesce(published_at, now()) "
+        "ELSE published_at END, "
+        "withdrawn_at = CASE WHEN %s = 'withdrawn' THEN now() ELSE NULL END "
+        "WHERE id = %s"
+    )
+
+    def _update_row(self, ds: Dataset, seen_run: str | None) -> list[Any]:
+        return [*[self._adapt(n, getattr(ds, n)) for n in _WRITABLE], ds.status.value,
+                ds.content_hash, seen_run, ds.status.value, ds.status.value, ds.id]
+
     def insert(self, ds: Dataset, *, reload: bool = True,
                seen_run: str | None = None) -> Dataset:
         """Insert; ``reload=False`` skips reading the row back (bulk harvests)."""
         ds.content_hash = ds.content_hash if not reload and ds.content_hash else content_hash(ds)
-        cols = ["organisation_id", "identifier", "status", "content_hash", "last_seen_run",
-                *_WRITABLE]
-        values = [
-            ds.organisation_id,
-            ds.identifier,
-            ds.status.value,
-            ds.content_hash,
-            seen_run,
-            *[self._adapt(n, getattr(ds, n)) for n in _WRITABLE],
-        ]
-        published = ", published_at" if ds.status == DatasetStatus.PUBLISHED else ""
         row = self.conn.execute(
-            f"INSERT INTO datasets ({', '.join(cols)}{published}) VALUES "
-            f"({', '.join(['%s'] * len(cols))}{', now()' if published else ''}) RETURNING id",
-            values,
+            self._insert_sql(), [*self._insert_row(ds, seen_run), ds.status.value]
         ).fetchone()
         assert row is not None
         ds.id = str(row["id"])
-        self._write_distributions(ds, fresh=True)
+        self._write_distributions([ds], fresh=True)
         return self.get(ds.id) if reload else ds
 
     def update(self, ds: Dataset, *, reload: bool = True,
                seen_run: str | None = None) -> Dataset:
         assert ds.id is not None
         ds.content_hash = ds.content_hash if not reload and ds.content_hash else content_hash(ds)
-        sets = ", ".join(f"{n} = %s" for n in _WRITABLE)
-        self.conn.execute(
-            f"UPDATE datasets SET {sets}, status = %s, content_hash = %s, updated_at = now(), "
-            "last_seen_run = coalesce(%s, last_seen_run), "
-            "version = version + 1, "
-            "published_at = CASE WHEN %s = 'published' THEN coalesce(published_at, now()) "
-            "ELSE published_at END, "
-            "withdrawn_at = CASE WHEN %s = 'withdrawn' THEN now() ELSE NULL END "
-            "WHERE id = %s",
-            [
-                *[self._adapt(n, getattr(ds, n)) for n in _WRITABLE],
-                ds.status.value,
-                ds.content_hash,
-                seen_run,
-                ds.status.value,
-                ds.status.value,
-                ds.id,
-            ],
-        )
-        self._write_distributions(ds)
+        self.conn.execute(self._UPDATE_SQL, self._update_row(ds, seen_run))
+        self._write_distributions([ds])
         return self.get(ds.id) if reload else ds
+
+    def write_many(self, inserts: list[Dataset], updates: list[Dataset],
+                   seen_run: str | None = None) -> None:
+        """Insert ``inserts`` (one COPY) and update ``updates`` (``id`` set; one pipelined
+        batch): bulk harvests, no per-record round trips, nothing read back. ``content_hash``
+        must be set; new ids are set on the ``inserts``."""
+        if inserts:
+            # COPY: one stream for the whole batch; ids made here so nothing is read back
+            now = self.conn.execute("SELECT now() AS now").fetchone()
+            assert now is not None
+            cols = ("id", *self._INSERT_COLUMNS, "published_at")
+            with self.conn.cursor() as cur, cur.copy(
+                f"COPY datasets ({', '.join(cols)}) FROM STDIN"
+            ) as copy:
+                for ds in inserts:
+                    ds.id = str(uuid.uuid4())
+                    copy.write_row([ds.id, *self._insert_row(ds, seen_run),
+                                    now["now"] if ds.status == DatasetStatus.PUBLISHED else None])
+        if updates:
+            with self.conn.cursor() as cur:
+                cur.executemany(self._UPDATE_SQL, [self._update_row(ds, seen_run)
+                                                   for ds in updates])
+        self._write_distributions(updates)
+        self._write_distributions(inserts, fresh=True)
 
     def set_status(self, dataset_id: str, status: DatasetStatus) -> None:
         self.conn.execute(
@@ -215,31 +236,26 @@ class DatasetRepository:
             (status.value, status.value, status.value, dataset_id),
         )
 
-    def _write_distributions(self, ds: Dataset, fresh: bool = False) -> None:
-        if not fresh:
-            self.conn.execute("DELETE FROM distributions WHERE dataset_id = %s", (ds.id,))
-        if not ds.distributions:
+    def _write_distributions(self, datasets: list[Dataset], fresh: bool = False) -> None:
+        if not datasets:
             return
-        with self.conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO distributions (dataset_id, title, access_url, download_url, "
-                "media_type, format, licence, byte_size, position) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                [
-                    (
-                        ds.id,
-                        Jsonb(d.title),
-                        d.access_url,
-                        d.download_url,
-                        d.media_type,
-                        d.format,
-                        d.licence,
-                        d.byte_size,
-                        i,
-                    )
-                    for i, d in enumerate(ds.distributions)
-                ],
-            )
+        if not fresh:
+            self.conn.execute("DELETE FROM distributions WHERE dataset_id = ANY(%s::uuid[])",
+                              ([ds.id for ds in datasets],))
+        rows = [
+            (ds.id, Jsonb(d.title), d.access_url, d.download_url, d.media_type, d.format,
+             d.licence, d.byte_size, i)
+            for ds in datasets
+            for i, d in enumerate(ds.distributions)
+        ]
+        if not rows:
+            return
+        with self.conn.cursor() as cur, cur.copy(
+            "COPY distributions (dataset_id, title, access_url, download_url, media_type, "
+            "format, licence, byte_size, position) FROM STDIN"
+        ) as copy:
+            for row in rows:
+                copy.write_row(row)
 
     @staticmethod
     def _adapt(name: str, value: Any) -> Any:

@@ -27,9 +27,10 @@ from urllib.parse import quote
 
 from rdflib import BNode, Graph, Literal, URIRef
 from rdflib.compare import to_canonical_graph
-from rdflib.plugins.serializers.nt import _nt_row
+from rdflib.plugins.serializers.nt import _quoteLiteral
 from rdflib.term import Node
 
+from catalogue.dcat.description import Description
 from catalogue.dcat.namespaces import DCAT, DCT, RDF, bind_prefixes, canonicalise_graph
 from catalogue.dcat.profiles.facets import Facet
 from catalogue.dcat.profiles.kinds import (
@@ -62,7 +63,7 @@ _DESCRIPTION_OF = "_catalogue_description_of"
 _DATASET_ATTRIBUTES = frozenset(f.name for f in fields(Dataset))
 
 
-def _content_labels(graph: Graph) -> dict[BNode, str] | None:
+def _content_labels(graph: Graph | Description) -> dict[BNode, str] | None:
     """Blank-node labels hashed from their content, or None when that is not canonical.
 
     Descriptions are trees of blank nodes almost always; hashing each blank node's triples
@@ -99,14 +100,32 @@ def _content_labels(graph: Graph) -> dict[BNode, str] | None:
     return labels
 
 
-def canonical_ntriples(graph: Graph) -> str:
+_IRI_TEXT: dict[URIRef, str] = {}
+
+
+def _nt_term(term: Node) -> str:
+    """One term as N-Triples (what rdflib's N-Triples serializer writes), IRIs memoised."""
+    if isinstance(term, Literal):
+        return str(_quoteLiteral(term))
+    if isinstance(term, URIRef):
+        text = _IRI_TEXT.get(term)
+        if text is None:
+            if len(_IRI_TEXT) > 200_000:
+                _IRI_TEXT.clear()
+            text = _IRI_TEXT[term] = term.n3()
+        return text
+    return str(term.n3())
+
+
+def canonical_ntriples(graph: Graph | Description) -> str:
     """``graph`` as sorted N-Triples lines with canonical blank-node labels (stable hashes)."""
     labels: dict[BNode, str] | None = {}
     if any(isinstance(term, BNode) for triple in graph for term in triple):
         labels = _content_labels(graph)
         if labels is None:
             canonical = Graph(bind_namespaces="none")
-            for triple in to_canonical_graph(graph):
+            source = graph.to_graph() if isinstance(graph, Description) else graph
+            for triple in to_canonical_graph(source):
                 canonical.add(triple)
             text = canonical.serialize(format="nt", encoding="utf-8").decode("utf-8")
             lines = sorted({line for line in text.splitlines() if line.strip()})
@@ -117,7 +136,7 @@ def canonical_ntriples(graph: Graph) -> str:
         if labels:
             s = BNode(labels[s]) if isinstance(s, BNode) else s
             o = BNode(labels[o]) if isinstance(o, BNode) else o
-        rows.add(_nt_row((s, p, o)).rstrip("\n"))
+        rows.add(f"{_nt_term(s)} {_nt_term(p)} {_nt_term(o)} .")
     lines = sorted(rows)
     return "\n".join(lines) + ("\n" if lines else "")
 
@@ -224,7 +243,7 @@ class Profile(abc.ABC):
     # -- parse side ---------------------------------------------------------------------------
 
     def _read(
-        self, graph: Graph, node: Node
+        self, graph: Graph | Description, node: Node
     ) -> tuple[dict[str, Any], dict[str, Any], list[tuple[Node, dict[str, Any], dict[str, Any]]],
                list[str]]:
         ctx = ReadContext(graph, self.structures, references=frozenset({node}))
@@ -253,29 +272,37 @@ class Profile(abc.ABC):
         )
         return attrs, values, distributions, ctx.problems
 
-    def _identifier(self, graph: Graph, node: Node) -> str | None:
+    @staticmethod
+    def _as_graph(graph: Graph | Description) -> Graph:
+        return graph.to_graph() if isinstance(graph, Description) else graph
+
+    def _identifier(self, graph: Graph | Description, node: Node) -> str | None:
         for value in sorted(graph.objects(node, DCT.identifier), key=sort_key):
             if isinstance(value, URIRef | Literal) and str(value).strip():
                 return str(value).strip()
         return str(node) if isinstance(node, URIRef) else None
 
     def parse_with_problems(
-        self, graph: Graph, node: Node, organisation_id: str
+        self, graph: Graph | Description, node: Node, organisation_id: str,
+        text: str | None = None,
     ) -> tuple[Dataset, list[str]]:
         """Read dataset ``node`` of ``graph`` (a document or a description).
 
         Returns the dataset and the problems found (each naming the property path and value);
         bad values are skipped, never fatal. ``Dataset.graph`` is the full description as
-        sorted N-Triples with canonical blank-node labels.
+        sorted N-Triples with canonical blank-node labels (``text``, when the caller already
+        computed it for this description).
         """
+        description: Graph | Description
         if getattr(graph, _DESCRIPTION_OF, None) == node:
             description = graph
         else:
-            description = self.description(graph, node)
+            description = self.description(self._as_graph(graph), node)
         if not getattr(description, _CANONICAL, False):
-            description = self.canonicalise(description)
+            description = self.canonicalise(self._as_graph(description))
         attrs, values, distributions, problems = self._read(description, node)
-        text = canonical_ntriples(description)
+        if text is None or description is not graph:
+            text = canonical_ntriples(description)
         identifier = self._identifier(description, node)
         if identifier is None:
             identifier = "urn:sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -24,6 +24,7 @@ from typing import Any
 from rdflib import BNode, Graph, Literal, URIRef
 from rdflib.term import Node
 
+from catalogue.dcat.description import Description
 from catalogue.dcat.namespaces import DCAT, DCT, RDF, SCHEMA, TIME, XSD, compact, expand
 
 UNTAGGED = "und"  # language key for text without a language tag
@@ -65,7 +66,7 @@ def show(term: Node) -> str:
 class ReadContext:
     """What a kind needs to read values: the graph, nested structures, and a problem list."""
 
-    graph: Graph
+    graph: Graph | Description
     structures: Mapping[str, tuple[Row, ...]]
     problems: list[str] = field(default_factory=list)
     depth: int = 0
@@ -79,7 +80,10 @@ class ReadContext:
         return not any(t in _BOUNDARY_TYPES for t in self.graph.objects(term, RDF.type))
 
     def objects(self, subject: Node, predicate: Node) -> list[Node]:
-        return sorted(self.graph.objects(subject, predicate), key=sort_key)
+        values = list(self.graph.objects(subject, predicate))
+        if len(values) > 1:
+            values.sort(key=sort_key)
+        return values
 
     def described(self, term: Node) -> bool:
         return isinstance(term, BNode | URIRef) and (term, None, None) in self.graph
@@ -90,7 +94,10 @@ class ReadContext:
 
     def read_rows(self, subject: Node, rows: tuple[Row, ...], path: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        present = set(self.graph.predicates(subject))
         for name, predicate, kind in rows:
+            if predicate not in present:
+                continue
             values = self.objects(subject, predicate)
             if not values:
                 continue
