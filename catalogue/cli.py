@@ -447,23 +447,27 @@ def index_group() -> None:
 
 
 @index_group.command("rebuild")
+@click.option("--index", "which", type=click.Choice(["datasets", "subjects", "all"]),
+              default="all", show_default=True, help="Which index to rebuild.")
 @click.pass_context
 @handle_errors
-def index_rebuild(ctx: click.Context) -> None:
-    """Build a new index from PostgreSQL and switch to it atomically."""
+def index_rebuild(ctx: click.Context, which: str) -> None:
+    """Build new indices from PostgreSQL and switch to them atomically."""
+    names = ["datasets", "subjects"] if which == "all" else [which]
     with _runtime(ctx) as rt:
         assert rt.indexer is not None
-        with click.progressbar(length=1, label="indexing datasets") as bar:
+        for name in names:
+            with click.progressbar(length=1, label=f"indexing {name}") as bar:
 
-            def progress(done: int, total: int) -> None:
-                bar.length = max(total, 1)
-                bar.update(done - bar.pos)
+                def progress(done: int, total: int, bar: Any = bar) -> None:
+                    bar.length = max(total, 1)
+                    bar.update(done - bar.pos)
 
-            result = rt.indexer.rebuild(progress)
-    click.echo(
-        f"switched to {result['index']} ({result['documents']} documents; "
-        f"previous: {result['previous'] or 'none'})"
-    )
+                result = rt.indexer.rebuild(progress, index=name)
+            click.echo(
+                f"switched to {result['index']} ({result['documents']} documents; "
+                f"previous: {result['previous'] or 'none'})"
+            )
 
 
 @index_group.command("status")

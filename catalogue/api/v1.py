@@ -21,7 +21,10 @@ from catalogue.schemas import (
     UserSchema,
     load,
 )
+from catalogue.search.mappings import load_definition
 from catalogue.services.datasets import FACETS
+from catalogue.services.search import DATE_RANGES, RANGES, SearchParams
+from catalogue.vocab import VOCABULARIES, get_vocabulary
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
 
@@ -221,43 +224,80 @@ def dump_dataset(ds: Dataset) -> dict[str, Any]:
     bp,
     "GET",
     "/datasets",
-    "Search datasets (text and facets)",
+    "Search datasets: text, facets (OR within, AND across; hierarchical with descendants), "
+    "ranges, sort and deep paging",
     tag="datasets",
     response_schema=DatasetPageSchema,
     query=(
-        ("q", "string", "Free text"),
-        ("page", "integer", "Page number, from 1"),
+        ("q", "string", "Free text: every word must match (accents folded; stemmed per "
+         "language; concept labels in every language and codes included)"),
+        ("page", "integer", "Page number, from 1 (offset paging up to 10,000 hits)"),
         ("size", "integer", "Hits per page (1-100)"),
-        *[(f, "string", f"Filter on {f} (repeat for OR)") for f in FACETS],
+        ("sort", "string", "relevance (default with q), -modified (default without), modified, "
+         "-number_of_individuals, number_of_individuals, -number_of_studies, number_of_studies"),
+        ("after", "integer", "Deep paging: next_after of the previous page (sorted searches)"),
+        ("descendants", "boolean", "Coded facets also match descendant concepts (default true)"),
+        ("lang", "string", "Language of vocabulary labels (default en)"),
+        *[(f, "string", f"Filter on {f}: repeat for OR; vocabulary ids, codes, IRIs or labels")
+          for f in FACETS],
+        *[(r, "string", "Range bound") for r in (*RANGES, *DATE_RANGES)],
     ),
     errors=(400, 503),
 )
 def search_datasets() -> Response:
-    page = int_arg("page", 1, 1, 10_000)
-    size = int_arg("size", 20, 1, 100)
-    filters = {f: request.args.getlist(f) for f in FACETS if request.args.getlist(f)}
-    result = runtime().datasets.search(
-        identity(), request.args.get("q"), filters, size=size, offset=(page - 1) * size
-    )
-    facets = [
-        {
-            "name": name,
-            "buckets": [
-                {"key": k, "label": k, "count": c, "selected": k in filters.get(name, [])}
-                for k, c in buckets
-            ],
-        }
-        for name, buckets in result.facets.items()
-    ]
+    definition = load_definition("datasets")
+    params = SearchParams.from_args(request.args.to_dict(flat=False), definition)
+    result = runtime().datasets.search(identity(), params=params)
+    hits = []
+    for ds in result.items:
+        body = dump_dataset(ds)
+        body["highlights"] = result.highlights.get(ds.id or "", {})
+        hits.append(body)
     return jsonify(
         {
             "total": result.total,
-            "page": page,
-            "size": size,
-            "hits": [dump_dataset(d) for d in result.items],
-            "facets": facets,
+            "page": params.page,
+            "size": params.size,
+            "sort": result.sort,
+            "next_after": result.next_after,
+            "hits": hits,
+            "facets": result.listing,
         }
     )
+
+
+# -- vocabularies -----------------------------------------------------------------------------
+@op(bp, "GET", "/vocabularies", "The controlled vocabularies (conditions, modalities, body "
+    "parts)", tag="vocabularies")
+def list_vocabularies() -> Response:
+    out = []
+    for name in VOCABULARIES:
+        vocab = get_vocabulary(name)
+        out.append({"name": name, "title": vocab.title, "concepts": len(vocab.concepts())})
+    return jsonify({"vocabularies": out})
+
+
+@op(
+    bp,
+    "GET",
+    "/vocabularies/{name}",
+    "A vocabulary as a tree of concepts, or autocomplete suggestions with ?q=",
+    tag="vocabularies",
+    query=(
+        ("q", "string", "Autocomplete: words (prefixes) of labels in any language, or a code"),
+        ("lang", "string", "Language of labels (default en)"),
+        ("limit", "integer", "Number of suggestions (1-50, default 10)"),
+    ),
+    errors=(400, 404),
+)
+def vocabulary(name: str) -> Response:
+    vocab = get_vocabulary(name)
+    lang = request.args.get("lang") or "en"
+    q = (request.args.get("q") or "").strip()
+    if q:
+        limit = int_arg("limit", 10, 1, 50)
+        return jsonify({"name": name, "q": q, "suggestions": vocab.suggest(q, limit, lang)})
+    return jsonify({"name": name, "title": vocab.title, "tree": vocab.tree(lang)})
 
 
 RDF_TYPES = (

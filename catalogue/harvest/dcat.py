@@ -36,6 +36,7 @@ from catalogue.errors import CatalogueError
 from catalogue.harvest.base import Harvester, RunContext, SourceUnreadable
 from catalogue.harvest.http import FetchError, FetchPolicy, fetch
 from catalogue.model.dataset import Dataset, DatasetStatus
+from catalogue.services.codes import unknown_code_warnings
 from catalogue.store.audit import enqueue
 from catalogue.store.datasets import DatasetRepository, content_hash
 
@@ -154,7 +155,8 @@ def extract_page(profile: Any, page: Graph | PageIndex, url: str, organisation_i
                                  "message": f"could not read this record: {type(exc).__name__}"})
             continue
         out.records.append(ParsedRecord(
-            ds, [{"severity": "warning", "path": None, "message": p} for p in problems],
+            ds, [{"severity": "warning", "path": None, "message": p} for p in problems]
+            + unknown_code_warnings(ds),
             [{"severity": i.severity, "path": i.path, "message": i.describe()} for i in found]))
     out.timings = {"extract": time.perf_counter() - started - validating,
                    "validate": validating}

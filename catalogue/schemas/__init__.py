@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
@@ -146,6 +147,8 @@ class DatasetSchema(Schema):
     temporal_start = fields.Date(load_default=None, allow_none=True)
     temporal_end = fields.Date(load_default=None, allow_none=True)
     landing_page = fields.Url(load_default=None, allow_none=True)
+    issued = fields.AwareDateTime(load_default=None, allow_none=True, default_timezone=UTC)
+    modified = fields.AwareDateTime(load_default=None, allow_none=True, default_timezone=UTC)
     distributions = fields.List(fields.Nested(DistributionSchema), load_default=list)
     aggregates = fields.Dict(dump_only=True)
     created_at = fields.DateTime(dump_only=True)
@@ -158,18 +161,31 @@ class FacetBucketSchema(Schema):
     label = fields.String()
     count = fields.Integer()
     selected = fields.Boolean()
+    children = fields.List(fields.Nested(lambda: FacetBucketSchema()))  # hierarchical facets
 
 
 class FacetSchema(Schema):
     name = fields.String()
+    label = fields.String()
+    hierarchical = fields.Boolean()
+    vocabulary = fields.String(allow_none=True)
     buckets = fields.List(fields.Nested(FacetBucketSchema))
+
+
+class SearchHitSchema(DatasetSchema):
+    highlights = fields.Dict(
+        keys=fields.String(), values=fields.String(),
+        metadata={"description": "title / description with matches in <mark> (HTML-escaped)"})
 
 
 class DatasetPageSchema(Schema):
     total = fields.Integer()
     page = fields.Integer()
     size = fields.Integer()
-    hits = fields.List(fields.Nested(DatasetSchema))
+    sort = fields.String()
+    next_after = fields.Integer(allow_none=True,
+                                metadata={"description": "cursor for ?after= (sorted searches)"})
+    hits = fields.List(fields.Nested(SearchHitSchema))
     facets = fields.List(fields.Nested(FacetSchema))
 
 

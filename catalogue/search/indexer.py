@@ -9,11 +9,13 @@ outage leaves the rows in place: nothing is lost, the next run resumes.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from catalogue.errors import CatalogueError, SearchUnavailable, StoreUnavailable
@@ -22,29 +24,97 @@ from catalogue.search.base import Action, Delete, SearchBackend, Upsert
 from catalogue.search.mappings import load_definition
 from catalogue.store.datasets import DatasetRepository
 from catalogue.store.db import Database
+from catalogue.vocab import get_vocabulary, normalise
 
 log = logging.getLogger(__name__)
+
+
+_VERSION = re.compile(r"-v(\d+)-\d{20}$")
+
+
+def index_version(physical: str) -> int | None:
+    """The definition version a physical index was built from (from its name)."""
+    match = _VERSION.search(physical)
+    return int(match.group(1)) if match else None
+
+
+#: language tag (primary subtag) → the stemmed text field of the datasets index
+_LANGUAGE_FIELDS = {"en": "text_en", "de": "text_de", "fr": "text_fr", "es": "text_es",
+                    "it": "text_it", "nl": "text_nl", "pt": "text_pt", "sv": "text_sv"}
+_HASH_BITS = 28
+
+
+def sort_key(value: float | None, doc_id: str) -> int:
+    """A unique, sortable integer: ``value`` (missing sorts lowest), then a hash of the id, so
+    that every engine orders ties the same way and ``search_after`` never skips or repeats."""
+    tie = int(hashlib.md5(doc_id.encode(), usedforsecurity=False).hexdigest()[:8], 16)
+    rank = 0 if value is None else int(value) + 1
+    return (rank << _HASH_BITS) | (tie & ((1 << _HASH_BITS) - 1))
+
+
+def _epoch(value: datetime | date | None) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day, tzinfo=UTC)
+    elif value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return int(value.timestamp())
+
+
+def _coded(vocabulary: str, values: list[str], texts: dict[str, list[str]],
+           concept_text: list[str]) -> tuple[list[str], list[str]]:
+    """Values normalised to vocabulary ids (unknown codes kept as given), the same plus every
+    ancestor, and the concepts' labels and codes added to the text fields."""
+    ids, unknown = normalise(vocabulary, values)
+    vocab = get_vocabulary(vocabulary)
+    path: list[str] = []
+    for concept_id in ids:
+        for member in (concept_id, *vocab.ancestors(concept_id)):
+            if member in path:
+                continue
+            path.append(member)
+            concept = vocab.get(member)
+            if concept is None:
+                continue
+            concept_text.extend(vocab.search_terms(member))
+            for lang, label in concept.labels.items():
+                texts.setdefault(lang.split("-")[0].lower(), []).append(label)
+            for lang, labels in concept.alt_labels.items():
+                texts.setdefault(lang.split("-")[0].lower(), []).extend(labels)
+    return ids + unknown, path + unknown
 
 
 def dataset_document(ds: Dataset) -> dict[str, Any]:
     """The datasets-index document for a dataset (all statuses; queries filter)."""
     assert ds.id is not None
-    titles = list(ds.title.values())
-    return {
+    texts: dict[str, list[str]] = {}
+    for values in (ds.title, ds.description):
+        for lang, text in values.items():
+            texts.setdefault((lang or "en").split("-")[0].lower(), []).append(text)
+    concept_text: list[str] = []
+    conditions, conditions_path = _coded("conditions", ds.conditions, texts, concept_text)
+    modalities, modalities_path = _coded("modalities", ds.modalities, texts, concept_text)
+    body_parts, body_parts_path = _coded("body_parts", ds.body_parts, texts, concept_text)
+    modified = ds.modified or ds.updated_at
+    document: dict[str, Any] = {
         "id": ds.id,
         "organisation_id": ds.organisation_id,
         "status": ds.status.value,
         "identifier": ds.identifier,
-        "title": " \n".join(titles),
+        "title": " \n".join(ds.title.values()),
         "description": " \n".join(ds.description.values()),
         "keywords_text": " \n".join(ds.keywords),
-        "title_sort": ds.label().lower()[:200],
+        "concept_text": " \n".join(dict.fromkeys(concept_text)),
         "keywords": ds.keywords,
         "themes": ds.themes,
         "health_categories": ds.health_categories,
-        "conditions": ds.conditions,
-        "modalities": ds.modalities,
-        "body_parts": ds.body_parts,
+        "conditions": conditions,
+        "conditions_path": conditions_path,
+        "modalities": modalities,
+        "modalities_path": modalities_path,
+        "body_parts": body_parts,
+        "body_parts_path": body_parts_path,
         "manufacturers": ds.manufacturers,
         "countries": ds.countries,
         "sexes": ds.sexes,
@@ -54,8 +124,68 @@ def dataset_document(ds: Dataset) -> dict[str, Any]:
         "number_of_studies": ds.number_of_studies,
         "min_age": ds.min_age,
         "max_age": ds.max_age,
-        "modified": ds.modified or ds.updated_at,
+        "temporal_start": ds.temporal_start,
+        "temporal_end": ds.temporal_end,
+        "issued": ds.issued,
+        "modified": modified,
+        "modified_key": sort_key(_epoch(modified), ds.id),
+        "individuals_key": sort_key(ds.number_of_individuals, ds.id),
+        "studies_key": sort_key(ds.number_of_studies, ds.id),
     }
+    for lang, parts in texts.items():
+        target = _LANGUAGE_FIELDS.get(lang)
+        if target is not None:
+            document[target] = " \n".join(dict.fromkeys(parts))
+    return document
+
+
+def subject_documents(conn: Any, subject_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Subjects-index documents for these subject ids (missing ids are absent): the subject,
+    its dataset's provider and country, its diagnoses (normalised, with ancestors) and its
+    imaging studies as nested items (age in 5-year bands, study year)."""
+    if not subject_ids:
+        return {}
+    rows = conn.execute(
+        "SELECT s.id, s.dataset_id, s.sex, s.birth_year, d.organisation_id, d.countries "
+        "FROM subjects s JOIN datasets d ON d.id = s.dataset_id WHERE s.id = ANY(%s::bigint[])",
+        ([int(i) for i in subject_ids if str(i).isdigit()],),
+    ).fetchall()
+    docs: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        docs[str(r["id"])] = {
+            "id": str(r["id"]), "dataset_id": str(r["dataset_id"]),
+            "organisation_id": r["organisation_id"],
+            "country": (r["countries"] or [None])[0], "sex": r["sex"],
+            "birth_year": r["birth_year"], "studies": [], "conditions": [],
+        }
+    codes: dict[str, list[str]] = {}
+    for c in conn.execute(
+        "SELECT subject_id, system, code, concept FROM conditions WHERE subject_id = ANY(%s)",
+        ([int(i) for i in docs],),
+    ):
+        code = c["concept"] or f"{c['system']}:{c['code']}"
+        codes.setdefault(str(c["subject_id"]), []).append(code)
+    for study in conn.execute(
+        "SELECT subject_id, modalities, body_parts, manufacturer, study_month, age_at_study "
+        "FROM imaging_studies WHERE subject_id = ANY(%s) ORDER BY id", ([int(i) for i in docs],),
+    ):
+        scratch: dict[str, list[str]] = {}
+        modalities, modalities_path = _coded("modalities", study["modalities"], scratch, [])
+        body_parts, body_parts_path = _coded("body_parts", study["body_parts"], scratch, [])
+        age = study["age_at_study"]
+        docs[str(study["subject_id"])]["studies"].append({
+            "modalities": modalities, "modalities_path": modalities_path,
+            "body_parts": body_parts, "body_parts_path": body_parts_path,
+            "manufacturer": study["manufacturer"],
+            "age_band": None if age is None else int(age) // 5 * 5,
+            "year": study["study_month"].year if study["study_month"] else None,
+        })
+    for key, doc in docs.items():
+        scratch = {}
+        doc["conditions"], doc["conditions_path"] = _coded(
+            "conditions", codes.get(key, []), scratch, [])
+        doc["study_count"] = len(doc["studies"])
+    return docs
 
 
 class Indexer:
@@ -66,6 +196,7 @@ class Indexer:
         self.backend = backend
         self.batch_size = batch_size
         self.datasets = load_definition("datasets")
+        self.subjects = load_definition("subjects")
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -73,12 +204,24 @@ class Indexer:
         self.last_success: datetime | None = None
 
     def ensure_indices(self) -> None:
-        self.backend.ensure_index(self.datasets)
+        """Create missing indices; an index built from an older definition version is rebuilt
+        (the old one keeps serving until the switch)."""
+        for definition in (self.datasets, self.subjects):
+            current = self.backend.ensure_index(definition)
+            version = index_version(current)
+            if version is not None and version < definition.version:
+                log.warning("search index %s is version %d; rebuilding as version %d",
+                            current, version, definition.version)
+                self.rebuild(index=definition.name)
 
-    def _actions(self, conn: Any, dataset_ids: list[str]) -> list[Action]:
-        found = {d.id: d for d in DatasetRepository(conn).get_many(dataset_ids)}
+    def _actions(self, conn: Any, ids: list[str], index: str = "datasets") -> list[Action]:
+        """Upserts for the rows that exist, deletes for the others (idempotent)."""
         actions: list[Action] = []
-        for ds_id in dataset_ids:
+        if index == "subjects":
+            docs = subject_documents(conn, ids)
+            return [Upsert(i, docs[i]) if i in docs else Delete(i) for i in ids]
+        found = {d.id: d for d in DatasetRepository(conn).get_many(ids)}
+        for ds_id in ids:
             ds = found.get(ds_id)
             actions.append(Upsert(ds_id, dataset_document(ds)) if ds else Delete(ds_id))
         return actions
@@ -95,16 +238,21 @@ class Indexer:
             if not rows:
                 conn.rollback()
                 return 0
-            dataset_ids = sorted({r["entity_id"] for r in rows if r["entity"] == "dataset"})
-            actions = self._actions(conn, dataset_ids)
-            result = self.backend.bulk(alias, actions)
-            if result.errors:
-                log.error(
-                    "search engine refused %d documents: %s",
-                    len(result.errors),
-                    "; ".join(result.errors[:5]),
-                )
-            self.backend.refresh(alias)
+            for entity, definition in (("dataset", self.datasets),
+                                       ("subject", self.subjects)):
+                ids = sorted({r["entity_id"] for r in rows if r["entity"] == entity})
+                if not ids:
+                    continue
+                target = alias if entity == "dataset" else self.backend.logical_name(
+                    definition.name)
+                result = self.backend.bulk(target, self._actions(conn, ids, definition.name))
+                if result.errors:
+                    log.error(
+                        "search engine refused %d documents: %s",
+                        len(result.errors),
+                        "; ".join(result.errors[:5]),
+                    )
+                self.backend.refresh(target)
             conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", ([r["id"] for r in rows],))
         self.last_success = datetime.now(UTC)
         self.last_error = None
@@ -133,43 +281,51 @@ class Indexer:
             "last_error": self.last_error,
         }
 
-    def rebuild(self, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-        """Build a new datasets index from PostgreSQL and switch the alias to it.
+    def rebuild(self, progress: Callable[[int, int], None] | None = None,
+                index: str = "datasets") -> dict[str, Any]:
+        """Build a new index (``datasets`` or ``subjects``) from PostgreSQL and switch the
+        alias to it.
 
         Readers keep using the old index until the switch. Changes committed while the rebuild
         runs are caught up from PostgreSQL (by ``updated_at``) before and after the switch.
         """
         started = datetime.now(UTC)
-        alias = self.backend.logical_name(self.datasets.name)
+        definition = self.subjects if index == "subjects" else self.datasets
+        alias = self.backend.logical_name(definition.name)
         old = self.backend.current_index(alias)
-        physical = self.backend.create_index(self.datasets)
+        physical = self.backend.create_index(definition)
         with self.db.transaction() as conn:
-            ids = DatasetRepository(conn).all_ids()
+            if index == "subjects":
+                ids = [str(r["id"]) for r in conn.execute("SELECT id FROM subjects ORDER BY id")]
+            else:
+                ids = DatasetRepository(conn).all_ids()
         done = 0
         for start in range(0, len(ids), self.batch_size):
             chunk = ids[start : start + self.batch_size]
             with self.db.transaction() as conn:
-                self.backend.bulk(physical, self._actions(conn, chunk))
+                self.backend.bulk(physical, self._actions(conn, chunk, index))
             done += len(chunk)
             if progress:
                 progress(done, len(ids))
-        self._catch_up(physical, started)
+        self._catch_up(physical, started, index)
         self.backend.refresh(physical)
         self.backend.switch_alias(alias, physical)
-        self._catch_up(physical, started)
+        self._catch_up(physical, started, index)
         self.backend.refresh(physical)
         if old and old != physical:
             self.backend.drop_index(old)
         return {"index": physical, "previous": old, "documents": done}
 
-    def _catch_up(self, physical: str, since: datetime) -> None:
+    def _catch_up(self, physical: str, since: datetime, index: str = "datasets") -> None:
+        table = "subjects" if index == "subjects" else "datasets"
         with self.db.transaction() as conn:
             changed = [
                 str(r["id"])
-                for r in conn.execute("SELECT id FROM datasets WHERE updated_at >= %s", (since,))
+                for r in conn.execute(
+                    f"SELECT id FROM {table} WHERE updated_at >= %s", (since,))
             ]
             if changed:
-                self.backend.bulk(physical, self._actions(conn, changed))
+                self.backend.bulk(physical, self._actions(conn, changed, index))
 
     # -- background thread --------------------------------------------------------------------
     def wake(self) -> None:

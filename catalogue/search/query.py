@@ -1,7 +1,18 @@
 """Engine-independent search requests and results.
 
-This is the minimal query model the foundation needs (text, term filters, facet counts, paging);
-every backend translates it, and the contract suite checks they agree.
+Every backend translates a :class:`SearchRequest`; the conformance suite checks that they give
+identical totals, hits and facet counts.
+
+Semantics:
+- ``text``: every word (tokenised like the indices' analysers) must match at least one text
+  field, in its folded form or, for language fields, its stemmed form;
+- ``filters`` all apply (AND); each group of ``any_of`` needs one match;
+- ``facet_filters`` are the user's facet selections as ``(facet name, filter)``: they filter the
+  hits, and each facet's counts ignore that facet's own selection (OR within a facet, AND across
+  facets; a selected facet keeps showing counts for its other values);
+- ``sort`` is ``None`` (relevance; offset paging), or ``field`` / ``-field`` on a field with a
+  unique sort key, which also allows ``search_after`` deep paging with the cursor of the last
+  hit (``SearchResult.cursors``).
 """
 
 from __future__ import annotations
@@ -20,14 +31,57 @@ class Terms:
 
 @dataclass(frozen=True)
 class Range:
-    """``gte``/``lte`` bounds on a numeric field; either may be open."""
+    """``gte``/``lte`` bounds on a numeric or date field (dates as epoch seconds); either may be
+    open."""
 
     field: str
     gte: float | None = None
     lte: float | None = None
 
 
-Filter = Terms | Range
+@dataclass(frozen=True)
+class Exists:
+    """Match documents that have a value in ``field``."""
+
+    field: str
+
+
+@dataclass(frozen=True)
+class Concept:
+    """Match documents coded with any of ``values`` (vocabulary ids) in ``field``, or with one
+    of their descendants when ``descendants`` (through the field's ``path_field``)."""
+
+    field: str
+    values: tuple[str, ...]
+    descendants: bool = True
+
+
+@dataclass(frozen=True)
+class Not:
+    """Match documents that do not match ``filter``."""
+
+    filter: Filter
+
+
+@dataclass(frozen=True)
+class Nested:
+    """Match documents with at least one nested item (``path``, e.g. a subject's studies) that
+    matches every one of ``filters`` (one per field; fields named ``path.field``)."""
+
+    path: str
+    filters: tuple[Filter, ...]
+
+
+Filter = Terms | Range | Exists | Concept | Not | Nested
+
+
+@dataclass(frozen=True)
+class FacetRequest:
+    """Count the values of ``field`` under the name ``name`` (the top ``size`` by count)."""
+
+    name: str
+    field: str
+    size: int = 200
 
 
 @dataclass(frozen=True)
@@ -35,11 +89,19 @@ class SearchRequest:
     text: str | None = None
     filters: tuple[Filter, ...] = ()
     any_of: tuple[tuple[Filter, ...], ...] = ()  # each inner tuple: at least one must match
-    facets: tuple[str, ...] = ()
-    facet_size: int = 50
+    facet_filters: tuple[tuple[str, Filter], ...] = ()
+    facets: tuple[FacetRequest | str, ...] = ()
+    facet_size: int = 200
     size: int = 20
     offset: int = 0
-    sort: str | None = None  # a keyword/number field; prefix '-' for descending; None: relevance
+    sort: str | None = None  # None: relevance; "field" or "-field" (a field with a sort key)
+    search_after: int | None = None  # the cursor of the last hit of the previous page
+
+    def facet_requests(self) -> tuple[FacetRequest, ...]:
+        return tuple(
+            f if isinstance(f, FacetRequest) else FacetRequest(f, f, self.facet_size)
+            for f in self.facets
+        )
 
 
 @dataclass
@@ -47,4 +109,40 @@ class SearchResult:
     total: int
     ids: list[str]
     facets: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    cursors: list[int] = field(default_factory=list)  # per hit, when sorted by a field
     raw: Any = None
+
+
+def lower(flt: Filter, definition: Any) -> Filter:
+    """``flt`` with :class:`Concept` filters turned into :class:`Terms` on the right field (the
+    path field for descendants), so that backends only translate plain filters."""
+    from catalogue.errors import ValidationError
+
+    if isinstance(flt, Concept):
+        fdef = definition.fields.get(flt.field)
+        if fdef is None:
+            raise ValidationError(f"unknown search field {flt.field!r}")
+        target = fdef.path_field if flt.descendants and fdef.path_field else flt.field
+        return Terms(target, flt.values)
+    if isinstance(flt, Not):
+        return Not(lower(flt.filter, definition))
+    if isinstance(flt, Nested):
+        return Nested(flt.path, tuple(lower(f, definition) for f in flt.filters))
+    return flt
+
+
+def sort_field(definition: Any, sort: str) -> tuple[str, bool]:
+    """The key field to sort on for ``sort`` ("field" or "-field") and whether descending."""
+    from catalogue.errors import ValidationError
+
+    name = sort.lstrip("-")
+    fdef = definition.fields.get(name)
+    if fdef is None or fdef.sort_key is None:
+        sortable = sorted(f.name for f in definition.fields.values() if f.sort_key)
+        raise ValidationError(f"cannot sort by {name!r}; use one of {', '.join(sortable)}")
+    return fdef.sort_key, sort.startswith("-")
+
+
+def after_range(key_field: str, descending: bool, cursor: int) -> Range:
+    """The filter that continues a sorted listing after the hit whose key is ``cursor``."""
+    return Range(key_field, lte=cursor - 1) if descending else Range(key_field, gte=cursor + 1)

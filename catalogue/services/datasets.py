@@ -7,21 +7,30 @@ datasets are visible only to the owning organisation's providers and to admins.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from catalogue.errors import Conflict, NotFound, ValidationError
 from catalogue.model.dataset import Dataset, DatasetStatus
 from catalogue.model.identity import Identity
 from catalogue.search.base import SearchBackend
+from catalogue.search.mappings import load_definition
 from catalogue.search.query import SearchRequest, Terms
+from catalogue.services.codes import unknown_code_warnings
 from catalogue.services.permissions import require_authenticated, require_organisation
+from catalogue.services.search import (
+    SearchParams,
+    access_label,
+    build_request,
+    facet_listing,
+    highlights,
+)
 from catalogue.store.audit import audit, enqueue
 from catalogue.store.datasets import DatasetRepository, content_hash
 from catalogue.store.db import Database
 from catalogue.store.identities import OrganisationRepository
 
-FACETS = ("conditions", "modalities", "body_parts", "countries", "access_rights", "organisation_id")
+FACETS = tuple(f.name for f in load_definition("datasets").facets)
 
 
 def can_see(identity: Identity, ds: Dataset) -> bool:
@@ -37,6 +46,10 @@ class DatasetPage:
     total: int
     items: list[Dataset]
     facets: dict[str, list[tuple[str, int]]]
+    listing: list[dict[str, Any]] = field(default_factory=list)  # facets as shown to users
+    highlights: dict[str, dict[str, str]] = field(default_factory=dict)
+    next_after: int | None = None  # cursor for the next page (sorted searches)
+    sort: str = "relevance"
 
 
 class DatasetService:
@@ -56,6 +69,8 @@ class DatasetService:
         require_organisation(identity, ds.organisation_id)
         if not ds.identifier or not ds.title:
             raise ValidationError("a dataset needs an identifier and a title")
+        ds.validation = list(ds.validation or []) + [
+            w for w in unknown_code_warnings(ds) if w not in (ds.validation or [])]
         with self.db.transaction() as conn:
             OrganisationRepository(conn).get(ds.organisation_id)
             repo = DatasetRepository(conn)
@@ -172,6 +187,7 @@ class DatasetService:
         ds, problems = profile.parse_with_problems(description, nodes[0], organisation_id)
         issues = get_validator().validate_dataset(description, nodes[0])
         ds.validation = [{"severity": "warning", "path": None, "message": p} for p in problems]
+        ds.validation += unknown_code_warnings(ds)
         ds.validation += [
             {"severity": i.severity, "path": i.path, "message": i.describe()} for i in issues
         ]
@@ -213,6 +229,31 @@ class DatasetService:
             }
         return {"filters": (Terms("status", ("published",)),)}
 
+    def search_request(
+        self,
+        identity: Identity,
+        text: str | None = None,
+        filters: dict[str, list[str]] | None = None,
+        size: int = 20,
+        offset: int = 0,
+        sort: str | None = None,
+        params: SearchParams | None = None,
+    ) -> SearchRequest:
+        """The engine request a search builds for ``identity`` (also used by benchmarks to
+        send the same query straight to the engine)."""
+        return build_request(
+            params or self._params(text, filters, size, offset, sort), self.visibility(identity))
+
+    @staticmethod
+    def _params(text: str | None, filters: dict[str, list[str]] | None, size: int, offset: int,
+                sort: str | None) -> SearchParams:
+        definition = load_definition("datasets")
+        args: dict[str, list[str]] = {k: list(v) for k, v in (filters or {}).items() if v}
+        params = SearchParams.from_args(args, definition)
+        params.text, params.size, params.sort = (text or None), size, sort
+        params.page = offset // size + 1
+        return params
+
     def search(
         self,
         identity: Identity,
@@ -220,31 +261,35 @@ class DatasetService:
         filters: dict[str, list[str]] | None = None,
         size: int = 20,
         offset: int = 0,
+        sort: str | None = None,
+        params: SearchParams | None = None,
     ) -> DatasetPage:
-        """Text and facet search over the datasets a caller may see."""
+        """Text, facet and range search over the datasets a caller may see."""
         if self.search_backend is None:
             raise NotFound("search is not configured")
-        vis = self.visibility(identity)
-        request_filters = tuple(vis.get("filters", ())) + tuple(
-            Terms(k, tuple(v)) for k, v in sorted((filters or {}).items()) if v
-        )
-        for name in filters or {}:
-            if name not in FACETS:
-                raise ValidationError(f"unknown filter {name!r}; use one of {', '.join(FACETS)}")
-        request = SearchRequest(
-            text=text or None,
-            filters=request_filters,
-            any_of=vis.get("any_of", ()),
-            facets=FACETS,
-            size=size,
-            offset=offset,
-        )
+        params = params or self._params(text, filters, size, offset, sort)
+        definition = load_definition("datasets")
+        request = build_request(params, self.visibility(identity), definition)
         alias = self.search_backend.logical_name("datasets")
         result = self.search_backend.search(alias, request)
         with self.db.transaction() as conn:
             found = {d.id: d for d in DatasetRepository(conn).get_many(result.ids)}
+            names = {o.id: o.name for o in OrganisationRepository(conn).list()}
         items = [found[i] for i in result.ids if i in found and can_see(identity, found[i])]
-        return DatasetPage(total=result.total, items=items, facets=result.facets)
+        labels = {"organisation_id": names,
+                  "access_rights": {k: access_label(k) for k, _ in
+                                    result.facets.get("access_rights", [])}}
+        return DatasetPage(
+            total=result.total,
+            items=items,
+            facets=result.facets,
+            listing=facet_listing(result, params, definition, labels),
+            highlights={d.id: highlights(d.title, d.description, params.text)
+                        for d in items if d.id},
+            next_after=(result.cursors[-1] if request.sort and result.cursors
+                        and len(result.ids) == request.size else None),
+            sort=request.sort or "relevance",
+        )
 
     def list_for_organisation(
         self, identity: Identity, organisation_id: str, limit: int = 100, offset: int = 0

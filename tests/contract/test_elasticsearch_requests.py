@@ -23,9 +23,9 @@ from catalogue.search.backends.opensearch_backend import (
 )
 from catalogue.search.base import Delete, Upsert
 from catalogue.search.mappings import load_definition
-from catalogue.search.query import SearchRequest, Terms
+from catalogue.search.query import FacetRequest, SearchRequest, Terms
 
-PHYSICAL = "catalogue-datasets-v1-20260101000000000000"
+PHYSICAL = "catalogue-datasets-v2-20260101000000000000"
 
 
 class Recorder(BaseHTTPRequestHandler):
@@ -81,7 +81,8 @@ class Recorder(BaseHTTPRequestHandler):
                         "total": {"value": 1, "relation": "eq"},
                         "hits": [{"_id": "d1", "_source": {"id": "d1"}}],
                     },
-                    "aggregations": {"modalities": {"buckets": [{"key": "CT", "doc_count": 1}]}},
+                    "aggregations": {"modalities": {"doc_count": 1, "values": {
+                        "buckets": [{"key": "CT", "doc_count": 1}]}}},
                 }
             )
         elif path.endswith("/_count"):
@@ -134,7 +135,9 @@ def _exercise(backend: Any) -> list[tuple[str, str, Any]]:
     found = backend.search(
         alias,
         SearchRequest(
-            text="Lung", facets=("modalities",), filters=(Terms("status", ("published",)),)
+            text="Lung", facets=(FacetRequest("modalities", "modalities", 50),),
+            filters=(Terms("status", ("published",)),),
+            facet_filters=(("countries", Terms("countries", ("ES",))),),
         ),
     )
     assert found.total == 1 and found.ids == ["d1"]
@@ -149,10 +152,15 @@ def test_elasticsearch_backend_sends_the_shared_requests(fake: str, tmp_path: Pa
     assert es_calls == os_calls
     search = next(body for method, path, body in es_calls if path.endswith("/_search"))
     assert search["track_total_hits"] is True
+    definition = load_definition("datasets")
     assert search["query"]["bool"]["must"] == [
-        {"multi_match": {"query": "lung", "fields": ["title", "description", "keywords_text"]}}
+        {"multi_match": {"query": "lung", "fields": list(definition.text_fields)}}
     ]
-    assert search["aggs"] == {"modalities": {"terms": {"field": "modalities", "size": 50}}}
+    # facet selections filter the hits after aggregation; each facet ignores its own selection
+    assert search["post_filter"] == {"bool": {"filter": [{"terms": {"countries": ["ES"]}}]}}
+    assert search["aggs"] == {"modalities": {
+        "filter": {"bool": {"filter": [{"terms": {"countries": ["ES"]}}]}},
+        "aggs": {"values": {"terms": {"field": "modalities", "size": 50, "shard_size": 1000}}}}}
     bulk = next(body for method, path, body in es_calls if path == "/_bulk")
     assert bulk[0] == {"index": {"_index": "catalogue-datasets", "_id": "d1"}}
     assert bulk[2] == {"delete": {"_index": "catalogue-datasets", "_id": "d2"}}
@@ -171,11 +179,19 @@ def test_engine_detection(fake: str) -> None:
 def test_create_index_body_is_strict_and_versioned(fake: str) -> None:
     backend = ElasticsearchBackend([fake], replicas=2, shards=3)
     name = backend.create_index(load_definition("datasets"))
-    assert name.startswith("catalogue-datasets-v1-")
+    assert name.startswith(f"catalogue-datasets-v{load_definition('datasets').version}-")
     _method, path, body = next(c for c in Recorder.calls if c[0] == "PUT")
     assert path == f"/{name}"
     assert body["settings"]["number_of_replicas"] == 2
     assert body["settings"]["number_of_shards"] == 3
     assert body["mappings"]["dynamic"] == "strict"
     assert body["mappings"]["properties"]["title"] == {"type": "text", "analyzer": "catalogue_text"}
+    # language fields are stemmed; words are cut like tantivy's simple tokenizer
+    assert body["mappings"]["properties"]["text_de"] == {"type": "text",
+                                                         "analyzer": "catalogue_german"}
+    analysis = body["settings"]["analysis"]
+    assert analysis["analyzer"]["catalogue_german"]["filter"] == [
+        "lowercase", "asciifolding", "stem_german"]
+    assert analysis["tokenizer"]["catalogue_words"]["type"] == "pattern"
+    assert body["mappings"]["properties"]["modified_key"] == {"type": "long"}
     assert body["mappings"]["properties"]["modalities"] == {"type": "keyword"}

@@ -15,6 +15,7 @@ import pytest
 from catalogue.config import Config
 from catalogue.errors import NotFound, ValidationError
 from catalogue.search.base import Delete, SearchBackend, Upsert
+from catalogue.search.indexer import sort_key
 from catalogue.search.mappings import load_definition
 from catalogue.search.query import Range, SearchRequest, Terms
 from catalogue.search.registry import create_backend
@@ -106,11 +107,16 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SearchBa
     b.close()
 
 
+def _keyed(doc: dict[str, Any]) -> dict[str, Any]:
+    """A document with the sort keys the indexer adds."""
+    return {**doc, "individuals_key": sort_key(doc.get("number_of_individuals"), doc["id"])}
+
+
 @pytest.fixture
 def loaded(backend: SearchBackend) -> tuple[SearchBackend, str]:
     definition = load_definition("datasets")
     physical = backend.ensure_index(definition)
-    result = backend.bulk(physical, [Upsert(d["id"], d) for d in DOCS])
+    result = backend.bulk(physical, [Upsert(d["id"], _keyed(d)) for d in DOCS])
     assert result.applied == len(DOCS) and not result.errors
     backend.refresh(physical)
     return backend, backend.logical_name("datasets")
@@ -196,7 +202,7 @@ def test_versioned_rebuild_switches_alias_atomically(loaded: tuple[SearchBackend
     old = backend.current_index(alias)
     assert old is not None
     new = backend.create_index(load_definition("datasets"))
-    assert new != old and new.startswith(alias + "-v1-")
+    assert new != old and new.startswith(alias + f"-v{load_definition('datasets').version}-")
     backend.bulk(new, [Upsert(d["id"], d) for d in DOCS[:2]])
     backend.refresh(new)
     errors: list[Exception] = []

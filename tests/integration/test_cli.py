@@ -93,7 +93,7 @@ def test_db_upgrade_and_status(env: dict[str, str]) -> None:
 def test_index_rebuild_and_status(env: dict[str, str]) -> None:
     assert run(env, "orgs", "create", "org-y", "--name", "Y").exit_code == 0
     r = run(env, "index", "rebuild")
-    assert r.exit_code == 0 and "switched to catalogue-datasets-v1-" in r.output
+    assert r.exit_code == 0 and "switched to catalogue-datasets-v2-" in r.output
     status = json.loads(run(env, "index", "status").stdout)
     assert status["search"]["engine"] == "tantivy"
 

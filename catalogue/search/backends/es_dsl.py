@@ -11,30 +11,64 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from catalogue.errors import ValidationError
+from catalogue.search import nested
 from catalogue.search.mappings import IndexDefinition
-from catalogue.search.query import Range, SearchRequest, Terms
+from catalogue.search.query import (
+    Exists,
+    Nested,
+    Not,
+    Range,
+    SearchRequest,
+    Terms,
+    after_range,
+    lower,
+    sort_field,
+)
 
 _TYPES = {
     "keyword": "keyword",
-    "integer": "integer",
+    "integer": "long",
     "float": "double",
     "date": "date",
     "boolean": "boolean",
 }
+#: words are runs of letters and digits, as tantivy's ``simple`` tokenizer splits them (the
+#: ``standard`` tokenizer would keep "C34.9" or "l'adénocarcinome" whole)
+_WORDS = {"type": "pattern", "pattern": "[^\\p{L}\\p{N}]+"}
+_SNOWBALL = {"english": "English", "german": "German", "french": "French", "spanish": "Spanish",
+             "italian": "Italian", "dutch": "Dutch", "portuguese": "Portuguese",
+             "swedish": "Swedish", "danish": "Danish", "finnish": "Finnish",
+             "hungarian": "Hungarian", "romanian": "Romanian"}
 
 
 def index_body(definition: IndexDefinition, shards: int, replicas: int) -> dict[str, Any]:
     """Settings and mappings for a new physical index."""
-    analyzer = definition.engine.get("text_analyzer", "standard")
+    analyzer = definition.engine.get("text_analyzer", "catalogue_text")
+    analyzers: dict[str, Any] = {
+        analyzer: {"type": "custom", "tokenizer": "catalogue_words",
+                   "filter": ["lowercase", "asciifolding"]}}
+    filters: dict[str, Any] = {}
     properties: dict[str, Any] = {}
     for f in definition.fields.values():
-        if f.type == "text":
+        if f.type == "text" and f.language:
+            filters[f"stem_{f.language}"] = {"type": "snowball", "language": _SNOWBALL[f.language]}
+            analyzers[f"catalogue_{f.language}"] = {
+                "type": "custom", "tokenizer": "catalogue_words",
+                "filter": ["lowercase", "asciifolding", f"stem_{f.language}"]}
+            properties[f.name] = {"type": "text", "analyzer": f"catalogue_{f.language}"}
+        elif f.type == "text":
             properties[f.name] = {"type": "text", "analyzer": analyzer}
         else:
             properties[f.name] = {"type": _TYPES[f.type]}
+    for path in definition.nested:  # "studies.x" fields become properties of a nested type
+        inner = {name.split(".", 1)[1]: properties.pop(name) for name in list(properties)
+                 if definition.fields[name].nested == path}
+        properties[path] = {"type": "nested", "properties": inner}
     settings = {
         "number_of_shards": shards,
         "number_of_replicas": replicas,
+        "analysis": {"tokenizer": {"catalogue_words": _WORDS}, "filter": filters,
+                     "analyzer": analyzers},
         **definition.engine.get("settings", {}),
     }
     return {"settings": settings, "mappings": {"dynamic": "strict", "properties": properties}}
@@ -48,13 +82,26 @@ def _check_field(definition: IndexDefinition, name: str) -> str:
 
 
 def filter_clause(definition: IndexDefinition, flt: Any) -> dict[str, Any]:
+    flt = lower(flt, definition)
+    if isinstance(flt, Not):
+        return {"bool": {"must_not": [filter_clause(definition, flt.filter)]}}
+    if isinstance(flt, Nested):
+        nested.encode(definition, flt.path, flt.filters)  # the same checks as every engine
+        return {"nested": {"path": flt.path, "query": {"bool": {"filter": [
+            filter_clause(definition, f) for f in flt.filters]}}}}
     ftype = _check_field(definition, flt.field)
     if isinstance(flt, Terms):
         return {"terms": {flt.field: list(flt.values)}}
+    if isinstance(flt, Exists):
+        return {"exists": {"field": flt.field}}
     if isinstance(flt, Range):
         if ftype not in ("integer", "float", "date"):
             raise ValidationError(f"field {flt.field!r} is not numeric")
         bounds: dict[str, Any] = {}
+        fdef = definition.fields[flt.field]
+        if fdef.bin is not None:  # binned values: the range covers every bin it touches
+            first, last = nested.snap(fdef, flt.gte, flt.lte)
+            return {"range": {flt.field: {"gte": first, "lte": last}}}
         if flt.gte is not None:
             bounds["gte"] = _bound(ftype, flt.gte)
         if flt.lte is not None:
@@ -89,33 +136,54 @@ def filters_query(
     return {"bool": {"filter": clauses}}
 
 
+def text_clauses(definition: IndexDefinition, tokens: list[str]) -> list[dict[str, Any]]:
+    """One clause per word: the word must match some text field (each field analyses it with
+    its own analyser: folded, or folded and stemmed)."""
+    return [{"multi_match": {"query": t, "fields": list(definition.text_fields)}} for t in tokens]
+
+
 def search_body(
     definition: IndexDefinition, request: SearchRequest, tokens: list[str]
 ) -> dict[str, Any]:
-    """The search request body. ``tokens`` are the analysed words of the text query; each must
-    match at least one text field (the same semantics as the tantivy backend)."""
-    must = [{"multi_match": {"query": t, "fields": list(definition.text_fields)}} for t in tokens]
+    """The search request body. ``tokens`` are the words of the text query, tokenised like the
+    indices' analysers (the same semantics as the tantivy backend)."""
+    must = text_clauses(definition, tokens)
     query: dict[str, Any] = {"bool": {"must": must or [{"match_all": {}}]}}
-    if request.filters or request.any_of:
-        query["bool"]["filter"] = [filters_query(definition, request.filters, request.any_of)]
+    filters = list(request.filters)
+    sort_key: str | None = None
+    descending = False
+    if request.sort:
+        sort_key, descending = sort_field(definition, request.sort)
+        if request.search_after is not None:
+            filters.append(after_range(sort_key, descending, request.search_after))
+    if filters or request.any_of:
+        query["bool"]["filter"] = [filters_query(definition, tuple(filters), request.any_of)]
     body: dict[str, Any] = {
         "query": query,
         "size": request.size,
-        "from": request.offset,
+        "from": 0 if request.search_after is not None else request.offset,
         "track_total_hits": True,
-        "_source": [definition.id_field],
+        "_source": [definition.id_field, *([sort_key] if sort_key else [])],
     }
-    if request.sort:
-        field = request.sort.lstrip("-")
-        if _check_field(definition, field) not in ("integer", "float", "date"):
-            raise ValidationError(f"cannot sort by {field!r}")
-        body["sort"] = [{field: {"order": "desc" if request.sort.startswith("-") else "asc"}}]
-    if request.facets:
-        for f in request.facets:
-            _check_field(definition, f)
-        body["aggs"] = {
-            f: {"terms": {"field": f, "size": request.facet_size}} for f in request.facets
-        }
+    selected = [(name, filter_clause(definition, f)) for name, f in request.facet_filters]
+    if selected:
+        body["post_filter"] = {"bool": {"filter": [c for _, c in selected]}}
+    if sort_key:
+        body["sort"] = [{sort_key: {"order": "desc" if descending else "asc"}}]
+    facets = request.facet_requests()
+    if facets:
+        aggs: dict[str, Any] = {}
+        for facet in facets:
+            _check_field(definition, facet.field)
+            others = [c for name, c in selected if name != facet.name]
+            # every bucket, so counts are exact on any number of shards
+            terms = {"terms": {"field": facet.field, "size": facet.size,
+                               "shard_size": max(facet.size * 5, 1000)}}
+            aggs[facet.name] = {
+                "filter": {"bool": {"filter": others}} if others else {"match_all": {}},
+                "aggs": {"values": terms},
+            }
+        body["aggs"] = aggs
     return body
 
 
@@ -124,7 +192,8 @@ def parse_facets(
 ) -> dict[str, list[tuple[str, int]]]:
     aggs = response.get("aggregations", {})
     return {
-        n: [(str(b["key"]), int(b["doc_count"])) for b in aggs.get(n, {}).get("buckets", [])]
+        n: [(str(b["key"]), int(b["doc_count"]))
+            for b in aggs.get(n, {}).get("values", {}).get("buckets", [])]
         for n in names
     }
 
@@ -132,7 +201,15 @@ def parse_facets(
 def document(definition: IndexDefinition, doc: dict[str, Any]) -> dict[str, Any]:
     """A document ready for the engine (dates as ISO strings, unknown fields refused)."""
     out: dict[str, Any] = {}
+    encoded = {n.encoded_as for n in definition.nested.values()}
     for key, value in doc.items():
+        if key in definition.nested:  # checked with their "path.field" names, sent as "field"
+            items = [document(definition, {f"{key}.{k}": v for k, v in item.items()})
+                     for item in value]
+            out[key] = [{k.split(".", 1)[1]: v for k, v in item.items()} for item in items]
+            continue
+        if key in encoded:
+            continue  # native nested documents here
         fdef = definition.fields.get(key)
         if fdef is None:
             raise ValidationError(f"field {key!r} is not in the {definition.name} index")

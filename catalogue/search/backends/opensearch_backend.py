@@ -16,11 +16,11 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from catalogue.errors import CatalogueError, NotFound, SearchUnavailable, ValidationError
+from catalogue.search.analysis import words
 from catalogue.search.backends import es_dsl
-from catalogue.search.backends.tantivy_backend import fold
 from catalogue.search.base import Action, BulkResult, Delete, SearchBackend, Upsert
 from catalogue.search.mappings import IndexDefinition, load_definition
-from catalogue.search.query import SearchRequest, SearchResult
+from catalogue.search.query import SearchRequest, SearchResult, sort_field
 
 log = logging.getLogger(__name__)
 
@@ -197,14 +197,19 @@ class RestSearchBackend(SearchBackend):
 
     def search(self, index: str, request: SearchRequest) -> SearchResult:
         definition = self._definition(index)
-        tokens = fold(request.text) if request.text else []
+        tokens = words(request.text) if request.text else []
         body = es_dsl.search_body(definition, request, tokens)
         response = self._request("POST", f"/{index}/_search", body)
         hits = response["hits"]
+        cursors: list[int] = []
+        if request.sort:
+            key, _ = sort_field(definition, request.sort)
+            cursors = [int(h["_source"].get(key, 0)) for h in hits["hits"]]
         return SearchResult(
             total=int(hits["total"]["value"]),
             ids=[str(h["_source"][definition.id_field]) for h in hits["hits"]],
-            facets=es_dsl.parse_facets(response, request.facets),
+            facets=es_dsl.parse_facets(response, tuple(f.name for f in request.facet_requests())),
+            cursors=cursors,
         )
 
 

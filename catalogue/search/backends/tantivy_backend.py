@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import threading
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from datetime import UTC, date, datetime
@@ -25,47 +24,40 @@ from typing import Any
 import tantivy
 
 from catalogue.errors import NotFound, SearchUnavailable, ValidationError
+from catalogue.search import nested
+from catalogue.search.analysis import folding_analyzer, stem, stemming_analyzer, words
 from catalogue.search.base import Action, BulkResult, SearchBackend, Upsert
-from catalogue.search.mappings import FieldDef, IndexDefinition
-from catalogue.search.query import Range, SearchRequest, SearchResult, Terms
+from catalogue.search.mappings import FieldDef, IndexDefinition, load_definition
+from catalogue.search.query import (
+    Exists,
+    Nested,
+    Not,
+    Range,
+    SearchRequest,
+    SearchResult,
+    Terms,
+    after_range,
+    lower,
+    sort_field,
+)
 
 TEXT_ANALYZER = "catalogue_text"
 _WRITER_HEAP = 64_000_000
 
 
-def fold(text: str) -> list[str]:
-    """Tokenise like the engines' text analysers: split on non-alphanumerics, lowercase,
-    strip accents."""
-    decomposed = unicodedata.normalize("NFKD", text.lower())
-    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
-    tokens, current = [], []
-    for ch in plain:
-        if ch.isalnum():
-            current.append(ch)
-        elif current:
-            tokens.append("".join(current))
-            current = []
-    if current:
-        tokens.append("".join(current))
-    return tokens
-
-
-def _analyzer() -> Any:
-    return (
-        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
-        .filter(tantivy.Filter.lowercase())
-        .filter(tantivy.Filter.ascii_fold())
-        .build()
-    )
+def _analyzer_name(fdef: FieldDef) -> str:
+    return f"catalogue_{fdef.language}" if fdef.language else TEXT_ANALYZER
 
 
 def _schema(definition: IndexDefinition) -> tantivy.Schema:
     sb = tantivy.SchemaBuilder()
     for f in definition.fields.values():
+        if f.nested:
+            continue  # nested documents are encoded as tokens (see catalogue.search.nested)
         if f.type == "keyword":
             sb.add_text_field(f.name, stored=True, fast=True, tokenizer_name="raw")
         elif f.type == "text":
-            sb.add_text_field(f.name, stored=True, tokenizer_name=TEXT_ANALYZER)
+            sb.add_text_field(f.name, stored=f.stored, tokenizer_name=_analyzer_name(f))
         elif f.type == "integer":
             sb.add_integer_field(f.name, stored=True, indexed=True, fast=True)
         elif f.type == "float":
@@ -84,7 +76,9 @@ class _OpenIndex:
         self.path = path
         self.definition = definition
         self.index = tantivy.Index.open(str(path))
-        self.index.register_tokenizer(TEXT_ANALYZER, _analyzer())
+        self.index.register_tokenizer(TEXT_ANALYZER, folding_analyzer())
+        for language in sorted({f.language for f in definition.fields.values() if f.language}):
+            self.index.register_tokenizer(f"catalogue_{language}", stemming_analyzer(language))
         self.schema = self.index.schema
         self.writer: Any = None
         self.lock = threading.Lock()
@@ -145,13 +139,16 @@ class TantivyBackend(SearchBackend):
             if handle is None:
                 path = self.indices_dir / physical
                 data = json.loads((path / "definition.json").read_text())
-                definition = IndexDefinition(
-                    name=data["name"],
-                    version=data["version"],
-                    fields={k: FieldDef(**v) for k, v in data["fields"].items()},
-                    text_fields=tuple(data["text_fields"]),
-                    id_field=data["id_field"],
-                )
+                try:  # the shipped definition of that version (facets, nested documents...)
+                    definition = load_definition(data["name"], data["version"])
+                except (FileNotFoundError, KeyError):
+                    definition = IndexDefinition(
+                        name=data["name"],
+                        version=data["version"],
+                        fields={k: FieldDef(**v) for k, v in data["fields"].items()},
+                        text_fields=tuple(data["text_fields"]),
+                        id_field=data["id_field"],
+                    )
                 handle = _OpenIndex(path, definition)
                 self._open[physical] = handle
             return handle
@@ -250,46 +247,57 @@ class TantivyBackend(SearchBackend):
 
     def search(self, index: str, request: SearchRequest) -> SearchResult:
         handle = self._opened(index)
+        definition = handle.definition
         searcher = handle.index.searcher()
-        must: list[Any] = []
+        base: list[Any] = []
         if request.text:
-            must.extend(self._text_clauses(handle, request.text))
-        if request.filters or request.any_of:
-            must.append(self._filters_query(handle, request.filters, request.any_of))
-        query = (
-            tantivy.Query.boolean_query([(tantivy.Occur.Must, q) for q in must])
-            if must
-            else tantivy.Query.all_query()
-        )
+            base.extend(self._text_clauses(handle, request.text))
+        filters = list(request.filters)
         kwargs: dict[str, Any] = {}
         if request.sort:
-            field = request.sort.lstrip("-")
-            if handle.definition.fields.get(field) is None or handle.definition.fields[
-                field
-            ].type not in ("integer", "float", "date"):
-                raise ValidationError(f"cannot sort by {field!r}")
-            kwargs = {
-                "order_by_field": field,
-                "order": tantivy.Order.Desc if request.sort.startswith("-") else tantivy.Order.Asc,
-            }
-        found = searcher.search(
-            query, max(request.size, 1), count=True, offset=request.offset, **kwargs
-        )
-        id_field = handle.definition.id_field
+            key, descending = sort_field(definition, request.sort)
+            if request.search_after is not None:
+                filters.append(after_range(key, descending, request.search_after))
+            kwargs = {"order_by_field": key,
+                      "order": tantivy.Order.Desc if descending else tantivy.Order.Asc}
+        if filters or request.any_of:
+            base.append(self._filters_query(handle, tuple(filters), request.any_of))
+        selected = [(name, self._filter(handle, f)) for name, f in request.facet_filters]
+        query = self._all_of(base + [q for _, q in selected])
+        offset = 0 if request.search_after is not None else request.offset
+        found = searcher.search(query, max(request.size, 1), count=True, offset=offset, **kwargs)
+        id_field = definition.id_field
         hits = found.hits[: request.size]
-        ids = [searcher.doc(addr).get_first(id_field) for _score, addr in hits]
+        ids = [str(searcher.doc(addr).get_first(id_field)) for _score, addr in hits]
+        cursors = [int(value) for value, _addr in hits] if request.sort else []
         facets: dict[str, list[tuple[str, int]]] = {}
-        if request.facets:
-            aggs = {f: {"terms": {"field": f, "size": request.facet_size}} for f in request.facets}
-            raw = searcher.aggregate(query, aggs)
-            for f in request.facets:
-                facets[f] = [(str(b["key"]), int(b["doc_count"])) for b in raw[f]["buckets"]]
+        requests = request.facet_requests()
+        # facets whose own selection is ignored share one aggregation per distinct query
+        groups: dict[str | None, list[Any]] = {}
+        selected_names = {name for name, _ in selected}
+        for facet in requests:
+            if definition.fields.get(facet.field) is None:
+                raise ValidationError(f"unknown search field {facet.field!r}")
+            groups.setdefault(facet.name if facet.name in selected_names else None,
+                              []).append(facet)
+        for excluded, members in groups.items():
+            facet_query = query if excluded is None else self._all_of(
+                base + [q for name, q in selected if name != excluded])
+            aggs = {f.name: {"terms": {"field": f.field, "size": f.size,
+                                       "segment_size": max(f.size * 5, 1000)}}
+                    for f in members}
+            raw = searcher.aggregate(facet_query, aggs)
+            for f in members:
+                facets[f.name] = [(str(b["key"]), int(b["doc_count"]))
+                                  for b in raw[f.name]["buckets"]]
         total = int(found.count)  # type: ignore[attr-defined]
-        return SearchResult(
-            total=total,
-            ids=[str(i) for i in ids],
-            facets=facets,
-        )
+        return SearchResult(total=total, ids=ids, facets=facets, cursors=cursors)
+
+    @staticmethod
+    def _all_of(clauses: list[Any]) -> Any:
+        if not clauses:
+            return tantivy.Query.all_query()
+        return tantivy.Query.boolean_query([(tantivy.Occur.Must, q) for q in clauses])
 
     def close(self) -> None:
         with self._lock:
@@ -299,19 +307,38 @@ class TantivyBackend(SearchBackend):
 
     # -- helpers ------------------------------------------------------------------------------
     def _text_clauses(self, handle: _OpenIndex, text: str) -> list[Any]:
+        """One clause per word: it must match some text field, folded or (for language
+        fields) stemmed by that language's analyser."""
         clauses = []
-        for token in fold(text):
-            per_field = [
-                (tantivy.Occur.Should, tantivy.Query.term_query(handle.schema, f, token))
-                for f in handle.definition.text_fields
-            ]
+        text_fields = [handle.definition.fields[f] for f in handle.definition.text_fields]
+        for word in words(text):
+            per_field = []
+            for fdef in text_fields:
+                term = stem(fdef.language, word) if fdef.language else word
+                if term:
+                    per_field.append((tantivy.Occur.Should,
+                                      tantivy.Query.term_query(handle.schema, fdef.name, term)))
             clauses.append(tantivy.Query.boolean_query(per_field))
         return clauses
 
     def _filter(self, handle: _OpenIndex, flt: Any) -> Any:
+        flt = lower(flt, handle.definition)
+        if isinstance(flt, Nested):
+            nested_def = handle.definition.nested.get(flt.path)
+            tokens = nested.encode(handle.definition, flt.path, flt.filters)
+            assert nested_def is not None
+            return tantivy.Query.term_set_query(handle.schema, nested_def.encoded_as, tokens)
+        if isinstance(flt, Not):
+            return tantivy.Query.boolean_query([
+                (tantivy.Occur.Must, tantivy.Query.all_query()),
+                (tantivy.Occur.MustNot, self._filter(handle, flt.filter))])
         fdef = handle.definition.fields.get(flt.field)
         if fdef is None:
             raise ValidationError(f"unknown search field {flt.field!r}")
+        if isinstance(flt, Exists):
+            if fdef.nested or fdef.type == "text":
+                raise ValidationError(f"cannot test whether text field {flt.field!r} exists")
+            return tantivy.Query.exists_query(flt.field)
         if isinstance(flt, Terms):
             return (
                 tantivy.Query.boolean_query(
@@ -378,6 +405,11 @@ class TantivyBackend(SearchBackend):
     def _document(definition: IndexDefinition, doc: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, value in doc.items():
+            nested_def = definition.nested.get(key)
+            if nested_def is not None:
+                tokens = [t for item in value for t in nested.study_tokens(nested_def, item)]
+                out[nested_def.encoded_as] = list(dict.fromkeys(tokens))
+                continue
             fdef = definition.fields.get(key)
             if fdef is None:
                 raise ValueError(f"field {key!r} is not in the {definition.name} index")
