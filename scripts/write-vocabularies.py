@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parents[1] / "ontologies" / "vocabularies"
-BASE = "https://w3id.org/cancer-imaging-catalogue/vocab/"
+BASE = "https://w3id.org/cancer-imaging-catalogue/ontology/"
 SCT, ICD10, DCM = "http://snomed.info/id/", "http://id.who.int/icd/release/10/", \
     "http://dicom.nema.org/resources/ontology/DCM/"
 EUCAIM = "https://cancerimage.eu/ontology/EUCAIM#"

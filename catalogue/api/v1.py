@@ -11,6 +11,7 @@ from catalogue.api.routing import identity, int_arg, json_body, op, runtime
 from catalogue.errors import ValidationError
 from catalogue.model.dataset import Dataset, DatasetStatus, Distribution
 from catalogue.model.identity import Organisation, Role, User
+from catalogue.ontology import VOCABULARIES, get_vocabulary
 from catalogue.schemas import (
     DatasetPageSchema,
     DatasetSchema,
@@ -24,7 +25,6 @@ from catalogue.schemas import (
 from catalogue.search.mappings import load_definition
 from catalogue.services.datasets import FACETS
 from catalogue.services.search import DATE_RANGES, RANGES, SearchParams
-from catalogue.vocab import VOCABULARIES, get_vocabulary
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
 

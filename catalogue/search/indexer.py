@@ -20,11 +20,11 @@ from typing import Any
 
 from catalogue.errors import CatalogueError, SearchUnavailable, StoreUnavailable
 from catalogue.model.dataset import Dataset
+from catalogue.ontology import get_vocabulary, normalise
 from catalogue.search.base import Action, Delete, SearchBackend, Upsert
 from catalogue.search.mappings import load_definition
 from catalogue.store.datasets import DatasetRepository
 from catalogue.store.db import Database
-from catalogue.vocab import get_vocabulary, normalise
 
 log = logging.getLogger(__name__)
 

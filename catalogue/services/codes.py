@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from catalogue.model.dataset import Dataset
-from catalogue.vocab import get_vocabulary, normalise
+from catalogue.ontology import get_vocabulary, normalise
 
 #: dataset attribute → vocabulary (the index normalises the same attributes)
 CODED = {"conditions": "conditions", "modalities": "modalities", "body_parts": "body_parts"}

@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from catalogue.errors import ValidationError
+from catalogue.ontology import get_vocabulary
 from catalogue.search.analysis import stem, words
 from catalogue.search.mappings import FacetDef, IndexDefinition, load_definition
 from catalogue.search.query import (
@@ -28,7 +29,6 @@ from catalogue.search.query import (
     SearchResult,
     Terms,
 )
-from catalogue.vocab import get_vocabulary
 
 SORTS = ("relevance", "-modified", "modified", "-number_of_individuals",
          "number_of_individuals", "-number_of_studies", "number_of_studies")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 
 from catalogue.model.dataset import DatasetStatus
+from catalogue.ontology import get_vocabulary, normalise
 from catalogue.testing.search_corpus import generate_datasets, providers
-from catalogue.vocab import get_vocabulary, normalise
 
 
 def test_deterministic_per_seed() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from catalogue.errors import NotFound
-from catalogue.vocab import VOCABULARIES, get_vocabulary, normalise
+from catalogue.ontology import VOCABULARIES, get_vocabulary, normalise
 
 LUNG, NSCLC, ADENO_LUNG, ROOT = "snomed:93880001", "snomed:254637007", "snomed:254626006", \
     "snomed:363346000"
