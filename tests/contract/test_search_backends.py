@@ -282,3 +282,47 @@ def test_replicas_are_allocated_on_other_nodes(tmp_path: Path, opensearch_urls: 
 def test_auto_backend_selection(tmp_path: Path) -> None:
     config: Config = make_config(tmp_path, "postgresql://unused/x")
     assert create_backend(config).name == "tantivy"
+
+
+def test_tantivy_readers_survive_alias_switches_and_drops_by_another_process(
+        tmp_path: Path) -> None:
+    """A reader (another process: its own backend object) never fails while a rebuild switches
+    the alias and drops the old index under it."""
+    config = make_config(tmp_path, "postgresql://unused/x")
+    writer, reader = create_backend(config), create_backend(config)
+    definition = load_definition("datasets")
+    alias = writer.logical_name("datasets")
+    docs = [Upsert(d["id"], _keyed(d)) for d in DOCS]
+    first = writer.create_index(definition)
+    writer.bulk(first, docs)
+    writer.switch_alias(alias, first)
+    errors: list[BaseException] = []
+    searches = 0
+    stop = threading.Event()
+
+    def read() -> None:
+        nonlocal searches
+        while not stop.is_set():
+            try:
+                assert reader.search(alias, SearchRequest(text="lung")).total == 2
+                searches += 1
+            except BaseException as exc:
+                errors.append(exc)
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    try:
+        for _ in range(25):
+            old = writer.current_index(alias)
+            new = writer.create_index(definition)
+            writer.bulk(new, docs)
+            writer.switch_alias(alias, new)
+            assert old is not None
+            writer.drop_index(old)
+    finally:
+        stop.set()
+        thread.join()
+        writer.close()
+        reader.close()
+    assert not errors, errors[:3]
+    assert searches > 25

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from datetime import UTC, date, datetime
@@ -127,13 +128,28 @@ class TantivyBackend(SearchBackend):
     def _resolve(self, index: str) -> str:
         if (self.indices_dir / index).is_dir():
             return index
-        current = self.current_index(index)
-        if current is None:
-            raise NotFound(f"search index {index!r} does not exist")
-        return current
+        # A rebuild in another process may switch the alias and drop the old index between our
+        # reading the alias and using the folder: read the alias again before giving up.
+        for attempt in range(5):
+            current = self.current_index(index)
+            if current is not None:
+                return current
+            if not (self.aliases_dir / index).exists():
+                break
+            time.sleep(0.01 * (attempt + 1))
+        raise NotFound(f"search index {index!r} does not exist")
 
     def _opened(self, index: str) -> _OpenIndex:
-        physical = self._resolve(index)
+        for attempt in range(3):
+            physical = self._resolve(index)
+            try:
+                return self._open_physical(physical)
+            except FileNotFoundError:
+                if attempt == 2 or physical == index:  # a physical name: really gone
+                    raise NotFound(f"search index {index!r} does not exist") from None
+        raise AssertionError("unreachable")
+
+    def _open_physical(self, physical: str) -> _OpenIndex:
         with self._lock:
             handle = self._open.get(physical)
             if handle is None:
@@ -149,7 +165,13 @@ class TantivyBackend(SearchBackend):
                         text_fields=tuple(data["text_fields"]),
                         id_field=data["id_field"],
                     )
-                handle = _OpenIndex(path, definition)
+                try:
+                    handle = _OpenIndex(path, definition)
+                except ValueError as exc:  # tantivy: the folder vanished while opening
+                    raise FileNotFoundError(str(exc)) from None
+                # forget indices another process dropped (their files are gone)
+                for name in [n for n in self._open if not (self.indices_dir / n).is_dir()]:
+                    self._open.pop(name).close()
                 self._open[physical] = handle
             return handle
 
