@@ -211,9 +211,11 @@ class Vocabulary:
         ranked: list[tuple[tuple[int, int, int, str], dict[str, Any]]] = []
         for concept in self._concepts.values():
             best: tuple[tuple[int, int, int, str], str] | None = None
-            candidates = [(0 if tag == (lang or "en") else 1, t) for tag, t in
+            wanted_lang = lang or "en"  # preferred, then alternative, labels in that language
+            candidates = [(0 if tag == wanted_lang else 2, t) for tag, t in
                           concept.labels.items()]
-            candidates += [(2, t) for alts in concept.alt_labels.values() for t in alts]
+            candidates += [(1 if tag == wanted_lang else 3, t)
+                           for tag, alts in concept.alt_labels.items() for t in alts]
             for rank, text in candidates:
                 words = _words(text)
                 if all(any(w.startswith(x) for w in words) for x in wanted):
@@ -225,7 +227,7 @@ class Vocabulary:
             for code in (concept.id, *concept.codes):
                 value = code.split(":", 1)[-1]
                 if fold(value).startswith(folded_q) or fold(code).startswith(folded_q):
-                    key = (2, 3, len(code), code)
+                    key = (2, 4, len(code), code)
                     if best is None or key < best[0]:
                         best = (key, code)
             if best is not None:
