@@ -780,5 +780,28 @@ def bench_harvest(
     _report("harvest", figures, out)
 
 
+@bench_group.command("search")
+@click.option("--datasets", type=click.IntRange(min=1), default=100_000, show_default=True)
+@click.option("--queries", type=click.IntRange(min=1), default=300, show_default=True,
+              help="Per query type.")
+@click.option("--json", "out", default=None, help="Where to write the JSON results.")
+@click.option("--keep", is_flag=True, help="Keep the temporary data folder and the indices.")
+@click.pass_context
+@handle_errors
+def bench_search(ctx: click.Context, datasets: int, queries: int, out: str | None,
+                 keep: bool) -> None:
+    """Load, bulk-index and search a realistic corpus: API vs engine latencies."""
+    import os
+
+    from catalogue.bench import search
+
+    # on a search cluster, indices of their own: never the catalogue's aliases
+    os.environ.setdefault("CATALOGUE_SEARCH_INDEX_PREFIX", "catalogue-bench-")
+    with _bench_runtime(keep) as rt:
+        figures = search.run(rt, datasets=datasets, queries=queries, cleanup=not keep,
+                             progress=lambda message: click.echo(message, err=True))
+    _report("search", figures, out)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -9,6 +9,7 @@ system, IRIs and labels, and match descendants unless ``descendants`` is off.
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 from collections.abc import Mapping
@@ -224,6 +225,11 @@ def _nest(buckets: list[dict[str, Any]], vocabulary: str) -> list[dict[str, Any]
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
+@functools.lru_cache(maxsize=50_000)
+def _fold_word(word: str) -> tuple[str, ...]:
+    return tuple(words(word))
+
+
 def highlight(text: str, query: str | None, languages: tuple[str, ...] = ("english",),
               limit: int | None = None) -> str | None:
     """``text`` HTML-escaped with the words matching ``query`` (folded, or sharing a stem) in
@@ -235,7 +241,7 @@ def highlight(text: str, query: str | None, languages: tuple[str, ...] = ("engli
     stems = {s for w in wanted for lang in languages if (s := stem(lang, w))}
     spans = []
     for match in _WORD.finditer(text):
-        folded = words(match.group())
+        folded = _fold_word(match.group())
         if any(w in wanted for w in folded) or any(
                 stem(lang, w) in stems for w in folded for lang in languages):
             spans.append((match.start(), match.end()))

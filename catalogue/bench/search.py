@@ -1,0 +1,437 @@
+"""Search benchmark: a realistic generated catalogue, loaded, indexed and searched.
+
+Measured in one run, against the engine the runtime is configured with (embedded tantivy, or
+OpenSearch/Elasticsearch when ``CATALOGUE_SEARCH_URL`` is set):
+- PostgreSQL load: generated descriptions written in batches (COPY, as bulk harvests do);
+- bulk indexing into a fresh physical index: reading back from PostgreSQL, building the
+  documents, and the engine's bulk calls, each as documents/s (the outbox is not used);
+- six typical searches, each repeated with values drawn from the corpus, through the real HTTP
+  API (waitress on loopback, a researcher's token) and, for the same engine request, straight to
+  the engine; and, to tell the costs apart, the same search as a service call in-process
+  (engine plus reading the hits from PostgreSQL, facet labels, highlights; the API adds token
+  checks, JSON and HTTP). Latencies are p50/p95 in ms; the ratios API/engine are the API's
+  overhead.
+The issue's targets are reported next to the measured values; nothing is asserted here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import logging
+import math
+import random
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from catalogue.errors import CatalogueError, Conflict, ValidationError
+from catalogue.model.dataset import Dataset, DatasetStatus
+from catalogue.model.identity import SYSTEM, Identity, Organisation, Role, User
+from catalogue.runtime import Runtime
+from catalogue.search.base import SearchBackend, Upsert
+from catalogue.search.indexer import dataset_document
+from catalogue.search.mappings import load_definition
+from catalogue.search.query import SearchRequest
+from catalogue.services.codes import unknown_code_warnings
+from catalogue.store.datasets import DatasetRepository, content_hash
+from catalogue.testing.search_corpus import generate_datasets, providers
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 20
+#: query types, in report order: what a researcher typically asks
+QUERY_TYPES = ("text", "text_facet", "facets_multiselect", "country_access", "sorted_modified",
+               "deep_page")
+#: the issue's targets, per engine family
+TARGETS: dict[str, dict[str, float | None]] = {
+    "tantivy": {"bulk_docs_per_s": 50_000, "api_p95_ms": 25, "api_engine_ratio": None},
+    "opensearch": {"bulk_docs_per_s": 5_000, "api_p95_ms": 50, "api_engine_ratio": 1.3},
+}
+_MODALITY_WORDS = {"MR": "MRI", "PT": "PET", "MG": "mammography", "US": "ultrasound"}
+_SORTS = ("-modified", "-number_of_individuals", "number_of_studies")
+
+
+@dataclass(frozen=True)
+class Query:
+    """One search as a researcher sends it (query-string arguments)."""
+
+    kind: str
+    text: str | None = None
+    filters: dict[str, list[str]] = field(default_factory=dict)
+    page: int = 1
+    sort: str | None = None
+
+    def args(self) -> list[tuple[str, str]]:
+        pairs = [("q", self.text)] if self.text else []
+        pairs += [(name, value) for name, values in self.filters.items() for value in values]
+        if self.sort:
+            pairs.append(("sort", self.sort))
+        return [*pairs, ("page", str(self.page)), ("size", str(PAGE_SIZE))]
+
+
+@dataclass
+class _Timings:
+    api: list[float] = field(default_factory=list)
+    service: list[float] = field(default_factory=list)
+    engine: list[float] = field(default_factory=list)
+    totals: list[int] = field(default_factory=list)
+    mismatched: int = 0  # API total != engine total
+
+
+def run(runtime: Runtime, datasets: int = 100_000, queries: int = 300, seed: int = 0,
+        load_batch: int = 2_000, bulk_batch: int = 2_000, cleanup: bool = False,
+        progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run the benchmark against ``runtime``'s store and engine; return figures and ratios.
+
+    ``queries`` is per query type. With ``cleanup`` the benchmark's indices are dropped from a
+    search cluster at the end (tantivy's live in the data folder)."""
+    if datasets < 1 or queries < 1:
+        raise ValidationError("the search benchmark needs at least one dataset and one query")
+    say = progress or (lambda _message: None)
+    backend = runtime.search
+    if backend is None:
+        raise RuntimeError("the search benchmark needs a search engine")
+    engine = backend.ping()
+    _check_empty(runtime, backend)
+    family = "tantivy" if backend.name == "tantivy" else "opensearch"
+    targets = TARGETS[family]
+
+    try:
+        say(f"loading {datasets:,} datasets into PostgreSQL")
+        load = _load(runtime, datasets, seed, load_batch)
+        say(f"indexing into {engine.get('engine')} {engine.get('version')}")
+        index = _index(runtime.database, backend, load.ids, bulk_batch)
+        say("searching")
+        token, identity = _researcher(runtime)
+        plan = _plan(load.samples, queries, random.Random(seed))  # noqa: S311 - not security
+        with _serve(runtime) as base:
+            timings = _search(runtime, backend, base, token, identity, plan)
+    finally:
+        if cleanup and family != "tantivy":  # tantivy's indices live in the data folder
+            _drop_indices(backend)
+
+    figures: dict[str, Any] = {
+        "engine": engine.get("engine", backend.name),
+        "engine_version": engine.get("version"),
+        "engine_nodes": engine.get("nodes", 1),
+        "datasets": datasets,
+        "published": load.published,
+        "queries_per_type": queries,
+        "caller": "researcher (bearer token)",
+        "corpus_generate_s": round(load.generate_s, 3),
+        "postgres_load_s": round(load.store_s, 3),
+        "postgres_load_datasets_per_s": round(datasets / load.store_s, 1),
+        "index_read_docs_per_s": round(datasets / index["read_s"], 1),
+        "index_build_docs_per_s": round(datasets / index["build_s"], 1),
+        "index_bulk_docs_per_s": round(datasets / index["bulk_s"], 1),
+        "index_bulk_target_docs_per_s": targets["bulk_docs_per_s"],
+        "index_bulk_meets_target": datasets / index["bulk_s"] >= (
+            targets["bulk_docs_per_s"] or 0),
+        "index_refresh_s": round(index["refresh_s"], 3),
+        "index_total_docs_per_s": round(datasets / index["total_s"], 1),
+        "index_errors": index["errors"],
+    }
+    everything = _Timings()
+    for kind in QUERY_TYPES:
+        t = timings[kind]
+        figures[f"q_{kind}"] = {**_latency(t.api, t.service, t.engine),
+                                "mean_total": round(sum(t.totals) / max(len(t.totals), 1))}
+        everything.api += t.api
+        everything.service += t.service
+        everything.engine += t.engine
+    overall = _latency(everything.api, everything.service, everything.engine)
+    figures.update({
+        "api_p50_ms": overall["api_p50_ms"],
+        "api_p95_ms": overall["api_p95_ms"],
+        "api_target_p95_ms": targets["api_p95_ms"],
+        "api_meets_p95_target": overall["api_p95_ms"] <= (targets["api_p95_ms"] or math.inf),
+        "service_p50_ms": overall["service_p50_ms"],
+        "service_p95_ms": overall["service_p95_ms"],
+        "engine_p50_ms": overall["engine_p50_ms"],
+        "engine_p95_ms": overall["engine_p95_ms"],
+        "ratio_api_engine_p50": overall["ratio_p50"],
+        "ratio_api_engine_p95": overall["ratio_p95"],
+        "ratio_target": targets["api_engine_ratio"],
+        "ratio_meets_target": None if targets["api_engine_ratio"] is None else max(
+            overall["ratio_p50"], overall["ratio_p95"]) <= targets["api_engine_ratio"],
+        "totals_compared": sum(len(t.totals) for t in timings.values()),
+        "totals_mismatched": sum(t.mismatched for t in timings.values()),
+    })
+    return figures
+
+
+def _check_empty(runtime: Runtime, backend: SearchBackend) -> None:
+    """Refuse to run on a catalogue that holds datasets: the benchmark adds 100,000 made-up
+    ones and replaces the datasets index."""
+    with runtime.database.transaction() as conn:
+        row = conn.execute("SELECT EXISTS (SELECT 1 FROM datasets) AS taken").fetchone()
+    alias = backend.logical_name("datasets")
+    indexed = backend.count(alias) if backend.current_index(alias) else 0
+    if (row and row["taken"]) or indexed:
+        raise ValidationError(
+            "the search benchmark needs an empty catalogue (no datasets in PostgreSQL, none in "
+            f"the index {alias!r}); unset CATALOGUE_DATABASE_URL or choose another "
+            "CATALOGUE_SEARCH_INDEX_PREFIX")
+
+
+# -- load ---------------------------------------------------------------------------------------
+@dataclass
+class _Load:
+    ids: list[str] = field(default_factory=list)
+    samples: list[Dataset] = field(default_factory=list)  # published, drawn uniformly
+    published: int = 0
+    generate_s: float = 0.0
+    store_s: float = 0.0
+
+
+def _load(runtime: Runtime, n: int, seed: int, batch: int, keep: int = 2_000) -> _Load:
+    """Providers as organisations, then the corpus in batches of ``batch`` (one COPY each)."""
+    provs = providers(seed=seed)
+    for prov in provs:
+        try:
+            runtime.identities.create_organisation(
+                SYSTEM, Organisation(prov.id, prov.name, prov.country))
+        except Conflict:
+            pass  # there from an earlier run (--keep, or CATALOGUE_DATABASE_URL)
+    out = _Load()
+    pick = random.Random(seed + 1)  # noqa: S311 - reservoir sampling, not security
+    corpus = generate_datasets(n, seed=seed, provs=provs)
+    done = 0
+    while done < n:
+        started = time.perf_counter()
+        chunk = list(itertools.islice(corpus, min(batch, n - done)))
+        out.generate_s += time.perf_counter() - started
+        started = time.perf_counter()
+        for ds in chunk:
+            ds.validation = unknown_code_warnings(ds)
+            ds.content_hash = content_hash(ds)
+        with runtime.database.transaction() as conn:
+            DatasetRepository(conn).write_many(chunk, [], seen_run=None)
+        out.store_s += time.perf_counter() - started
+        for ds in chunk:
+            assert ds.id is not None
+            out.ids.append(ds.id)
+            if ds.status != DatasetStatus.PUBLISHED:
+                continue
+            out.published += 1
+            if len(out.samples) < keep:
+                out.samples.append(ds)
+            elif (slot := pick.randrange(out.published)) < keep:
+                out.samples[slot] = ds
+        done += len(chunk)
+    return out
+
+
+# -- index --------------------------------------------------------------------------------------
+def _index(db: Any, backend: SearchBackend, ids: list[str], batch: int) -> dict[str, Any]:
+    """A fresh physical index filled from PostgreSQL in bulk calls, then made current."""
+    definition = load_definition("datasets")
+    alias = backend.logical_name(definition.name)
+    old = backend.current_index(alias)
+    physical = backend.create_index(definition)
+    read_s = build_s = bulk_s = 0.0
+    errors: list[str] = []
+    started_all = time.perf_counter()
+    for start in range(0, len(ids), batch):
+        chunk = ids[start:start + batch]
+        started = time.perf_counter()
+        with db.transaction() as conn:
+            found = DatasetRepository(conn).get_many(chunk)
+        read_s += time.perf_counter() - started
+        started = time.perf_counter()
+        actions = [Upsert(ds.id or "", dataset_document(ds)) for ds in found]
+        build_s += time.perf_counter() - started
+        started = time.perf_counter()
+        errors += backend.bulk(physical, actions).errors
+        bulk_s += time.perf_counter() - started
+    started = time.perf_counter()
+    backend.refresh(physical)
+    refresh_s = time.perf_counter() - started
+    total_s = time.perf_counter() - started_all
+    backend.switch_alias(alias, physical)
+    if old and old != physical:
+        backend.drop_index(old)
+    return {"read_s": read_s, "build_s": build_s, "bulk_s": bulk_s, "refresh_s": refresh_s,
+            "total_s": total_s, "errors": len(errors)}
+
+
+def _drop_indices(backend: SearchBackend) -> None:
+    """Drop every physical index behind the benchmark's aliases. The current index of an alias
+    cannot be dropped, so the aliases first move to an empty index that no alias is named after;
+    dropping that one last removes them. Failures are logged: the figures matter more."""
+    try:
+        definition = load_definition("datasets")
+        sink = backend.create_index(dataclasses.replace(definition, name="bench-sink"))
+        for name in ("datasets", "subjects"):
+            logical = backend.logical_name(name)
+            physical = backend.list_indices(logical)
+            backend.switch_alias(logical, sink)
+            for index in physical:
+                backend.drop_index(index)
+        backend.drop_index(sink)
+    except CatalogueError as exc:
+        log.warning("could not drop the benchmark's indices: %s", exc.message)
+
+
+# -- queries ------------------------------------------------------------------------------------
+def _plan(samples: list[Dataset], per_type: int, rnd: random.Random) -> list[Query]:
+    """``per_type`` queries of every type, values drawn from published datasets, interleaved
+    (so that any drift over the run affects every type alike)."""
+    if not samples:
+        raise RuntimeError("the corpus has no published dataset to draw queries from")
+    plan = []
+    for _ in range(per_type):
+        for kind in QUERY_TYPES:
+            plan.append(_query(kind, rnd.choice(samples), rnd))
+    return plan
+
+
+def _words(ds: Dataset) -> tuple[str, str]:
+    """(the cancer as named in the keywords, its first word) e.g. ("breast cancer", "breast")."""
+    cancer = ds.keywords[0] if ds.keywords else "cancer"
+    return cancer, cancer.split()[0]
+
+
+def _query(kind: str, ds: Dataset, rnd: random.Random) -> Query:
+    cancer, word = _words(ds)
+    modality = rnd.choice(ds.modalities) if ds.modalities else "CT"
+    if kind == "text":
+        local = [t for lang, t in ds.title.items() if lang != "en"]
+        options = [cancer, word, f"{word} {_MODALITY_WORDS.get(modality, modality)}",
+                   *ds.keywords[2:4], *(t.split()[0].strip(":–") for t in local[:1])]
+        return Query(kind, text=rnd.choice([o for o in options if o]))
+    if kind == "text_facet":
+        return Query(kind, text=word, filters={"modalities": [modality]})
+    if kind == "facets_multiselect":
+        other = rnd.choice([m for m in ("CT", "MR", "PT", "MG", "US") if m != modality])
+        return Query(kind, filters={"conditions": [ds.conditions[0]],
+                                    "modalities": [modality, other]})
+    if kind == "country_access":
+        return Query(kind, filters={"countries": list(ds.countries[:1]),
+                                    "access_rights": [ds.access_rights or ""]})
+    if kind == "sorted_modified":
+        return Query(kind, text=word, sort="-modified")
+    return Query(kind, page=50, sort=rnd.choice(_SORTS))  # deep_page
+
+
+def _researcher(runtime: Runtime) -> tuple[str, Identity]:
+    """A researcher account and a bearer token for it (and the identity the token stands for)."""
+    username = f"bench-researcher-{int(time.time() * 1000) % 10**9}"
+    runtime.identities.create_user(SYSTEM, User("", username, Role.RESEARCHER))
+    token = runtime.identities.issue_token(SYSTEM, username, name="search benchmark").secret
+    return token, runtime.identities.authenticate(token)
+
+
+@contextmanager
+def _serve(runtime: Runtime) -> Iterator[str]:
+    """The real WSGI app on waitress, on a free loopback port, in a daemon thread."""
+    from waitress import create_server
+
+    from catalogue.api.app import create_app
+
+    app = create_app(runtime=runtime, background_indexer=False)
+    server: Any = create_server(app, host="127.0.0.1", port=0, threads=4, ident="catalogue")
+    thread = threading.Thread(target=server.run, name="bench-waitress", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.effective_port}"
+    finally:
+        server.close()
+        server.task_dispatcher.shutdown(timeout=5)
+        thread.join(10)
+
+
+def _engine_request(runtime: Runtime, identity: Identity, query: Query) -> SearchRequest:
+    """The request the API builds for ``query``, for sending straight to the engine."""
+    service = runtime.datasets
+    if hasattr(service, "search_request"):
+        return service.search_request(
+            identity, text=query.text, filters=dict(query.filters), size=PAGE_SIZE,
+            offset=(query.page - 1) * PAGE_SIZE, sort=query.sort)
+    # a service without search_request: parse the arguments as the API does
+    from catalogue.services.search import SearchParams, build_request
+
+    args: dict[str, list[str]] = {}
+    for name, value in query.args():
+        args.setdefault(name, []).append(value)
+    params = SearchParams.from_args(args, load_definition("datasets"))
+    return build_request(params, service.visibility(identity))
+
+
+def _search(runtime: Runtime, backend: SearchBackend, base: str, token: str,
+            identity: Identity, plan: list[Query]) -> dict[str, _Timings]:
+    alias = backend.logical_name("datasets")
+    # no proxies: loopback only, whatever http_proxy says
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+
+    def api(query: Query) -> tuple[float, int]:
+        url = f"{base}/api/v1/datasets?{urllib.parse.urlencode(query.args())}"
+        started = time.perf_counter()
+        try:
+            request = urllib.request.Request(url, headers=headers)  # noqa: S310 - loopback
+            with opener.open(request, timeout=60) as resp:
+                body = resp.read()
+        except urllib.error.HTTPError as exc:
+            raise RuntimeError(f"the API answered {exc.code} to a {query.kind} search: "
+                               f"{exc.read()[:300]!r}") from None
+        elapsed = time.perf_counter() - started
+        return elapsed, int(json.loads(body)["total"])
+
+    def service(query: Query) -> float:
+        started = time.perf_counter()
+        runtime.datasets.search(identity, text=query.text, filters=dict(query.filters),
+                                size=PAGE_SIZE, offset=(query.page - 1) * PAGE_SIZE,
+                                sort=query.sort)
+        return time.perf_counter() - started
+
+    def engine(query: Query) -> tuple[float, int]:
+        request = _engine_request(runtime, identity, query)
+        started = time.perf_counter()
+        result = backend.search(alias, request)
+        return time.perf_counter() - started, result.total
+
+    for query in plan[: 5 * len(QUERY_TYPES)]:  # warm-up: five of each type, untimed
+        api(query)
+        service(query)
+        engine(query)
+    timings = {kind: _Timings() for kind in QUERY_TYPES}
+    for query in plan:
+        api_s, api_total = api(query)
+        service_s = service(query)
+        engine_s, engine_total = engine(query)
+        t = timings[query.kind]
+        t.api.append(api_s * 1000)
+        t.service.append(service_s * 1000)
+        t.engine.append(engine_s * 1000)
+        t.totals.append(api_total)
+        t.mismatched += api_total != engine_total
+    return timings
+
+
+# -- figures ------------------------------------------------------------------------------------
+def _percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0..1)."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def _latency(api: list[float], service: list[float], engine: list[float]) -> dict[str, float]:
+    figures = {
+        "api_p50_ms": _percentile(api, 0.5), "api_p95_ms": _percentile(api, 0.95),
+        "service_p50_ms": _percentile(service, 0.5),
+        "service_p95_ms": _percentile(service, 0.95),
+        "engine_p50_ms": _percentile(engine, 0.5), "engine_p95_ms": _percentile(engine, 0.95),
+    }
+    out = {k: round(v, 2) for k, v in figures.items()}
+    out["ratio_p50"] = round(figures["api_p50_ms"] / figures["engine_p50_ms"], 2)
+    out["ratio_p95"] = round(figures["api_p95_ms"] / figures["engine_p95_ms"], 2)
+    return out

@@ -1,0 +1,80 @@
+"""The search benchmark on a small corpus: real PostgreSQL, tantivy, the API over HTTP.
+
+Structure and sanity only (no timing thresholds: the machine decides those)."""
+
+from __future__ import annotations
+
+import json
+import random
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from catalogue.bench import search
+from catalogue.errors import ValidationError
+from catalogue.runtime import Runtime
+from catalogue.store.datasets import DatasetRepository
+
+DATASETS = 2_000
+QUERIES = 8
+
+
+def test_small_run_reports_sane_figures(runtime: Runtime) -> None:
+    figures = search.run(runtime, datasets=DATASETS, queries=QUERIES, load_batch=700,
+                         bulk_batch=1_000)
+    assert figures["engine"] == "tantivy" and figures["engine_version"]
+    assert figures["datasets"] == DATASETS
+    assert 0.8 * DATASETS <= figures["published"] <= 0.95 * DATASETS
+    assert figures["queries_per_type"] == QUERIES
+    for key in ("postgres_load_datasets_per_s", "index_read_docs_per_s",
+                "index_build_docs_per_s", "index_bulk_docs_per_s", "index_total_docs_per_s"):
+        assert figures[key] > 0, key
+    assert figures["index_bulk_target_docs_per_s"] == 50_000
+    assert figures["api_target_p95_ms"] == 25
+    assert figures["index_errors"] == 0
+    for kind in search.QUERY_TYPES:
+        per_type = figures[f"q_{kind}"]
+        for key in ("api_p50_ms", "api_p95_ms", "service_p50_ms", "service_p95_ms",
+                    "engine_p50_ms", "engine_p95_ms", "ratio_p50", "ratio_p95"):
+            assert per_type[key] > 0, (kind, key)
+        assert per_type["api_p50_ms"] <= per_type["api_p95_ms"]
+        assert per_type["mean_total"] > 0, kind
+    assert figures["q_deep_page"]["mean_total"] == figures["published"]  # no filter but status
+    assert figures["totals_compared"] == QUERIES * len(search.QUERY_TYPES)
+    assert figures["totals_mismatched"] == 0
+    json.dumps(figures)  # the CLI writes them as JSON
+
+    # everything is in PostgreSQL and in the fresh (now current) index; the outbox is empty
+    assert runtime.search is not None
+    alias = runtime.search.logical_name("datasets")
+    assert runtime.search.count(alias) == DATASETS
+    assert runtime.search.list_indices(alias) == [runtime.search.current_index(alias)]
+    with runtime.database.transaction() as conn:
+        row = conn.execute("SELECT (SELECT count(*) FROM datasets) AS datasets, "
+                           "(SELECT count(*) FROM outbox) AS outbox").fetchone()
+        assert row is not None and (row["datasets"], row["outbox"]) == (DATASETS, 0)
+        ids = [str(r["id"]) for r in conn.execute(
+            "SELECT id FROM datasets WHERE status = 'published' ORDER BY id LIMIT 300")]
+        samples = DatasetRepository(conn).get_many(ids)
+
+    # a sample of queries of every type, one by one: the API and the engine agree on totals
+    token, identity = search._researcher(runtime)
+    plan = search._plan(samples, 3, random.Random(3))
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with search._serve(runtime) as base:
+        for query in plan:
+            url = f"{base}/api/v1/datasets?{urllib.parse.urlencode(query.args())}"
+            request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+            with opener.open(request, timeout=30) as resp:
+                api_total = json.loads(resp.read())["total"]
+            engine = runtime.search.search(alias, search._engine_request(runtime, identity,
+                                                                         query))
+            assert api_total == engine.total, query
+            assert api_total > 0, query  # values come from published datasets
+
+
+def test_refuses_a_catalogue_that_holds_datasets(runtime: Runtime) -> None:
+    search.run(runtime, datasets=50, queries=1)
+    with pytest.raises(ValidationError, match="empty catalogue"):
+        search.run(runtime, datasets=50, queries=1)
