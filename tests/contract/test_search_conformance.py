@@ -52,8 +52,8 @@ DOCS = _documents()
 def _load(backend: SearchBackend) -> str:
     definition = load_definition("datasets")
     physical = backend.ensure_index(definition)
-    for start in range(0, len(DOCS), 1000):
-        result = backend.bulk(physical, [Upsert(d["id"], d) for d in DOCS[start:start + 1000]])
+    for start in range(0, len(DOCS), 250):  # small requests: CI machines are busy
+        result = backend.bulk(physical, [Upsert(d["id"], d) for d in DOCS[start:start + 250]])
         assert not result.errors
     backend.refresh(physical)
     return backend.logical_name("datasets")
@@ -67,7 +67,7 @@ def engines(tmp_path_factory: pytest.TempPathFactory,
     prefix = f"conf{os.getpid()}-{folder.name[-10:]}-".lower().replace("_", "-")
     opensearch = create_backend(make_config(folder / "o", "postgresql://unused/x",
                                             search_url=",".join(opensearch_urls),
-                                            search_index_prefix=prefix))
+                                            search_index_prefix=prefix, search_timeout=60.0))
     out = {"tantivy": (tantivy, _load(tantivy)), "opensearch": (opensearch, _load(opensearch))}
     yield out
     for backend, alias in out.values():
