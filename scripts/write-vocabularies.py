@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parents[1] / "ontologies" / "vocabularies"
-BASE = "https://w3id.org/cancer-imaging-catalogue/ontology/"
+BASE = "https://w3id.org/cancer-imaging-catalogue/vocab/"
 SCT, ICD10, DCM = "http://snomed.info/id/", "http://id.who.int/icd/release/10/", \
     "http://dicom.nema.org/resources/ontology/DCM/"
 EUCAIM = "https://cancerimage.eu/ontology/EUCAIM#"
@@ -229,7 +229,9 @@ BODY_PARTS = [
                                   "es": "Columna vertebral", "it": "Colonna vertebrale",
                                   "nl": "Wervelkolom"}, {}),
 ]
-BODY_EXTRA_MATCHES = {"PROSTATE": ["eucaim:BP1000233"],
+# EUCAIM codes from its segmentation-labels value set (BP1000233 is "Neck and chest" there,
+# although the EUCAIM DCAT-AP example uses it for a prostate dataset)
+BODY_EXTRA_MATCHES = {"PROSTATE": ["eucaim:BP1000021"],
                       "HEAD": ["http://healthRI.com/dicom/bodyparts#head"],
                       "CHEST": ["http://healthRI.com/dicom/bodyparts#chest"],
                       "ABDOMEN": ["http://healthRI.com/dicom/bodyparts#abdomen"],

@@ -73,7 +73,7 @@ def test_hierarchy() -> None:
     ("modalities", "Tomodensitometrie", "CT"),
     ("body_parts", "51185008", "CHEST"),
     ("body_parts", "http://snomed.info/id/76752008", "BREAST"),
-    ("body_parts", "https://cancerimage.eu/ontology/EUCAIM#BP1000233", "PROSTATE"),
+    ("body_parts", "https://cancerimage.eu/ontology/EUCAIM#BP1000021", "PROSTATE"),
 ])
 def test_resolve(name: str, written: str, expected: str) -> None:
     found = get_vocabulary(name).resolve(written)
