@@ -59,7 +59,10 @@ def serve(runtime: Runtime) -> Iterator[str]:
     finally:
         # closed from the server's own loop (closing its sockets from here races its select());
         # the loop ends once the last (Connection: close) client channel is gone
-        server.trigger.pull_trigger(server.close)
+        try:
+            server.trigger.pull_trigger(server.close)
+        except OSError:  # the loop already ended and closed its trigger pipe: nothing to stop
+            pass
         thread.join(10)
         server.task_dispatcher.shutdown(timeout=5)
 
