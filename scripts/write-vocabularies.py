@@ -231,11 +231,18 @@ BODY_PARTS = [
 ]
 # EUCAIM codes from its segmentation-labels value set (BP1000233 is "Neck and chest" there,
 # although the EUCAIM DCAT-AP example uses it for a prostate dataset)
-BODY_EXTRA_MATCHES = {"PROSTATE": ["eucaim:BP1000021"],
-                      "HEAD": ["http://healthRI.com/dicom/bodyparts#head"],
-                      "CHEST": ["http://healthRI.com/dicom/bodyparts#chest"],
-                      "ABDOMEN": ["http://healthRI.com/dicom/bodyparts#abdomen"],
-                      "WHOLEBODY": ["http://healthRI.com/dicom/bodyparts#body"]}
+BODY_EXTRA_MATCHES = {
+    "PROSTATE": ["eucaim:BP1000021"],
+    "CHEST": ["eucaim:BP1000067", "http://healthRI.com/dicom/bodyparts#chest"],
+    "BREAST": ["eucaim:BP1000136"],
+    "ABDOMEN": ["eucaim:BP1000173", "http://healthRI.com/dicom/bodyparts#abdomen"],
+    "PELVIS": ["eucaim:BP1000092"],
+    "BRAIN": ["eucaim:BP1000051"],
+    "LIVER": ["eucaim:BP1000105"],
+    "PANCREAS": ["eucaim:BP1000209"],
+    "HEAD": ["http://healthRI.com/dicom/bodyparts#head"],
+    "WHOLEBODY": ["http://healthRI.com/dicom/bodyparts#body"],
+}
 
 
 def _lit(text: str, lang: str) -> str:

@@ -25,15 +25,20 @@ CANCERS = [
 COUNTRIES = ["ESP", "DEU", "NLD", "ITA", "GRC", "PRT", "FRA", "BEL", "SWE", "POL", "AUT",
              "IRL", "FIN", "CZE", "HUN"]
 EUCAIM = "https://cancerimage.eu/ontology/EUCAIM#"
-# EUCAIM hyper-ontology codes. From the EUCAIM DCAT-AP examples: MR = IMG1000022, prostate =
-# BP1000233, prostate cancer = CLIN1000075, manufacturer IMG1000047. The other codes below are
-# PLACEHOLDERS in the right ranges, for generated test data only (the hyper-ontology is not
-# available offline); real mappings belong to the vocabularies in ontologies/.
+# EUCAIM hyper-ontology codes. From the EUCAIM DCAT-AP examples: MR = IMG1000022, prostate
+# cancer = CLIN1000075, manufacturer IMG1000047. Body structures are real codes from the EUCAIM
+# segmentation-label value set (label -> concept IRI), which the body_parts vocabulary maps to
+# DICOM terms; the examples' BP1000233 is "Neck and chest" there, not the prostate. The other
+# modality, condition and manufacturer codes are PLACEHOLDERS in the right ranges, for generated
+# test data only (the hyper-ontology is not available offline); they resolve to nothing.
+# DICOM modality and SNOMED CT body-site IRIs cannot go next to them: EUCAIM-DCAT-AP requires
+# every eucaim:hasImageModality / hasImageBodyPart value to be an EUCAIM class (the SHACL shapes
+# reject other IRIs), so conditions carry their standard code as "SNOMED CT: <code>" only.
 EUCAIM_MODALITY = {"MR": "IMG1000022", "CT": "IMG1000021", "PT": "IMG1000023",
                    "MG": "IMG1000024", "US": "IMG1000025"}
-EUCAIM_BODY_PART = {"PROSTATE": "BP1000233", "CHEST": "BP1000101", "BREAST": "BP1000102",
-                    "ABDOMEN": "BP1000103", "PELVIS": "BP1000104", "BRAIN": "BP1000105",
-                    "LIVER": "BP1000106", "PANCREAS": "BP1000107"}
+EUCAIM_BODY_PART = {"PROSTATE": "BP1000021", "CHEST": "BP1000067", "BREAST": "BP1000136",
+                    "ABDOMEN": "BP1000173", "PELVIS": "BP1000092", "BRAIN": "BP1000051",
+                    "LIVER": "BP1000105", "PANCREAS": "BP1000209"}
 EUCAIM_CONDITION = {"399068003": "CLIN1000075", "93880001": "CLIN1000101",
                     "254837009": "CLIN1000102", "363406005": "CLIN1000103",
                     "393563007": "CLIN1000104", "109841003": "CLIN1000105",

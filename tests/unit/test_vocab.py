@@ -111,3 +111,14 @@ def test_search_terms_cover_languages_and_codes() -> None:
 def test_unknown_vocabulary() -> None:
     with pytest.raises(NotFound):
         get_vocabulary("colours")
+
+
+def test_generated_eucaim_body_parts_resolve_to_their_dicom_terms() -> None:
+    from catalogue.testing.dcat_generator import EUCAIM, EUCAIM_BODY_PART
+
+    body_parts = get_vocabulary("body_parts")
+    for term, code in EUCAIM_BODY_PART.items():
+        found = body_parts.resolve(EUCAIM + code)
+        assert found is not None and found.id == term, code
+    # the EUCAIM example's code for its prostate dataset is "Neck and chest" in EUCAIM's list
+    assert body_parts.resolve(EUCAIM + "BP1000233") is None
