@@ -782,7 +782,7 @@ def bench_harvest(
 
 @bench_group.command("search")
 @click.option("--datasets", type=click.IntRange(min=1), default=100_000, show_default=True)
-@click.option("--queries", type=click.IntRange(min=1), default=300, show_default=True,
+@click.option("--queries", type=click.IntRange(min=1), default=200, show_default=True,
               help="Per query type.")
 @click.option("--json", "out", default=None, help="Where to write the JSON results.")
 @click.option("--keep", is_flag=True, help="Keep the temporary data folder and the indices.")

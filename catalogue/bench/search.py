@@ -6,8 +6,9 @@ OpenSearch/Elasticsearch when ``CATALOGUE_SEARCH_URL`` is set):
 - bulk indexing into a fresh physical index: reading back from PostgreSQL, building the
   documents, and the engine's bulk calls, each as documents/s (the outbox is not used);
 - six typical searches, each repeated with values drawn from the corpus, through the real HTTP
-  API (waitress on loopback, a researcher's token) and, for the same engine request, straight to
-  the engine; and, to tell the costs apart, the same search as a service call in-process
+  API (waitress on loopback, an anonymous caller: published datasets) and, for the same engine
+  request, straight to the engine (deep paging follows ``next_after`` and times the last page);
+  and, to tell the costs apart, the same search as a service call in-process
   (engine plus reading the hits from PostgreSQL, facet labels, highlights; the API adds token
   checks, JSON and HTTP). Latencies are p50/p95 in ms; the ratios API/engine are the API's
   overhead.
@@ -34,19 +35,22 @@ from typing import Any
 
 from catalogue.errors import CatalogueError, Conflict, ValidationError
 from catalogue.model.dataset import Dataset, DatasetStatus
-from catalogue.model.identity import SYSTEM, Identity, Organisation, Role, User
+from catalogue.model.identity import ANONYMOUS, SYSTEM, Identity, Organisation
 from catalogue.runtime import Runtime
 from catalogue.search.base import SearchBackend, Upsert
 from catalogue.search.indexer import dataset_document
 from catalogue.search.mappings import load_definition
 from catalogue.search.query import SearchRequest
 from catalogue.services.codes import unknown_code_warnings
+from catalogue.services.search import SearchParams
 from catalogue.store.datasets import DatasetRepository, content_hash
 from catalogue.testing.search_corpus import generate_datasets, providers
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 20
+#: deep paging: pages followed by ``next_after``; the last one is timed
+DEEP_PAGES = 20
 #: query types, in report order: what a researcher typically asks
 QUERY_TYPES = ("text", "text_facet", "facets_multiselect", "country_access", "sorted_modified",
                "deep_page")
@@ -56,7 +60,6 @@ TARGETS: dict[str, dict[str, float | None]] = {
     "opensearch": {"bulk_docs_per_s": 5_000, "api_p95_ms": 50, "api_engine_ratio": 1.3},
 }
 _MODALITY_WORDS = {"MR": "MRI", "PT": "PET", "MG": "mammography", "US": "ultrasound"}
-_SORTS = ("-modified", "-number_of_individuals", "number_of_studies")
 
 
 @dataclass(frozen=True)
@@ -66,15 +69,16 @@ class Query:
     kind: str
     text: str | None = None
     filters: dict[str, list[str]] = field(default_factory=dict)
-    page: int = 1
     sort: str | None = None
 
-    def args(self) -> list[tuple[str, str]]:
+    def args(self, after: int | None = None) -> list[tuple[str, str]]:
         pairs = [("q", self.text)] if self.text else []
         pairs += [(name, value) for name, values in self.filters.items() for value in values]
         if self.sort:
             pairs.append(("sort", self.sort))
-        return [*pairs, ("page", str(self.page)), ("size", str(PAGE_SIZE))]
+        if after is not None:
+            pairs.append(("after", str(after)))
+        return [*pairs, ("size", str(PAGE_SIZE))]
 
 
 @dataclass
@@ -110,10 +114,10 @@ def run(runtime: Runtime, datasets: int = 100_000, queries: int = 300, seed: int
         say(f"indexing into {engine.get('engine')} {engine.get('version')}")
         index = _index(runtime.database, backend, load.ids, bulk_batch)
         say("searching")
-        token, identity = _researcher(runtime)
         plan = _plan(load.samples, queries, random.Random(seed))  # noqa: S311 - not security
+        depth = max(1, min(DEEP_PAGES, load.published // PAGE_SIZE))  # tiny corpora: shallower
         with _serve(runtime) as base:
-            timings = _search(runtime, backend, base, token, identity, plan)
+            timings = _search(runtime, backend, base, ANONYMOUS, plan, depth)
     finally:
         if cleanup and family != "tantivy":  # tantivy's indices live in the data folder
             _drop_indices(backend)
@@ -125,7 +129,8 @@ def run(runtime: Runtime, datasets: int = 100_000, queries: int = 300, seed: int
         "datasets": datasets,
         "published": load.published,
         "queries_per_type": queries,
-        "caller": "researcher (bearer token)",
+        "deep_pages": depth,
+        "caller": "anonymous (published datasets)",
         "corpus_generate_s": round(load.generate_s, 3),
         "postgres_load_s": round(load.store_s, 3),
         "postgres_load_datasets_per_s": round(datasets / load.store_s, 1),
@@ -282,6 +287,11 @@ def _drop_indices(backend: SearchBackend) -> None:
 
 
 # -- queries ------------------------------------------------------------------------------------
+#: typical free-text searches (the corpus adds its own: cancer names, topics, local titles)
+_TEXTS = ("lung", "breast MRI", "glioblastoma", "radiomics", "Lungenkrebs", "prostate",
+          "colorectal", "segmentation", "cancer du poumon", "treatment response")
+
+
 def _plan(samples: list[Dataset], per_type: int, rnd: random.Random) -> list[Query]:
     """``per_type`` queries of every type, values drawn from published datasets, interleaved
     (so that any drift over the run affects every type alike)."""
@@ -305,8 +315,8 @@ def _query(kind: str, ds: Dataset, rnd: random.Random) -> Query:
     modality = rnd.choice(ds.modalities) if ds.modalities else "CT"
     if kind == "text":
         local = [t for lang, t in ds.title.items() if lang != "en"]
-        options = [cancer, word, f"{word} {_MODALITY_WORDS.get(modality, modality)}",
-                   *ds.keywords[2:4], *(t.split()[0].strip(":–") for t in local[:1])]
+        options = [*_TEXTS, cancer, word, f"{word} {_MODALITY_WORDS.get(modality, modality)}",
+                   *ds.keywords[2:4], *(t.split()[0].strip(":–-") for t in local[:1])]
         return Query(kind, text=rnd.choice([o for o in options if o]))
     if kind == "text_facet":
         return Query(kind, text=word, filters={"modalities": [modality]})
@@ -317,17 +327,17 @@ def _query(kind: str, ds: Dataset, rnd: random.Random) -> Query:
     if kind == "country_access":
         return Query(kind, filters={"countries": list(ds.countries[:1]),
                                     "access_rights": [ds.access_rights or ""]})
-    if kind == "sorted_modified":
-        return Query(kind, text=word, sort="-modified")
-    return Query(kind, page=50, sort=rnd.choice(_SORTS))  # deep_page
+    if kind == "sorted_modified":  # the listing a visitor sees first, and with one facet
+        filters = {"modalities": [modality]} if rnd.random() < 0.5 else {}
+        return Query(kind, filters=filters, sort="-modified")
+    return Query(kind, sort="-modified")  # deep_page: DEEP_PAGES pages by next_after
 
 
-def _researcher(runtime: Runtime) -> tuple[str, Identity]:
-    """A researcher account and a bearer token for it (and the identity the token stands for)."""
-    username = f"bench-researcher-{int(time.time() * 1000) % 10**9}"
-    runtime.identities.create_user(SYSTEM, User("", username, Role.RESEARCHER))
-    token = runtime.identities.issue_token(SYSTEM, username, name="search benchmark").secret
-    return token, runtime.identities.authenticate(token)
+def _engine_request(runtime: Runtime, identity: Identity, query: Query,
+                    after: int | None = None) -> SearchRequest:
+    """The request the API builds for ``query`` (and the deep-paging cursor ``after``), for
+    sending straight to the engine."""
+    return runtime.datasets.search_request(identity, params=_params(query, after))
 
 
 @contextmanager
@@ -349,52 +359,57 @@ def _serve(runtime: Runtime) -> Iterator[str]:
         thread.join(10)
 
 
-def _engine_request(runtime: Runtime, identity: Identity, query: Query) -> SearchRequest:
-    """The request the API builds for ``query``, for sending straight to the engine."""
-    service = runtime.datasets
-    if hasattr(service, "search_request"):
-        return service.search_request(
-            identity, text=query.text, filters=dict(query.filters), size=PAGE_SIZE,
-            offset=(query.page - 1) * PAGE_SIZE, sort=query.sort)
-    # a service without search_request: parse the arguments as the API does
-    from catalogue.services.search import SearchParams, build_request
+class _Client:
+    """Anonymous GETs of ``/api/v1/datasets`` on loopback (no proxies, whatever the
+    environment says)."""
 
-    args: dict[str, list[str]] = {}
-    for name, value in query.args():
-        args.setdefault(name, []).append(value)
-    params = SearchParams.from_args(args, load_definition("datasets"))
-    return build_request(params, service.visibility(identity))
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
-
-def _search(runtime: Runtime, backend: SearchBackend, base: str, token: str,
-            identity: Identity, plan: list[Query]) -> dict[str, _Timings]:
-    alias = backend.logical_name("datasets")
-    # no proxies: loopback only, whatever http_proxy says
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-
-    def api(query: Query) -> tuple[float, int]:
-        url = f"{base}/api/v1/datasets?{urllib.parse.urlencode(query.args())}"
+    def get(self, query: Query, after: int | None = None) -> tuple[float, dict[str, Any]]:
+        url = f"{self.base}/api/v1/datasets?{urllib.parse.urlencode(query.args(after))}"
+        request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
         started = time.perf_counter()
         try:
-            request = urllib.request.Request(url, headers=headers)  # noqa: S310 - loopback
-            with opener.open(request, timeout=60) as resp:
+            with self.opener.open(request, timeout=60) as resp:
                 body = resp.read()
         except urllib.error.HTTPError as exc:
             raise RuntimeError(f"the API answered {exc.code} to a {query.kind} search: "
                                f"{exc.read()[:300]!r}") from None
         elapsed = time.perf_counter() - started
-        return elapsed, int(json.loads(body)["total"])
+        return elapsed, json.loads(body)
+
+
+def _search(runtime: Runtime, backend: SearchBackend, base: str, identity: Identity,
+            plan: list[Query], depth: int = DEEP_PAGES) -> dict[str, _Timings]:
+    alias = backend.logical_name("datasets")
+    client = _Client(base)
+
+    def api(query: Query) -> tuple[float, int]:
+        after = None
+        for _ in range(depth - 1 if query.kind == "deep_page" else 0):
+            after = client.get(query, after)[1]["next_after"]
+            if after is None:
+                raise RuntimeError(f"next_after ended before page {depth}")
+        elapsed, body = client.get(query, after)  # timed: the last page
+        return elapsed, int(body["total"])
 
     def service(query: Query) -> float:
+        after = None
+        for _ in range(depth - 1 if query.kind == "deep_page" else 0):
+            after = runtime.datasets.search(identity, params=_params(query, after)).next_after
+        params = _params(query, after)
         started = time.perf_counter()
-        runtime.datasets.search(identity, text=query.text, filters=dict(query.filters),
-                                size=PAGE_SIZE, offset=(query.page - 1) * PAGE_SIZE,
-                                sort=query.sort)
+        runtime.datasets.search(identity, params=params)
         return time.perf_counter() - started
 
     def engine(query: Query) -> tuple[float, int]:
-        request = _engine_request(runtime, identity, query)
+        after = None
+        for _ in range(depth - 1 if query.kind == "deep_page" else 0):
+            page = backend.search(alias, _engine_request(runtime, identity, query, after))
+            after = page.cursors[-1] if page.cursors else None
+        request = _engine_request(runtime, identity, query, after)
         started = time.perf_counter()
         result = backend.search(alias, request)
         return time.perf_counter() - started, result.total
@@ -415,6 +430,13 @@ def _search(runtime: Runtime, backend: SearchBackend, base: str, token: str,
         t.totals.append(api_total)
         t.mismatched += api_total != engine_total
     return timings
+
+
+def _params(query: Query, after: int | None = None) -> SearchParams:
+    args: dict[str, list[str]] = {}
+    for name, value in query.args(after):
+        args.setdefault(name, []).append(value)
+    return SearchParams.from_args(args, load_definition("datasets"))
 
 
 # -- figures ------------------------------------------------------------------------------------
