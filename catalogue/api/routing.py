@@ -15,6 +15,7 @@ from flask import Blueprint, current_app, g, request
 from catalogue.errors import UnsupportedMediaType, ValidationError
 from catalogue.model.identity import Identity
 from catalogue.runtime import Runtime
+from catalogue.services.search import bounded_int
 
 
 @dataclass(frozen=True)
@@ -99,13 +100,4 @@ def json_body() -> Any:
 
 
 def int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValidationError(f"query parameter {name!r} must be an integer") from None
-    if not low <= value <= high:
-        raise ValidationError(f"query parameter {name!r} must be between {low} and {high}")
-    return value
+    return bounded_int(request.args.get(name), name, default, low, high)

@@ -23,13 +23,11 @@ import json
 import logging
 import math
 import random
-import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +42,7 @@ from catalogue.search.query import SearchRequest
 from catalogue.services.codes import unknown_code_warnings
 from catalogue.services.search import SearchParams
 from catalogue.store.datasets import DatasetRepository, content_hash
+from catalogue.testing.app_server import serve
 from catalogue.testing.search_corpus import generate_datasets, providers
 
 log = logging.getLogger(__name__)
@@ -116,7 +115,7 @@ def run(runtime: Runtime, datasets: int = 100_000, queries: int = 300, seed: int
         say("searching")
         plan = _plan(load.samples, queries, random.Random(seed))  # noqa: S311 - not security
         depth = max(1, min(DEEP_PAGES, load.published // PAGE_SIZE))  # tiny corpora: shallower
-        with _serve(runtime) as base:
+        with serve(runtime, threads=4) as base:
             timings = _search(runtime, backend, base, ANONYMOUS, plan, depth)
     finally:
         if cleanup and family != "tantivy":  # tantivy's indices live in the data folder
@@ -338,25 +337,6 @@ def _engine_request(runtime: Runtime, identity: Identity, query: Query,
     """The request the API builds for ``query`` (and the deep-paging cursor ``after``), for
     sending straight to the engine."""
     return runtime.datasets.search_request(identity, params=_params(query, after))
-
-
-@contextmanager
-def _serve(runtime: Runtime) -> Iterator[str]:
-    """The real WSGI app on waitress, on a free loopback port, in a daemon thread."""
-    from waitress import create_server
-
-    from catalogue.api.app import create_app
-
-    app = create_app(runtime=runtime, background_indexer=False)
-    server: Any = create_server(app, host="127.0.0.1", port=0, threads=4, ident="catalogue")
-    thread = threading.Thread(target=server.run, name="bench-waitress", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.effective_port}"
-    finally:
-        server.close()
-        server.task_dispatcher.shutdown(timeout=5)
-        thread.join(10)
 
 
 class _Client:

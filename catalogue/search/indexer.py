@@ -38,9 +38,6 @@ def index_version(physical: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-#: language tag (primary subtag) → the stemmed text field of the datasets index
-_LANGUAGE_FIELDS = {"en": "text_en", "de": "text_de", "fr": "text_fr", "es": "text_es",
-                    "it": "text_it", "nl": "text_nl", "pt": "text_pt", "sv": "text_sv"}
 _HASH_BITS = 28
 
 
@@ -62,27 +59,29 @@ def _epoch(value: datetime | date | None) -> int | None:
     return int(value.timestamp())
 
 
-def _coded(vocabulary: str, values: list[str], texts: dict[str, list[str]],
-           concept_text: list[str]) -> tuple[list[str], list[str]]:
-    """Values normalised to vocabulary ids (unknown codes kept as given), the same plus every
-    ancestor, and the concepts' labels and codes added to the text fields."""
+def _coded(vocabulary: str, values: list[str]) -> tuple[list[str], list[str]]:
+    """``values`` normalised to vocabulary ids (unknown codes kept as given), and the same
+    plus every ancestor (the ``*_path`` fields)."""
     ids, unknown = normalise(vocabulary, values)
     vocab = get_vocabulary(vocabulary)
-    path: list[str] = []
-    for concept_id in ids:
-        for member in (concept_id, *vocab.ancestors(concept_id)):
-            if member in path:
-                continue
-            path.append(member)
-            concept = vocab.get(member)
-            if concept is None:
-                continue
-            concept_text.extend(vocab.search_terms(member))
-            for lang, label in concept.labels.items():
-                texts.setdefault(lang.split("-")[0].lower(), []).append(label)
-            for lang, labels in concept.alt_labels.items():
-                texts.setdefault(lang.split("-")[0].lower(), []).extend(labels)
+    path = list(dict.fromkeys(m for cid in ids for m in (cid, *vocab.ancestors(cid))))
     return ids + unknown, path + unknown
+
+
+def _concept_texts(vocabulary: str, path: list[str], texts: dict[str, list[str]],
+                   concept_text: list[str]) -> None:
+    """Add the labels (per language) and codes of the concepts on ``path`` to the text
+    fields, so that text search finds a dataset by any of its concepts or their ancestors."""
+    vocab = get_vocabulary(vocabulary)
+    for member in path:
+        concept = vocab.get(member)
+        if concept is None:  # an unknown code kept as given
+            continue
+        concept_text.extend(vocab.search_terms(member))
+        for lang, label in concept.labels.items():
+            texts.setdefault(lang.split("-")[0].lower(), []).append(label)
+        for lang, labels in concept.alt_labels.items():
+            texts.setdefault(lang.split("-")[0].lower(), []).extend(labels)
 
 
 def dataset_document(ds: Dataset) -> dict[str, Any]:
@@ -93,9 +92,12 @@ def dataset_document(ds: Dataset) -> dict[str, Any]:
         for lang, text in values.items():
             texts.setdefault((lang or "en").split("-")[0].lower(), []).append(text)
     concept_text: list[str] = []
-    conditions, conditions_path = _coded("conditions", ds.conditions, texts, concept_text)
-    modalities, modalities_path = _coded("modalities", ds.modalities, texts, concept_text)
-    body_parts, body_parts_path = _coded("body_parts", ds.body_parts, texts, concept_text)
+    conditions, conditions_path = _coded("conditions", ds.conditions)
+    modalities, modalities_path = _coded("modalities", ds.modalities)
+    body_parts, body_parts_path = _coded("body_parts", ds.body_parts)
+    for vocabulary, path in (("conditions", conditions_path), ("modalities", modalities_path),
+                             ("body_parts", body_parts_path)):
+        _concept_texts(vocabulary, path, texts, concept_text)
     modified = ds.modified or ds.updated_at
     document: dict[str, Any] = {
         "id": ds.id,
@@ -132,17 +134,18 @@ def dataset_document(ds: Dataset) -> dict[str, Any]:
         "individuals_key": sort_key(ds.number_of_individuals, ds.id),
         "studies_key": sort_key(ds.number_of_studies, ds.id),
     }
+    language_fields = load_definition("datasets").language_fields()
     for lang, parts in texts.items():
-        target = _LANGUAGE_FIELDS.get(lang)
+        target = language_fields.get(lang)
         if target is not None:
-            document[target] = " \n".join(dict.fromkeys(parts))
+            document[target.name] = " \n".join(dict.fromkeys(parts))
     return document
 
 
 def subject_documents(conn: Any, subject_ids: list[str]) -> dict[str, dict[str, Any]]:
     """Subjects-index documents for these subject ids (missing ids are absent): the subject,
     its dataset's provider and country, its diagnoses (normalised, with ancestors) and its
-    imaging studies as nested items (age in 5-year bands, study year)."""
+    imaging studies as nested items (age in the index's age bands, study year)."""
     if not subject_ids:
         return {}
     rows = conn.execute(
@@ -158,32 +161,31 @@ def subject_documents(conn: Any, subject_ids: list[str]) -> dict[str, dict[str, 
             "country": (r["countries"] or [None])[0], "sex": r["sex"],
             "birth_year": r["birth_year"], "studies": [], "conditions": [],
         }
+    keys = [int(i) for i in docs]
+    age_step = load_definition("subjects").fields["studies.age_band"].bin or 1
     codes: dict[str, list[str]] = {}
     for c in conn.execute(
         "SELECT subject_id, system, code, concept FROM conditions WHERE subject_id = ANY(%s)",
-        ([int(i) for i in docs],),
+        (keys,),
     ):
         code = c["concept"] or f"{c['system']}:{c['code']}"
         codes.setdefault(str(c["subject_id"]), []).append(code)
     for study in conn.execute(
         "SELECT subject_id, modalities, body_parts, manufacturer, study_month, age_at_study "
-        "FROM imaging_studies WHERE subject_id = ANY(%s) ORDER BY id", ([int(i) for i in docs],),
+        "FROM imaging_studies WHERE subject_id = ANY(%s) ORDER BY id", (keys,),
     ):
-        scratch: dict[str, list[str]] = {}
-        modalities, modalities_path = _coded("modalities", study["modalities"], scratch, [])
-        body_parts, body_parts_path = _coded("body_parts", study["body_parts"], scratch, [])
+        modalities, modalities_path = _coded("modalities", study["modalities"])
+        body_parts, body_parts_path = _coded("body_parts", study["body_parts"])
         age = study["age_at_study"]
         docs[str(study["subject_id"])]["studies"].append({
             "modalities": modalities, "modalities_path": modalities_path,
             "body_parts": body_parts, "body_parts_path": body_parts_path,
             "manufacturer": study["manufacturer"],
-            "age_band": None if age is None else int(age) // 5 * 5,
+            "age_band": None if age is None else int(age) // age_step * age_step,
             "year": study["study_month"].year if study["study_month"] else None,
         })
     for key, doc in docs.items():
-        scratch = {}
-        doc["conditions"], doc["conditions_path"] = _coded(
-            "conditions", codes.get(key, []), scratch, [])
+        doc["conditions"], doc["conditions_path"] = _coded("conditions", codes.get(key, []))
         doc["study_count"] = len(doc["studies"])
     return docs
 

@@ -74,6 +74,10 @@ class IndexDefinition:
     def field(self, name: str) -> FieldDef:
         return self.fields[name]
 
+    def language_fields(self) -> dict[str, FieldDef]:
+        """Stemmed text fields by language tag (fields are named ``<name>_<tag>``)."""
+        return {f.name.rsplit("_", 1)[-1]: f for f in self.fields.values() if f.language}
+
     def facet(self, name: str) -> FacetDef | None:
         return next((f for f in self.facets if f.name == name), None)
 

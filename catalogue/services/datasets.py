@@ -269,7 +269,7 @@ class DatasetService:
             raise NotFound("search is not configured")
         params = params or self._params(text, filters, size, offset, sort)
         definition = load_definition("datasets")
-        request = build_request(params, self.visibility(identity), definition)
+        request = self.search_request(identity, params=params)
         alias = self.search_backend.logical_name("datasets")
         result = self.search_backend.search(alias, request)
         with self.db.transaction() as conn:

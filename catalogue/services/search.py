@@ -83,22 +83,23 @@ class SearchParams:
         params.ranges = {k: v for k in (*RANGES, *DATE_RANGES) if (v := one(k))}
         params.descendants = (one("descendants") or "true").lower() not in ("false", "0", "no")
         params.sort = one("sort")
-        params.page = _int(one("page"), "page", 1, 1, MAX_WINDOW)
-        params.size = _int(one("size"), "size", 20, 1, 100)
+        params.page = bounded_int(one("page"), "page", 1, 1, MAX_WINDOW)
+        params.size = bounded_int(one("size"), "size", 20, 1, 100)
         after = one("after")
-        params.after = _int(after, "after", 0, 0, 2**63 - 1) if after else None
+        params.after = bounded_int(after, "after", 0, 0, 2**63 - 1) if after else None
         return params
 
 
-def _int(value: str | None, name: str, default: int, low: int, high: int) -> int:
+def bounded_int(value: str | None, name: str, default: int, low: int, high: int) -> int:
+    """A query parameter as a whole number in ``[low, high]`` (``default`` when absent)."""
     if value is None or value == "":
         return default
     try:
         number = int(value)
     except ValueError:
-        raise ValidationError(f"{name} must be a whole number") from None
+        raise ValidationError(f"query parameter {name!r} must be an integer") from None
     if not low <= number <= high:
-        raise ValidationError(f"{name} must be between {low} and {high}")
+        raise ValidationError(f"query parameter {name!r} must be between {low} and {high}")
     return number
 
 
@@ -133,7 +134,7 @@ def build_request(params: SearchParams, visibility: Mapping[str, Any],
     for name, raw in params.ranges.items():
         if name in RANGES:
             target, bound = RANGES[name]
-            number = float(_int(raw, name, 0, 0, 10**9))
+            number = float(bounded_int(raw, name, 0, 0, 10**9))
         else:
             target, bound = DATE_RANGES[name]
             number = _epoch(raw, name)
@@ -263,18 +264,18 @@ def highlight(text: str, query: str | None, languages: tuple[str, ...] = ("engli
     return ("…" if start > 0 else "") + "".join(out) + ("…" if end < len(text) else "")
 
 
-_STEM_LANGUAGES = {"en": "english", "de": "german", "fr": "french", "es": "spanish",
-                   "it": "italian", "nl": "dutch", "pt": "portuguese", "sv": "swedish"}
 
 
 def highlights(title: Mapping[str, str], description: Mapping[str, str],
                query: str | None) -> dict[str, str]:
     """Highlighted title and description snippet (the first language with a match)."""
     out: dict[str, str] = {}
+    stemmers = {tag: f.language or "english"
+                for tag, f in load_definition("datasets").language_fields().items()}
     for name, values, limit in (("title", title, None), ("description", description, 240)):
         for lang, text in values.items():
             languages = tuple(dict.fromkeys(
-                ["english", _STEM_LANGUAGES.get((lang or "en").split("-")[0], "english")]))
+                ["english", stemmers.get((lang or "en").split("-")[0], "english")]))
             marked = highlight(text, query, languages, limit)
             if marked:
                 out[name] = marked

@@ -5,7 +5,6 @@ and those must equal the ground truth computed here from the documents themselve
 from __future__ import annotations
 
 import dataclasses
-import os
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -14,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from catalogue.search.base import SearchBackend, Upsert
+from catalogue.search.base import SearchBackend
 from catalogue.search.indexer import dataset_document
 from catalogue.search.mappings import load_definition
 from catalogue.search.query import (
@@ -26,10 +25,9 @@ from catalogue.search.query import (
     Terms,
     lower,
 )
-from catalogue.search.registry import create_backend
 from catalogue.services.search import SearchParams, build_request
 from catalogue.testing.search_corpus import generate_datasets
-from tests.conftest import make_config
+from tests.contract.engines import Engines, loaded_engines
 
 CORPUS_SIZE = 3000
 PUBLIC = {"filters": (Terms("status", ("published",)),)}
@@ -49,35 +47,12 @@ def _documents() -> list[dict[str, Any]]:
 DOCS = _documents()
 
 
-def _load(backend: SearchBackend) -> str:
-    definition = load_definition("datasets")
-    physical = backend.ensure_index(definition)
-    for start in range(0, len(DOCS), 250):  # small requests: CI machines are busy
-        result = backend.bulk(physical, [Upsert(d["id"], d) for d in DOCS[start:start + 250]])
-        assert not result.errors
-    backend.refresh(physical)
-    return backend.logical_name("datasets")
-
-
 @pytest.fixture(scope="module")
 def engines(tmp_path_factory: pytest.TempPathFactory,
-            opensearch_urls: list[str]) -> Iterator[dict[str, tuple[SearchBackend, str]]]:
-    folder = tmp_path_factory.mktemp("conformance")
-    tantivy = create_backend(make_config(folder / "t", "postgresql://unused/x"))
-    prefix = f"conf{os.getpid()}-{folder.name[-10:]}-".lower().replace("_", "-")
-    opensearch = create_backend(make_config(folder / "o", "postgresql://unused/x",
-                                            search_url=",".join(opensearch_urls),
-                                            search_index_prefix=prefix, search_timeout=60.0))
-    out = {"tantivy": (tantivy, _load(tantivy)), "opensearch": (opensearch, _load(opensearch))}
-    yield out
-    for backend, alias in out.values():
-        for name in backend.list_indices(alias):
-            try:
-                backend.switch_alias(backend.logical_name("parked"), name)
-                backend.drop_index(name)
-            except Exception:
-                pass
-        backend.close()
+            opensearch_urls: list[str]) -> Iterator[Engines]:
+    with loaded_engines(tmp_path_factory.mktemp("conformance"), opensearch_urls, "datasets",
+                        DOCS) as found:
+        yield found
 
 
 def _params(**kwargs: Any) -> SearchParams:

@@ -4,7 +4,6 @@ truth computed here from the documents."""
 
 from __future__ import annotations
 
-import os
 import random
 from collections import Counter
 from collections.abc import Iterator
@@ -13,11 +12,9 @@ from typing import Any
 import pytest
 
 from catalogue.errors import ValidationError
-from catalogue.search.base import SearchBackend, Upsert
-from catalogue.search.mappings import load_definition
+from catalogue.search.base import SearchBackend
 from catalogue.search.query import FacetRequest, Nested, Range, SearchRequest, Terms
-from catalogue.search.registry import create_backend
-from tests.conftest import make_config
+from tests.contract.engines import Engines, loaded_engines
 
 BODY_PATHS = {"LUNG": ["LUNG", "CHEST"], "CHEST": ["CHEST"], "BREAST": ["BREAST", "CHEST"],
               "BRAIN": ["BRAIN", "HEAD"], "PROSTATE": ["PROSTATE", "PELVIS"],
@@ -63,33 +60,10 @@ DOCS.append({"id": "tricky", "dataset_id": "ds0", "organisation_id": "org0", "se
 
 @pytest.fixture(scope="module")
 def engines(tmp_path_factory: pytest.TempPathFactory,
-            opensearch_urls: list[str]) -> Iterator[dict[str, tuple[SearchBackend, str]]]:
-    folder = tmp_path_factory.mktemp("subjects")
-    prefix = f"subj{os.getpid()}-{folder.name[-10:]}-".lower().replace("_", "-")
-    backends = {
-        "tantivy": create_backend(make_config(folder / "t", "postgresql://unused/x")),
-        "opensearch": create_backend(make_config(folder / "o", "postgresql://unused/x",
-                                                 search_url=",".join(opensearch_urls),
-                                                 search_index_prefix=prefix,
-                                                 search_timeout=60.0)),
-    }
-    out = {}
-    for name, backend in backends.items():
-        physical = backend.ensure_index(load_definition("subjects"))
-        for start in range(0, len(DOCS), 250):  # small requests: CI machines are busy
-            result = backend.bulk(physical, [Upsert(d["id"], d) for d in DOCS[start:start + 250]])
-            assert not result.errors
-        backend.refresh(physical)
-        out[name] = (backend, backend.logical_name("subjects"))
-    yield out
-    for backend, alias in out.values():
-        for physical in backend.list_indices(alias):
-            try:
-                backend.switch_alias(backend.logical_name("parked"), physical)
-                backend.drop_index(physical)
-            except Exception:
-                pass
-        backend.close()
+            opensearch_urls: list[str]) -> Iterator[Engines]:
+    with loaded_engines(tmp_path_factory.mktemp("subjects"), opensearch_urls, "subjects",
+                        DOCS) as found:
+        yield found
 
 
 def _study_matches(study: dict[str, Any], flt: Any) -> bool:

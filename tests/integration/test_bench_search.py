@@ -14,6 +14,7 @@ from catalogue.errors import ValidationError
 from catalogue.model.identity import ANONYMOUS
 from catalogue.runtime import Runtime
 from catalogue.store.datasets import DatasetRepository
+from catalogue.testing.app_server import serve
 
 DATASETS = 1_500
 QUERIES = 4
@@ -63,7 +64,7 @@ def test_small_run_reports_sane_figures(runtime: Runtime) -> None:
     # a sample of queries of every type, one by one: the API and the engine agree on totals
     # anonymous callers see published datasets only; deep paging follows next_after
     plan = search._plan(samples, 3, random.Random(3))
-    with search._serve(runtime) as base:
+    with serve(runtime) as base:
         client = search._Client(base)
         for query in plan:
             body = client.get(query)[1]

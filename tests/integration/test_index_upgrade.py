@@ -9,7 +9,7 @@ from catalogue.search.mappings import load_definition
 from catalogue.search.query import SearchRequest, Terms
 
 
-def test_older_index_version_is_rebuilt(runtime: Runtime, client: object) -> None:
+def test_older_index_version_is_rebuilt(runtime: Runtime) -> None:
     rt = runtime
     assert rt.search is not None and rt.indexer is not None
     rt.identities.create_organisation(SYSTEM, Organisation("org-u", "U", "ES"))

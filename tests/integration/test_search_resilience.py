@@ -22,14 +22,12 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from catalogue.api.app import create_app
 from catalogue.config import SETTINGS, Config
 from catalogue.errors import SearchUnavailable
 from catalogue.model.dataset import Dataset, DatasetStatus
@@ -37,6 +35,7 @@ from catalogue.model.identity import SYSTEM, Organisation, Role, User
 from catalogue.runtime import Runtime
 from catalogue.store.audit import enqueue
 from catalogue.store.datasets import DatasetRepository, content_hash
+from catalogue.testing.app_server import serve
 from catalogue.testing.opensearch_cluster import OpenSearchCluster
 from tests.conftest import make_config
 
@@ -45,28 +44,6 @@ SEARCH_MESSAGE = "search engine"
 
 
 # -- helpers ------------------------------------------------------------------------------------
-@contextmanager
-def serve(runtime: Runtime) -> Iterator[str]:
-    """The real WSGI app on a real waitress server (own thread); yields its base URL."""
-    from waitress import create_server
-
-    app = create_app(runtime=runtime, background_indexer=False)
-    server: Any = create_server(app, host="127.0.0.1", port=0, threads=8, ident="catalogue")
-    thread = threading.Thread(target=server.run, name="test-waitress", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.effective_port}"
-    finally:
-        # closed from the server's own loop (closing its sockets from here races its select());
-        # the loop ends once the last (Connection: close) client channel is gone
-        try:
-            server.trigger.pull_trigger(server.close)
-        except OSError:  # the loop already ended and closed its trigger pipe: nothing to stop
-            pass
-        thread.join(10)
-        server.task_dispatcher.shutdown(timeout=5)
-
-
 @dataclass
 class Reply:
     status: int
