@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import signal
 import sys
 import time
@@ -596,6 +597,109 @@ def harvest_dcat(
         sys.exit(1)
 
 
+def _record_harvest(ctx: click.Context, kind: str, source: str, organisation_id: str,
+                    dataset: str, config: dict[str, Any], dry_run: bool, allow_private: bool,
+                    token_env: str | None, as_json: bool) -> None:
+    token = None
+    if token_env:
+        token = os.environ.get(token_env)
+        if not token:
+            raise click.UsageError(f"--token-env {token_env}: that environment variable is "
+                                   "not set")
+    with _runtime(ctx) as rt:
+        report = rt.harvest.run_url(
+            CLI_IDENTITY, kind, source, organisation_id, dry_run=dry_run,
+            allow_private=allow_private, progress=_progress_printer(), dataset=dataset,
+            config={k: v for k, v in config.items() if v is not None}, bearer_token=token)
+        _drain_quietly(rt)
+    _print_report(report, as_json)
+    if report.status != "completed":
+        sys.exit(1)
+
+
+def _record_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Options every study-level harvest command shares."""
+    for option in reversed((
+        click.argument("source"),
+        click.option("--organisation", "organisation_id", required=True,
+                     help="Organisation (provider) the records belong to."),
+        click.option("--dataset", required=True,
+                     help="The dataset (id or identifier) the records belong to."),
+        click.option("--dry-run", is_flag=True, help="Read and validate, write nothing."),
+        click.option("--allow-private", is_flag=True,
+                     help="Allow a source on loopback/private addresses (operator decision)."),
+        click.option("--json", "as_json", is_flag=True, help="Print one JSON object."),
+    )):
+        command = option(command)
+    return command
+
+
+@harvest_group.command("fhir")
+@_record_options
+@click.option("--mode", type=click.Choice(["rest", "ndjson", "bundle"]), default=None,
+              help="Source type (default: guessed: folder/.ndjson → ndjson, .json → bundle, "
+                   "other URLs → a FHIR REST server).")
+@click.option("--fhir-version", default=None,
+              help="Declare the release of files (4.0.1, 4.3.0, 5.0.0); servers tell it.")
+@click.option("--token-env", default=None, metavar="VAR",
+              help="Environment variable holding the server's bearer token.")
+@click.pass_context
+@handle_errors
+def harvest_fhir(ctx: click.Context, source: str, organisation_id: str, dataset: str,
+                 dry_run: bool, allow_private: bool, as_json: bool, mode: str | None,
+                 fhir_version: str | None, token_env: str | None) -> None:
+    """Harvest Patient, ImagingStudy and Condition resources once from a FHIR server, Bulk
+    Data NDJSON files or a Bundle, pseudonymised, into one dataset.
+
+    Exit status 0 when the run completed (even with invalid records), 1 when the source itself
+    could not be read.
+    """
+    _record_harvest(ctx, "fhir", source, organisation_id, dataset,
+                    {"mode": mode, "fhir_version": fhir_version}, dry_run, allow_private,
+                    token_env, as_json)
+
+
+@harvest_group.command("omop")
+@_record_options
+@click.option("--schema", default=None, help="Schema of the CDM tables (default: cdm, else "
+                                             "public).")
+@click.option("--vocabulary-schema", default=None,
+              help="Schema of the concept table (default: the CDM schema).")
+@click.pass_context
+@handle_errors
+def harvest_omop(ctx: click.Context, source: str, organisation_id: str, dataset: str,
+                 dry_run: bool, allow_private: bool, as_json: bool, schema: str | None,
+                 vocabulary_schema: str | None) -> None:
+    """Harvest persons, conditions, procedures and imaging occurrences once from an OMOP CDM
+    v5.4 PostgreSQL database (SOURCE: a postgresql:// URL), pseudonymised, into one dataset.
+
+    Exit status 0 when the run completed (even with invalid rows), 1 when the database could
+    not be read.
+    """
+    _record_harvest(ctx, "omop", source, organisation_id, dataset,
+                    {"schema": schema, "vocabulary_schema": vocabulary_schema}, dry_run,
+                    allow_private, None, as_json)
+
+
+@harvest_group.command("dicomweb")
+@_record_options
+@click.option("--token-env", default=None, metavar="VAR",
+              help="Environment variable holding the PACS's bearer token.")
+@click.pass_context
+@handle_errors
+def harvest_dicomweb(ctx: click.Context, source: str, organisation_id: str, dataset: str,
+                     dry_run: bool, allow_private: bool, as_json: bool,
+                     token_env: str | None) -> None:
+    """Harvest studies once from a DICOMweb (QIDO-RS) PACS (SOURCE: its DICOMweb base URL),
+    pseudonymised, into one dataset.
+
+    Exit status 0 when the run completed (even with failed studies), 1 when the PACS could not
+    be read.
+    """
+    _record_harvest(ctx, "dicomweb", source, organisation_id, dataset, {}, dry_run,
+                    allow_private, token_env, as_json)
+
+
 @harvest_group.command("add")
 @click.argument("url")
 @click.option("--organisation", "organisation_id", required=True)
@@ -610,6 +714,11 @@ def harvest_dcat(
 @click.option("--validation", type=click.Choice(["strict", "lenient"]), default="lenient")
 @click.option("--incremental", is_flag=True, help="Ask for changes since the last run.")
 @click.option("--allow-private", is_flag=True)
+@click.option("--dataset", default=None,
+              help="fhir/omop/dicomweb: the dataset (id or identifier) the records belong to.")
+@click.option("--token-env", default=None, metavar="VAR",
+              help="fhir/dicomweb: environment variable holding the bearer token (the token "
+                   "itself is never stored).")
 @click.pass_context
 @handle_errors
 def harvest_add(
@@ -622,11 +731,17 @@ def harvest_add(
     validation: str,
     incremental: bool,
     allow_private: bool,
+    dataset: str | None,
+    token_env: str | None,
 ) -> None:
     """Register a harvest source."""
     from catalogue.store.harvest import HarvestSource
 
+    config: dict[str, Any] = {"incremental": incremental}
+    if token_env:
+        config["token_env"] = token_env
     with _runtime(ctx, with_search=False) as rt:
+        dataset_id = rt.harvest.resolve_dataset(organisation_id, dataset) if dataset else None
         source = rt.harvest.register(
             CLI_IDENTITY,
             HarvestSource(
@@ -637,8 +752,9 @@ def harvest_add(
                 name=name,
                 schedule=schedule,
                 validation_mode=validation,
-                config={"incremental": incremental},
+                config=config,
                 allow_private=allow_private,
+                dataset_id=dataset_id,
             ),
         )
     click.echo(source.id)

@@ -212,6 +212,14 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds between checks for due harvest sources.",
     ),
     Setting(
+        "aggregate_floor",
+        "CATALOGUE_AGGREGATE_FLOOR",
+        int,
+        10,
+        "Privacy floor of record-derived dataset aggregates: counts below it are published as "
+        "suppressed (`<10`), and values (modalities, age bands, years...) below it are not named.",
+    ),
+    Setting(
         "indexer_batch",
         "CATALOGUE_INDEXER_BATCH",
         int,
@@ -288,6 +296,7 @@ class Config:
     indexer_batch: int = 500
     harvest_scheduler: bool = True
     harvest_check_interval: float = 60.0
+    aggregate_floor: int = 10
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property

@@ -123,7 +123,8 @@ class Runtime:
                 self.indexer.start(config.indexer_interval)
         self._identities = IdentityService(self.db, token_ttl_days=config.token_ttl_days)
         self._harvest = HarvestService(
-            self.db, on_change=self.indexer.wake if self.indexer else None
+            self.db, on_change=self.indexer.wake if self.indexer else None,
+            secret=self.secret_key, aggregate_floor=self.config.aggregate_floor,
         )
         self._datasets = DatasetService(
             self.db, self.search, on_change=self.indexer.wake if self.indexer else None

@@ -16,6 +16,8 @@ from typing import Any
 from catalogue.store.db import Database
 
 COUNTERS = ("seen", "created", "updated", "unchanged", "withdrawn", "invalid", "failed")
+#: counters of study-level (FHIR, OMOP, DICOMweb) runs: records read, written, skipped...
+RECORD_COUNTERS = ("seen", "created", "updated", "unchanged", "deleted", "invalid", "skipped")
 
 
 class SourceUnreadable(Exception):
@@ -41,6 +43,11 @@ class RunContext:
     errors: list[dict[str, Any]] = field(default_factory=list)
     complete: bool = True  # False when part of the source could not be read
     validate: bool = True  # SHACL validation of new/changed records (benchmarks switch it off)
+    dataset_id: str | None = None  # target dataset of study-level sources
+    secret: str = ""  # server secret: pseudonym keys are derived from it
+    config: dict[str, Any] = field(default_factory=dict)  # the source's settings
+    bearer_token: str | None = None  # credentials of the source (never logged or stored)
+    aggregate_floor: int = 10  # counts below it are published as suppressed
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     progress: Callable[[dict[str, int]], None] | None = None
     on_flush: Callable[[RunContext], None] | None = None

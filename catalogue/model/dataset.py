@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
+
+#: attributes that record-derived ``Dataset.aggregates`` set (they replace what the provider
+#: declared, for search and in the DCAT description).
+AGGREGATE_ATTRIBUTES = (
+    "number_of_individuals",
+    "number_of_studies",
+    "min_age",
+    "max_age",
+    "sexes",
+    "modalities",
+    "body_parts",
+    "manufacturers",
+    "conditions",
+    "countries",
+    "temporal_start",
+    "temporal_end",
+)
 
 
 class DatasetStatus(StrEnum):
@@ -70,3 +87,18 @@ class Dataset:
     def label(self) -> str:
         """Best title for display: English, else any."""
         return self.title.get("en") or next(iter(self.title.values()), self.identifier)
+
+    def with_aggregates(self) -> Dataset:
+        """This dataset with the values derived from its study-level records (already
+        privacy-protected in ``aggregates``) in place of the declared ones."""
+        changes: dict[str, Any] = {}
+        for name in AGGREGATE_ATTRIBUTES:
+            value = self.aggregates.get(name)
+            if name in ("temporal_start", "temporal_end") and isinstance(value, str):
+                try:
+                    value = date.fromisoformat(value[:10])
+                except ValueError:
+                    value = None
+            if value is not None and value != []:
+                changes[name] = value
+        return replace(self, **changes) if changes else self

@@ -49,6 +49,11 @@ class Pseudonymiser:
         """The pseudonym of a Study Instance UID (or another study identifier)."""
         return self._mac("study", uid.strip())
 
+    def content_hash(self, data: bytes) -> str:
+        """Keyed hash of a source record's content (to skip unchanged records): keyed so that
+        a stored hash cannot be matched against a guessed record."""
+        return hmac.new(self.key, b"content\x1f" + data, hashlib.sha256).hexdigest()[:32]
+
     def hash_identifier(self, kind: str, value: str) -> str:
         """Any other identifier (series UID, accession number...): keyed, never reversible."""
         return self._mac(kind, value.strip())

@@ -85,7 +85,9 @@ def _concept_texts(vocabulary: str, path: list[str], texts: dict[str, list[str]]
 
 
 def dataset_document(ds: Dataset) -> dict[str, Any]:
-    """The datasets-index document for a dataset (all statuses; queries filter)."""
+    """The datasets-index document for a dataset (all statuses; queries filter), with the
+    values derived from its study-level records where it has them."""
+    ds = ds.with_aggregates()
     assert ds.id is not None
     texts: dict[str, list[str]] = {}
     for values in (ds.title, ds.description):

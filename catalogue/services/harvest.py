@@ -74,18 +74,49 @@ class RunReport:
         }
 
 
+#: study-level source kinds: their records belong to one dataset of the organisation
+RECORD_KINDS = ("fhir", "omop", "dicomweb")
+
+
 def _harvester(kind: str) -> Harvester:
     if kind == "dcat":
         from catalogue.harvest.dcat import DcatHarvester
 
         return DcatHarvester()
-    raise ValidationError(f"harvesting {kind!r} sources is not available yet")
+    if kind == "fhir":
+        from catalogue.harvest.fhir import FhirHarvester
+
+        return FhirHarvester()
+    if kind == "omop":
+        from catalogue.harvest.omop import OmopHarvester
+
+        return OmopHarvester()
+    if kind == "dicomweb":
+        from catalogue.harvest.dicomweb import DicomwebHarvester
+
+        return DicomwebHarvester()
+    raise ValidationError(f"unknown source type {kind!r}")
+
+
+def _token(source: HarvestSource) -> str | None:
+    """A source's credentials come from the environment variable its configuration names
+    (``token_env``), never from the database."""
+    name = source.config.get("token_env")
+    if not name:
+        return None
+    token = os.environ.get(str(name))
+    if not token:
+        raise ValidationError(f"the source's token variable {name} is not set")
+    return token
 
 
 class HarvestService:
-    def __init__(self, db: Database, on_change: Callable[[], None] | None = None) -> None:
+    def __init__(self, db: Database, on_change: Callable[[], None] | None = None,
+                 secret: str = "", aggregate_floor: int = 10) -> None:
         self.db = db
         self.on_change = on_change or (lambda: None)
+        self.secret = secret
+        self.aggregate_floor = aggregate_floor
 
     # -- sources ------------------------------------------------------------------------------
     def register(self, identity: Identity, source: HarvestSource) -> HarvestSource:
@@ -102,6 +133,7 @@ class HarvestService:
         interval = schedule_interval(source.schedule)
         source.next_run_at = datetime.now(UTC) if interval else None
         with self.db.transaction() as conn:
+            self._check_target(conn, source.kind, source.organisation_id, source.dataset_id)
             created = HarvestRepository(conn).create_source(source)
             audit(
                 conn,
@@ -112,6 +144,35 @@ class HarvestService:
                 {"organisation": created.organisation_id, "kind": created.kind},
             )
         return created
+
+    @staticmethod
+    def _check_target(conn: Any, kind: str, organisation_id: str,
+                      dataset_id: str | None) -> None:
+        if kind not in RECORD_KINDS:
+            if dataset_id:
+                raise ValidationError("only study-level sources (fhir, omop, dicomweb) have a "
+                                      "target dataset")
+            return
+        if not dataset_id:
+            raise ValidationError(f"a {kind} source needs the dataset its records belong to")
+        row = conn.execute(
+            "SELECT organisation_id FROM datasets WHERE id::text = %s OR "
+            "(organisation_id = %s AND identifier = %s) LIMIT 1",
+            (dataset_id, organisation_id, dataset_id)).fetchone()
+        if row is None or row["organisation_id"] != organisation_id:
+            raise ValidationError(
+                f"dataset {dataset_id!r} not found in organisation {organisation_id!r}")
+
+    def resolve_dataset(self, organisation_id: str, dataset: str) -> str:
+        """A dataset's id from its id or its identifier within the organisation."""
+        with self.db.transaction() as conn:
+            row = conn.execute(
+                "SELECT id FROM datasets WHERE organisation_id = %s AND "
+                "(id::text = %s OR identifier = %s) ORDER BY (id::text = %s) DESC LIMIT 1",
+                (organisation_id, dataset, dataset, dataset)).fetchone()
+        if row is None:
+            raise NotFound(f"dataset {dataset!r} not found in organisation {organisation_id!r}")
+        return str(row["id"])
 
     def list_sources(
         self, identity: Identity, organisation_id: str | None = None
@@ -193,17 +254,27 @@ class HarvestService:
         allow_private: bool = False,
         allowed_origins: frozenset[str] = frozenset(),
         progress: Callable[[dict[str, int]], None] | None = None,
+        dataset: str | None = None,
+        config: dict[str, Any] | None = None,
+        bearer_token: str | None = None,
     ) -> RunReport:
         """One-shot harvest of a URL or file, through an (implicit) source record so that
-        re-runs de-duplicate and propagate deletions."""
+        re-runs de-duplicate and propagate deletions. Study-level kinds need ``dataset`` (its
+        id or identifier)."""
         require_organisation(identity, organisation_id)
         if allow_private and not identity.is_admin:
             raise Forbidden("only administrators may harvest from a private network")
+        dataset_id = None
+        if kind in RECORD_KINDS:
+            if not dataset:
+                raise ValidationError(f"a {kind} harvest needs the dataset its records belong to")
+            dataset_id = self.resolve_dataset(organisation_id, dataset)
         with self.db.transaction() as conn:
             row = conn.execute(
                 "SELECT id FROM harvest_sources WHERE organisation_id = %s AND kind = %s "
-                "AND url = %s ORDER BY created_at LIMIT 1",
-                (organisation_id, kind, url),
+                "AND url = %s AND dataset_id IS NOT DISTINCT FROM %s::uuid "
+                "ORDER BY created_at LIMIT 1",
+                (organisation_id, kind, url, dataset_id),
             ).fetchone()
             repo = HarvestRepository(conn)
             if row is None:
@@ -216,14 +287,19 @@ class HarvestService:
                         name="one-shot",
                         validation_mode=validation_mode,
                         allow_private=allow_private,
+                        dataset_id=dataset_id,
+                        config=dict(config or {}),
                     )
                 )
             else:
                 source = repo.get_source(str(row["id"]))
         source.validation_mode = validation_mode
         source.allow_private = allow_private or source.allow_private
+        if config:
+            source.config = {**source.config, **config}
         return self._run(
-            identity, source, dry_run=dry_run, progress=progress, allowed_origins=allowed_origins
+            identity, source, dry_run=dry_run, progress=progress, allowed_origins=allowed_origins,
+            bearer_token=bearer_token,
         )
 
     def _run(
@@ -235,9 +311,12 @@ class HarvestService:
         progress: Callable[[dict[str, int]], None] | None,
         allowed_origins: frozenset[str],
         on_started: Callable[[str], None] | None = None,
+        bearer_token: str | None = None,
     ) -> RunReport:
         self.mark_stale_runs()
         harvester = _harvester(source.kind)
+        if bearer_token is None:
+            bearer_token = _token(source)
         lock = self.db.pool.getconn()
         try:
             locked = lock.execute(
@@ -277,6 +356,11 @@ class HarvestService:
                 modified_since=previous.started_at if incremental and previous else None,
                 progress=progress,
                 on_flush=self._flush,
+                dataset_id=source.dataset_id,
+                secret=self.secret,
+                config=dict(source.config),
+                bearer_token=bearer_token,
+                aggregate_floor=self.aggregate_floor,
             )
             status, error = "completed", None
             try:

@@ -20,7 +20,7 @@ import abc
 import copy
 import hashlib
 from collections.abc import Mapping
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, fields
 from itertools import zip_longest
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -38,26 +38,10 @@ from catalogue.dcat.profiles.kinds import (
     Row,
     WriteContext,
     looks_like_iri,
-    parse_temporal,
     sort_key,
 )
 from catalogue.model.dataset import Dataset, Distribution
 
-#: attributes that record-derived ``Dataset.aggregates`` may set when serialising.
-AGGREGATE_ATTRIBUTES = (
-    "number_of_individuals",
-    "number_of_studies",
-    "min_age",
-    "max_age",
-    "sexes",
-    "modalities",
-    "body_parts",
-    "manufacturers",
-    "conditions",
-    "countries",
-    "temporal_start",
-    "temporal_end",
-)
 _CANONICAL = "_catalogue_canonical"
 _DESCRIPTION_OF = "_catalogue_description_of"
 _DATASET_ATTRIBUTES = frozenset(f.name for f in fields(Dataset))
@@ -342,7 +326,7 @@ class Profile(abc.ABC):
         whole description is built from ``ds``; the dataset IRI is ``ds.iri``, else an
         ``http(s)`` identifier, else ``{base_uri}datasets/{identifier}``.
         """
-        ds = self._with_aggregates(ds)
+        ds = ds.with_aggregates()
         if ds.graph:
             graph = graph_from_ntriples(ds.graph)
             node = self._root(graph, ds)
@@ -353,19 +337,6 @@ class Profile(abc.ABC):
         node = self._mint(ds, base_uri)
         self._write(graph, node, ds)
         return bind_prefixes(graph)
-
-    def _with_aggregates(self, ds: Dataset) -> Dataset:
-        changes: dict[str, Any] = {}
-        for name in AGGREGATE_ATTRIBUTES:
-            if ds.aggregates.get(name) is None:
-                continue
-            value = ds.aggregates[name]
-            if name in ("temporal_start", "temporal_end") and isinstance(value, str):
-                parsed = parse_temporal(value, end=name == "temporal_end")
-                value = parsed.date() if parsed else None
-            if value is not None:
-                changes[name] = value
-        return replace(ds, **changes) if changes else ds
 
     def _mint(self, ds: Dataset, base_uri: str) -> URIRef:
         if ds.iri:
