@@ -172,6 +172,12 @@ class Runtime:
             except CatalogueError as exc:
                 ready = False
                 details["search"] = {"ok": False, "error": exc.message}
+            else:
+                if self.indexer is not None and not self.indexer.indices_ready:
+                    # reachable, but the indices are not there yet (created in the background)
+                    ready = False
+                    details["search"] = {**details["search"], "ok": False,
+                                         "error": "search indices not created yet"}
         if self.indexer is not None and details["store"]["ok"]:
             try:
                 details["indexer"] = self.indexer.lag()

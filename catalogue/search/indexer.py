@@ -206,10 +206,12 @@ class Indexer:
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
         self.last_success: datetime | None = None
+        self.indices_ready = False  # set once ensure_indices() succeeded
 
     def ensure_indices(self) -> None:
         """Create missing indices; an index built from an older definition version is rebuilt
-        (the old one keeps serving until the switch)."""
+        (the old one keeps serving until the switch). The background loop retries this until
+        it succeeds (an engine that was down at startup)."""
         for definition in (self.datasets, self.subjects):
             current = self.backend.ensure_index(definition)
             version = index_version(current)
@@ -217,6 +219,7 @@ class Indexer:
                 log.warning("search index %s is version %d; rebuilding as version %d",
                             current, version, definition.version)
                 self.rebuild(index=definition.name)
+        self.indices_ready = True
 
     def _actions(self, conn: Any, ids: list[str], index: str = "datasets") -> list[Action]:
         """Upserts for the rows that exist, deletes for the others (idempotent)."""
@@ -291,9 +294,13 @@ class Indexer:
         alias to it.
 
         Readers keep using the old index until the switch. Changes committed while the rebuild
-        runs are caught up from PostgreSQL (by ``updated_at``) before and after the switch.
+        runs are caught up from PostgreSQL before and after the switch: rows whose
+        ``updated_at`` is not older than the start of the oldest transaction still open when
+        the rebuild began (a transaction stamps ``now()``, its *start*, so a clock reading
+        would miss writes begun earlier and committed later), plus every pending outbox row
+        (deletions included).
         """
-        started = datetime.now(UTC)
+        started = self._oldest_open_transaction()
         definition = self.subjects if index == "subjects" else self.datasets
         alias = self.backend.logical_name(definition.name)
         old = self.backend.current_index(alias)
@@ -320,14 +327,27 @@ class Indexer:
             self.backend.drop_index(old)
         return {"index": physical, "previous": old, "documents": done}
 
+    def _oldest_open_transaction(self) -> datetime:
+        with self.db.transaction() as conn:
+            row = conn.execute(
+                "SELECT least(now(), min(xact_start)) AS t FROM pg_stat_activity "
+                "WHERE datname = current_database() AND xact_start IS NOT NULL"
+            ).fetchone()
+        assert row is not None
+        return row["t"]
+
     def _catch_up(self, physical: str, since: datetime, index: str = "datasets") -> None:
         table = "subjects" if index == "subjects" else "datasets"
+        entity = "subject" if index == "subjects" else "dataset"
         with self.db.transaction() as conn:
             changed = [
                 str(r["id"])
                 for r in conn.execute(
                     f"SELECT id FROM {table} WHERE updated_at >= %s", (since,))
             ]
+            changed += [str(r["entity_id"]) for r in conn.execute(
+                "SELECT DISTINCT entity_id FROM outbox WHERE entity = %s", (entity,))]
+            changed = list(dict.fromkeys(changed))
             if changed:
                 self.backend.bulk(physical, self._actions(conn, changed, index))
 
@@ -355,6 +375,9 @@ class Indexer:
         backoff = interval
         while not self._stop.is_set():
             try:
+                if not self.indices_ready:
+                    self.ensure_indices()
+                    log.info("search indices ready")
                 while self.run_once() and not self._stop.is_set():
                     pass
                 backoff = interval

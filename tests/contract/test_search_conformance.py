@@ -18,6 +18,7 @@ from catalogue.search.indexer import dataset_document
 from catalogue.search.mappings import load_definition
 from catalogue.search.query import (
     Exists,
+    FacetRequest,
     Not,
     Range,
     SearchRequest,
@@ -184,14 +185,21 @@ def test_search_after_walks_every_hit_once(engines: dict[str, tuple[SearchBacken
     request = build_request(_params(sort="-modified", size=100), PUBLIC)
     seen: list[str] = []
     after: int | None = None
+    published = [d for d in DOCS if d["status"] == "published"]
+    facets = (FacetRequest("modalities", "modalities", size=50),)
+    first_facets = None
     while True:
         page = backend.search(alias, SearchRequest(
-            filters=request.filters, sort=request.sort, size=100, search_after=after))
+            filters=request.filters, sort=request.sort, size=100, search_after=after,
+            facets=facets))
+        # the cursor moves the hits only: total and facet counts describe the whole listing
+        assert page.total == len(published)
+        first_facets = first_facets or page.facets
+        assert page.facets == first_facets
         seen.extend(page.ids)
         if len(page.ids) < 100:
             break
         after = page.cursors[-1]
-    published = [d for d in DOCS if d["status"] == "published"]
     assert len(seen) == len(set(seen)) == len(published)
     expected = sorted(published, key=lambda d: d["modified_key"], reverse=True)
     assert seen == [d["id"] for d in expected]

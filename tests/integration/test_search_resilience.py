@@ -21,7 +21,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,16 @@ from tests.conftest import make_config
 
 REPO = Path(__file__).resolve().parents[2]
 SEARCH_MESSAGE = "search engine"
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    """Poll ``condition`` until it holds; fail the test naming ``what`` after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {seconds:.0f} s waiting until {what}")
+        time.sleep(0.05)
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -228,6 +239,58 @@ def test_rebuild_under_continuous_queries_fails_no_request(
         rt.close()
 
 
+def test_rebuild_keeps_writes_committed_while_it_runs(runtime: Runtime) -> None:
+    """A transaction that began before the rebuild and commits while it runs (a harvest batch,
+    a slow save), whose outbox rows the server's indexer applies to the old index before the
+    switch, is in the new index too: nothing written during a rebuild is lost from search."""
+    rt = runtime
+    seed(rt, 30)
+    assert rt.indexer is not None and rt.search is not None
+    indexer, alias = rt.indexer, rt.search.logical_name("datasets")
+    with ExitStack() as writer:
+        conn = writer.enter_context(rt.database.transaction())
+        repo = DatasetRepository(conn)
+        found = repo.find("org-r", "breast-2")
+        assert found is not None and found.id is not None
+        found.title = {"en": "Breast rescan 2"}
+        changed = repo.update(found)
+        added = repo.insert(
+            Dataset(
+                identifier="breast-new",
+                organisation_id="org-r",
+                title={"en": "Breast rescan new"},
+                status=DatasetStatus.PUBLISHED,
+                modalities=["MR"],
+            )
+        )
+        assert changed.id and added.id
+        enqueue(conn, "dataset", [changed.id, added.id])
+        applied: list[int] = []
+
+        def progress(done: int, total: int) -> None:
+            if not applied:  # mid-rebuild: the write commits, the server's indexer applies it
+                writer.close()
+                applied.append(indexer.drain())
+
+        result = indexer.rebuild(progress)
+    assert applied == [2]
+    assert rt.search.current_index(alias) == result["index"] != result["previous"]
+    with rt.database.transaction() as conn:
+        in_postgres = {
+            r["id"]
+            for r in conn.execute(
+                "SELECT id::text AS id FROM datasets WHERE status = 'published' "
+                "AND title->>'en' LIKE '%%rescan%%'"
+            )
+        }
+    assert in_postgres == {changed.id, added.id}
+    page = rt.datasets.search(SYSTEM, text="rescan", size=100)
+    assert {d.id for d in page.items} == in_postgres, (
+        "a write committed during the rebuild is missing from the new index"
+    )
+    assert rt.search.count(alias) == 31
+
+
 # -- 2. the search engine stops -----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def private_opensearch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenSearchCluster]:
@@ -361,3 +424,152 @@ def test_search_engine_stopped_writes_queue_and_searches_answer_503(
         if node_down:
             cluster.start_node(1)
         rt.close()
+
+
+@pytest.mark.opensearch
+def test_background_indexer_catches_up_by_itself_when_the_search_engine_returns(
+    private_opensearch: OpenSearchCluster, tmp_path: Path, db_url: str
+) -> None:
+    """Wired as ``catalogue serve`` is (background indexer on): nobody calls ``drain()`` and
+    nobody waits for a green cluster; the indexer retries while the engine is down, keeps every
+    outbox row, and applies them once the node is back, shards recovering or not."""
+    cluster = private_opensearch
+    config = make_config(
+        tmp_path,
+        db_url,
+        search_url=cluster.urls[0],
+        search_replicas=0,
+        search_index_prefix=f"b{os.getpid()}-",
+        indexer_interval=0.2,
+    )
+    rt = Runtime(config).start(background_indexer=True)
+    node_down = False
+    try:
+        assert rt.search is not None and rt.search.name == "opensearch"
+        assert rt.search.current_index(rt.search.logical_name("datasets")), "not created at start"
+        indexer = rt.indexer
+        assert indexer is not None
+        rt.identities.create_organisation(SYSTEM, Organisation("org-o", "Outage", "ES"))
+        rt.identities.create_user(SYSTEM, User("", "admin-b", Role.ADMIN))
+        token = rt.identities.issue_token(SYSTEM, "admin-b").secret
+        with serve(rt) as base:
+            created: dict[int, str] = {}
+            for i in range(10):
+                reply = call(base, "POST", "/api/v1/datasets", _dataset(i), token)
+                assert reply.status == 201, reply.raw
+                created[i] = reply.body["id"]
+            wait_until(
+                lambda: indexer.lag()["pending"] == 0,
+                30,
+                "the background indexer applied the first datasets",
+            )
+            assert call(base, "GET", "/api/v1/datasets?q=lung").body["total"] == 5
+
+            cluster.stop_node(1)
+            node_down = True
+            for i in range(10, 13):
+                reply = call(base, "POST", "/api/v1/datasets", _dataset(i), token)
+                assert reply.status == 201, reply.raw
+                created[i] = reply.body["id"]
+            rescanned = {**_dataset(2), "modalities": ["MR"]}  # was CT
+            reply = call(base, "PUT", f"/api/v1/datasets/{created[2]}", rescanned, token)
+            assert reply.status == 200, reply.raw
+            reply = call(base, "DELETE", f"/api/v1/datasets/{created[5]}", token=token)
+            assert reply.status == 200, reply.raw
+            # the indexer has tried (each write wakes it), failed, and kept every row
+            wait_until(
+                lambda: indexer.last_error is not None or indexer.lag()["pending"] < 5,
+                15,
+                "the background indexer tried to apply the outbox",
+            )
+            assert indexer.lag()["pending"] == 5
+            assert indexer.last_error == "search_unavailable"
+            reply = call(base, "GET", "/api/v1/datasets?q=lung")
+            assert reply.status == 503 and reply.body["error"]["code"] == "search_unavailable"
+
+            cluster.start_node(1)
+            node_down = False
+            wait_until(
+                lambda: indexer.lag()["pending"] == 0,
+                60,
+                "the background indexer drained the outbox after the restart",
+            )
+            wait_until(
+                lambda: call(base, "GET", "/readyz").status == 200, 30, "/readyz is ready again"
+            )
+            assert indexer.last_error is None
+
+            checks = {
+                "q=lung": _published_ids_sql(rt, "lung-%"),
+                "modalities=CT": _published_ids_sql(rt, modality="CT"),
+                "": _published_ids_sql(rt),
+            }
+            assert created[2] in checks[""] and created[2] not in checks["modalities=CT"]
+            assert created[5] not in checks[""]
+            assert len(checks[""]) == 10 - 1 + 3
+            for query, want in checks.items():
+                assert _all_hit_ids(base, query) == want, query
+    finally:
+        if node_down:
+            cluster.start_node(1)
+        rt.close()
+
+
+@pytest.mark.opensearch
+def test_catalogue_started_while_the_search_engine_is_down_indexes_once_it_is_up(
+    private_opensearch: OpenSearchCluster, tmp_path: Path, db_url: str
+) -> None:
+    """``catalogue serve`` started while the engine is unreachable (a fresh deployment where the
+    catalogue boots before OpenSearch, or a restart during an outage): it serves writes, answers
+    503 for searches, and once the engine is up it creates its indices and applies the outbox
+    by itself, without a restart."""
+    cluster = private_opensearch
+    config = make_config(
+        tmp_path,
+        db_url,
+        search_url=cluster.urls[0],
+        search_replicas=0,
+        search_index_prefix=f"s{os.getpid()}-",
+        indexer_interval=0.2,
+    )
+    cluster.stop_node(1)
+    node_down = True
+    rt: Runtime | None = None
+    try:
+        rt = Runtime(config).start(background_indexer=True)  # as `catalogue serve` does
+        indexer = rt.indexer
+        assert rt.search is not None and indexer is not None
+        rt.identities.create_organisation(SYSTEM, Organisation("org-o", "Outage", "ES"))
+        rt.identities.create_user(SYSTEM, User("", "admin-s", Role.ADMIN))
+        token = rt.identities.issue_token(SYSTEM, "admin-s").secret
+        with serve(rt) as base:
+            for i in range(6):
+                reply = call(base, "POST", "/api/v1/datasets", _dataset(i), token)
+                assert reply.status == 201, reply.raw
+            reply = call(base, "GET", "/api/v1/datasets?q=lung")
+            assert reply.status == 503 and reply.body["error"]["code"] == "search_unavailable"
+            assert call(base, "GET", "/readyz").status == 503
+
+            cluster.start_node(1)
+            node_down = False
+            reply = call(base, "POST", "/api/v1/datasets", _dataset(6), token)  # wakes the indexer
+            assert reply.status == 201, reply.raw
+            deadline = time.monotonic() + 30
+            while indexer.lag()["pending"] and time.monotonic() < deadline:
+                time.sleep(0.1)
+            lag = indexer.lag()
+            search = call(base, "GET", "/api/v1/datasets?q=lung&size=100")
+            ready = call(base, "GET", "/readyz")
+            assert lag["pending"] == 0, (
+                f"the outbox is not applied once the engine is up: {lag}; search index "
+                f"{rt.search.current_index(rt.search.logical_name('datasets'))}; search answers "
+                f"{search.status} {search.raw[:200]!r}; /readyz answers {ready.status}"
+            )
+            assert search.status == 200, search.raw[:300]
+            assert {h["id"] for h in search.body["hits"]} == _published_ids_sql(rt, "lung-%")
+            assert ready.status == 200, ready.raw[:300]
+    finally:
+        if node_down:
+            cluster.start_node(1)
+        if rt is not None:
+            rt.close()

@@ -20,7 +20,6 @@ from catalogue.search.query import (
     Range,
     SearchRequest,
     Terms,
-    after_range,
     lower,
     sort_field,
 )
@@ -154,8 +153,6 @@ def search_body(
     descending = False
     if request.sort:
         sort_key, descending = sort_field(definition, request.sort)
-        if request.search_after is not None:
-            filters.append(after_range(sort_key, descending, request.search_after))
     if filters or request.any_of:
         query["bool"]["filter"] = [filters_query(definition, tuple(filters), request.any_of)]
     body: dict[str, Any] = {
@@ -170,6 +167,9 @@ def search_body(
         body["post_filter"] = {"bool": {"filter": [c for _, c in selected]}}
     if sort_key:
         body["sort"] = [{sort_key: {"order": "desc" if descending else "asc"}}]
+        if request.search_after is not None:
+            # native search_after: the total and the facets still count every match
+            body["search_after"] = [request.search_after]
     facets = request.facet_requests()
     if facets:
         aggs: dict[str, Any] = {}

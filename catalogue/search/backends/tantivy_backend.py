@@ -276,18 +276,22 @@ class TantivyBackend(SearchBackend):
             base.extend(self._text_clauses(handle, request.text))
         filters = list(request.filters)
         kwargs: dict[str, Any] = {}
+        after: Any = None  # continues a sorted listing: restricts the hits, not total/facets
         if request.sort:
             key, descending = sort_field(definition, request.sort)
             if request.search_after is not None:
-                filters.append(after_range(key, descending, request.search_after))
+                after = self._filters_query(
+                    handle, (after_range(key, descending, request.search_after),))
             kwargs = {"order_by_field": key,
                       "order": tantivy.Order.Desc if descending else tantivy.Order.Asc}
         if filters or request.any_of:
             base.append(self._filters_query(handle, tuple(filters), request.any_of))
         selected = [(name, self._filter(handle, f)) for name, f in request.facet_filters]
         query = self._all_of(base + [q for _, q in selected])
-        offset = 0 if request.search_after is not None else request.offset
-        found = searcher.search(query, max(request.size, 1), count=True, offset=offset, **kwargs)
+        offset = 0 if after is not None else request.offset
+        hits_query = query if after is None else self._all_of([query, after])
+        found = searcher.search(hits_query, max(request.size, 1), count=True, offset=offset,
+                                **kwargs)
         id_field = definition.id_field
         hits = found.hits[: request.size]
         ids = [str(searcher.doc(addr).get_first(id_field)) for _score, addr in hits]
@@ -312,7 +316,8 @@ class TantivyBackend(SearchBackend):
             for f in members:
                 facets[f.name] = [(str(b["key"]), int(b["doc_count"]))
                                   for b in raw[f.name]["buckets"]]
-        total = int(found.count)  # type: ignore[attr-defined]
+        counted = found if after is None else searcher.search(query, 1, count=True)
+        total = int(counted.count)  # type: ignore[attr-defined]
         return SearchResult(total=total, ids=ids, facets=facets, cursors=cursors)
 
     @staticmethod
