@@ -896,6 +896,25 @@ def bench_harvest(
     _report("harvest", figures, out)
 
 
+@bench_group.command("fhir")
+@click.option("--patients", type=click.IntRange(min=1), default=5000, show_default=True,
+              help="Size of the generated population (ignored with --source).")
+@click.option("--source", default=None, type=click.Path(exists=True, file_okay=False),
+              help="A folder of Bulk Data NDJSON files (e.g. from scripts/synthea.py).")
+@click.option("--json", "out", default=None, help="Where to write the JSON results.")
+@click.option("--keep", is_flag=True, help="Keep the temporary data folder.")
+@click.pass_context
+@handle_errors
+def bench_fhir(ctx: click.Context, patients: int, source: str | None, out: str | None,
+               keep: bool) -> None:
+    """FHIR NDJSON ingest vs fhir.resources validating the same resources alone."""
+    from catalogue.bench import fhir
+
+    with _bench_runtime(keep) as rt:
+        figures = fhir.run(rt, patients=patients, source=source)
+    _report("fhir", figures, out)
+
+
 @bench_group.command("search")
 @click.option("--datasets", type=click.IntRange(min=1), default=100_000, show_default=True)
 @click.option("--queries", type=click.IntRange(min=1), default=200, show_default=True,

@@ -12,7 +12,6 @@ from datetime import date
 from functools import cache
 from typing import Any
 
-from catalogue.ontology import get_vocabulary
 from catalogue.privacy.pseudonymise import parse_date
 
 #: FHIR code systems → the catalogue's system names (conditions and body sites)
@@ -41,8 +40,8 @@ class StudyFacts:
     ref: str  # "ImagingStudy/{id}"
     subject_ref: str | None
     uid: str | None  # Study Instance UID, when the resource carries it
-    modalities: list[str] = field(default_factory=list)
-    body_parts: list[str] = field(default_factory=list)
+    modalities: list[str] = field(default_factory=list)  # DICOM codes as written
+    body_sites: list[tuple[str, str]] = field(default_factory=list)  # (system, code)
     manufacturer: str | None = None
     series_count: int | None = None
     instance_count: int | None = None
@@ -93,15 +92,29 @@ def _system(uri: Any) -> str:
     return CODE_SYSTEMS.get(text.rstrip("/"), text or "unknown")
 
 
+def modality_ids(codes: list[str]) -> list[str]:
+    """Modality codes → modalities-vocabulary ids (unknown codes kept, upper-cased)."""
+    return list(dict.fromkeys(modality_id(c) for c in codes))
+
+
+def body_part_ids(sites: list[tuple[str, str]]) -> list[str]:
+    """(system, code) body sites → body-parts vocabulary ids (else ``system:code``)."""
+    return list(dict.fromkeys(body_part_id(system, code) for system, code in sites))
+
+
 @cache
-def _modality(code: str) -> str:
+def modality_id(code: str) -> str:
+    from catalogue.ontology import get_vocabulary  # not needed in validation workers
+
     concept = get_vocabulary("modalities").resolve(code) or \
         get_vocabulary("modalities").resolve(f"dicom:{code}")
     return concept.id if concept else code.upper()
 
 
 @cache
-def _body_part(system: str, code: str) -> str:
+def body_part_id(system: str, code: str) -> str:
+    from catalogue.ontology import get_vocabulary
+
     vocabulary = get_vocabulary("body_parts")
     concept = vocabulary.resolve(f"{system}:{code}") or (
         vocabulary.resolve(code) if system == "dicom" else None)
@@ -151,13 +164,13 @@ def imaging_study(resource: dict[str, Any]) -> StudyFacts:
             c for s in series for c in _codings(s.get("modality"))]:
         code = coding.get("code")
         if isinstance(code, str) and code.strip():
-            modalities[_modality(code.strip())] = None
-    body_parts: dict[str, None] = {}
+            modalities[code.strip()] = None
+    body_sites: dict[tuple[str, str], None] = {}
     for s in series:
         for coding in _codings(s.get("bodySite")):
             code = coding.get("code")
             if isinstance(code, str) and code.strip():
-                body_parts[_body_part(_system(coding.get("system")), code.strip())] = None
+                body_sites[(_system(coding.get("system")), code.strip())] = None
     instances = _count(resource.get("numberOfInstances"))
     if instances is None and series:
         per_series = [_count(s.get("numberOfInstances")) or len(s.get("instance") or [])
@@ -170,7 +183,7 @@ def imaging_study(resource: dict[str, Any]) -> StudyFacts:
         subject_ref=reference(resource.get("subject")),
         uid=_study_uid(resource),
         modalities=list(modalities),
-        body_parts=list(body_parts),
+        body_sites=list(body_sites),
         manufacturer=_manufacturer(resource),
         series_count=series_count if series_count is not None else (len(series) or None),
         instance_count=instances,

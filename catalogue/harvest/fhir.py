@@ -21,8 +21,9 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from catalogue.fhir import (
     mapping,
     release_of,
     sniff_release,
-    validate,
+    validate_chunk,
 )
 from catalogue.harvest.base import RunContext, SourceUnreadable
 from catalogue.harvest.http import FetchError, FetchPolicy, fetch
@@ -60,6 +61,14 @@ class Item:
 
 
 @dataclass
+class _Chunk:
+    changed: list[_Prepared]
+    unchanged: list[_Prepared]
+    done: list[tuple[list[str], Any]] | None  # validated in this process
+    futures: list[Future[list[tuple[list[str], Any]]]]  # or being validated by the workers
+
+
+@dataclass
 class _Prepared:
     item: Item
     kind: str
@@ -67,19 +76,6 @@ class _Prepared:
     content_hash: str
     subject_ref: str | None
     release: str
-
-
-def _check(release: str, resource: dict[str, Any]) -> tuple[list[str], mapping.Facts | None]:
-    problems = validate(release, resource)
-    if problems:
-        return problems, None
-    return [], mapping.facts(resource)
-
-
-def _check_chunk(chunk: list[tuple[str, dict[str, Any]]]
-                 ) -> list[tuple[list[str], mapping.Facts | None]]:
-    """Worker entry point: validate and map a chunk of resources."""
-    return [_check(release, resource) for release, resource in chunk]
 
 
 def _canonical(resource: dict[str, Any]) -> bytes:
@@ -100,6 +96,7 @@ class FhirHarvester(RecordHarvester):
         self.patient_hashes: dict[str, str] = {}
         self.emitted: set[str] = set()  # subject keys whose demographics were sent this run
         self._executor: ProcessPoolExecutor | None = None
+        self._subject_keys: dict[str, str] = {}  # this run only
 
     # -- the run ------------------------------------------------------------------------------
     def batches(self, ctx: RunContext) -> Iterator[list[SubjectRecord]]:
@@ -111,8 +108,15 @@ class FhirHarvester(RecordHarvester):
                 items = self._ndjson(ctx)
             else:
                 items = self._bundle(ctx)
+            # one chunk is validated in the workers while the next is read and prepared and
+            # the previous one is written
+            pending: deque[_Chunk] = deque()
             for chunk in items:
-                yield self._records(ctx, chunk)
+                pending.append(self._submit(ctx, chunk))
+                if len(pending) > 2:
+                    yield self._records(ctx, pending.popleft())
+            while pending:
+                yield self._records(ctx, pending.popleft())
         finally:
             if self._executor is not None:
                 self._executor.shutdown(wait=True, cancel_futures=True)
@@ -364,7 +368,7 @@ class FhirHarvester(RecordHarvester):
         namespace = str(ctx.config.get("patient_namespace") or "fhir")
         digest = pseudonyms.content_hash(_canonical(resource))
         if kind == "Patient":
-            key = pseudonyms.subject_key(namespace, f"Patient/{resource['id']}")
+            key = self._subject_key(namespace, f"Patient/{resource['id']}")
             subject_ref: str | None = f"Patient/{resource['id']}"
         elif kind == "ImagingStudy":
             uid = mapping._study_uid(resource)
@@ -375,27 +379,19 @@ class FhirHarvester(RecordHarvester):
             subject_ref = mapping.reference(resource.get("subject"))
         return _Prepared(item, kind, key, digest, subject_ref, release)
 
+    def _subject_key(self, namespace: str, ref: str) -> str:
+        key = self._subject_keys.get(ref)
+        if key is None:
+            key = self._subject_keys[ref] = self.pseudonymiser.subject_key(namespace, ref)
+        return key
+
     @staticmethod
     def _label(kind: str, resource: dict[str, Any]) -> str:
         # a patient's logical id may be an identifier: errors name the line, not the id
         return kind if kind == "Patient" else f"{kind}/{resource.get('id')}"
 
-    def _validate(self, prepared: list[_Prepared]
-                  ) -> list[tuple[list[str], mapping.Facts | None]]:
-        work = [(p.release, p.item.resource) for p in prepared]
-        if len(work) < _PARALLEL_FROM or self.workers < 2:
-            return _check_chunk(work)
-        if self._executor is None:
-            self._executor = ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("spawn"))
-        size = max(1, -(-len(work) // self.workers))
-        futures = [self._executor.submit(_check_chunk, work[i:i + size])
-                   for i in range(0, len(work), size)]
-        return [result for future in futures for result in future.result()]
-
-    def _records(self, ctx: RunContext, items: list[Item]) -> list[SubjectRecord]:
-        namespace = str(ctx.config.get("patient_namespace") or "fhir")
-        pseudonyms = self.pseudonymiser
+    def _submit(self, ctx: RunContext, items: list[Item]) -> _Chunk:
+        """Prepare a chunk (hash, skip unchanged) and start validating what changed."""
         changed: list[_Prepared] = []
         unchanged: list[_Prepared] = []
         for item in items:
@@ -406,9 +402,27 @@ class FhirHarvester(RecordHarvester):
                 unchanged.append(prepared)
             else:
                 changed.append(prepared)
+        work = [(p.release, p.item.resource) for p in changed]
+        if len(work) < _PARALLEL_FROM or self.workers < 2:
+            started = time.perf_counter()
+            done = validate_chunk(work)
+            ctx.timed("validate", time.perf_counter() - started)
+            return _Chunk(changed, unchanged, done, [])
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context("spawn"))
+        size = max(1, -(-len(work) // self.workers))
+        futures = [self._executor.submit(validate_chunk, work[i:i + size])
+                   for i in range(0, len(work), size)]
+        return _Chunk(changed, unchanged, None, futures)
+
+    def _records(self, ctx: RunContext, chunk: _Chunk) -> list[SubjectRecord]:
         started = time.perf_counter()
-        results = self._validate(changed) if changed else []
-        ctx.timed("validate", time.perf_counter() - started)
+        results = chunk.done if chunk.done is not None else [
+            result for future in chunk.futures for result in future.result()]
+        ctx.timed("validate_wait", time.perf_counter() - started)
+        changed, unchanged = chunk.changed, chunk.unchanged
+        namespace = str(ctx.config.get("patient_namespace") or "fhir")
         out: dict[str, SubjectRecord] = {}
 
         def subject(ref: str | None, p: _Prepared) -> SubjectRecord | None:
@@ -417,7 +431,7 @@ class FhirHarvester(RecordHarvester):
                 ctx.error(f"{p.kind} has no Patient subject", record=self._label(
                     p.kind, p.item.resource), location=p.item.location)
                 return None
-            key = pseudonyms.subject_key(namespace, ref)
+            key = self._subject_key(namespace, ref)
             record = out.get(key)
             if record is None:
                 record = out[key] = SubjectRecord(key)
@@ -438,7 +452,7 @@ class FhirHarvester(RecordHarvester):
             else:
                 self.mark_seen(_RECORD_KIND[p.kind], p.key)
                 if p.subject_ref:
-                    self.mark_seen("subject", pseudonyms.subject_key(namespace, p.subject_ref))
+                    self.mark_seen("subject", self._subject_key(namespace, p.subject_ref))
             ctx.count("unchanged")
         # patients first, then what refers to them
         order = sorted(range(len(changed)), key=lambda i: changed[i].kind != "Patient")
@@ -467,7 +481,8 @@ class FhirHarvester(RecordHarvester):
                               "(or not yet): stored without sex and age", record=label,
                               location=p.item.location, severity="warning")
                 record.studies.append(StudyRecord(
-                    key=p.key, modalities=facts.modalities, body_parts=facts.body_parts,
+                    key=p.key, modalities=mapping.modality_ids(facts.modalities),
+                    body_parts=mapping.body_part_ids(facts.body_sites),
                     manufacturer=facts.manufacturer, series_count=facts.series_count,
                     instance_count=facts.instance_count,
                     study_month=coarsen(facts.started, self._precision(ctx)),

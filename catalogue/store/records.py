@@ -232,8 +232,12 @@ class RecordRepository:
         counts.unchanged += len(latest) - len(new_keys)
 
     def enqueue(self, subject_ids: Iterable[int]) -> None:
+        """Queue changed subjects for re-indexing and stamp them (an index rebuild catches up
+        on ``updated_at``)."""
         ids = sorted({str(i) for i in subject_ids})
         if ids:
+            self.conn.execute("UPDATE subjects SET updated_at = now() WHERE id = ANY(%s::bigint[])",
+                              (ids,))
             self.conn.execute(
                 "INSERT INTO outbox (entity, entity_id) SELECT 'subject', unnest(%s::text[])",
                 (ids,),
