@@ -125,15 +125,22 @@ class HarvestService:
             raise Forbidden("only administrators may allow a source on a private network")
         if source.kind not in ("dcat", "fhir", "omop", "dicomweb"):
             raise ValidationError(f"unknown source type {source.kind!r}")
-        scheme = urlsplit(source.url).scheme
-        if source.kind != "omop" and scheme not in ("http", "https"):
+        parts = urlsplit(source.url)
+        if source.kind != "omop" and parts.scheme not in ("http", "https"):
             raise ValidationError("a registered source URL must be http:// or https://")
+        if source.kind == "omop" and parts.scheme not in ("postgresql", "postgres"):
+            raise ValidationError("an OMOP source URL must be postgresql://")
+        if parts.password:
+            raise ValidationError(
+                "a registered source URL must not carry a password: name an environment "
+                "variable holding it in the source configuration (password_env or token_env)")
         if source.validation_mode not in ("strict", "lenient"):
             raise ValidationError("validation must be 'strict' or 'lenient'")
         interval = schedule_interval(source.schedule)
         source.next_run_at = datetime.now(UTC) if interval else None
         with self.db.transaction() as conn:
-            self._check_target(conn, source.kind, source.organisation_id, source.dataset_id)
+            source.dataset_id = self._check_target(conn, source.kind, source.organisation_id,
+                                                   source.dataset_id)
             created = HarvestRepository(conn).create_source(source)
             audit(
                 conn,
@@ -147,21 +154,24 @@ class HarvestService:
 
     @staticmethod
     def _check_target(conn: Any, kind: str, organisation_id: str,
-                      dataset_id: str | None) -> None:
+                      dataset_id: str | None) -> str | None:
+        """The id of a study-level source's target dataset (given by id or identifier), which
+        must belong to the source's organisation."""
         if kind not in RECORD_KINDS:
             if dataset_id:
                 raise ValidationError("only study-level sources (fhir, omop, dicomweb) have a "
                                       "target dataset")
-            return
+            return None
         if not dataset_id:
             raise ValidationError(f"a {kind} source needs the dataset its records belong to")
         row = conn.execute(
-            "SELECT organisation_id FROM datasets WHERE id::text = %s OR "
-            "(organisation_id = %s AND identifier = %s) LIMIT 1",
-            (dataset_id, organisation_id, dataset_id)).fetchone()
+            "SELECT id, organisation_id FROM datasets WHERE id::text = %s OR "
+            "(organisation_id = %s AND identifier = %s) ORDER BY (id::text = %s) DESC LIMIT 1",
+            (dataset_id, organisation_id, dataset_id, dataset_id)).fetchone()
         if row is None or row["organisation_id"] != organisation_id:
             raise ValidationError(
                 f"dataset {dataset_id!r} not found in organisation {organisation_id!r}")
+        return str(row["id"])
 
     def resolve_dataset(self, organisation_id: str, dataset: str) -> str:
         """A dataset's id from its id or its identifier within the organisation."""
