@@ -43,6 +43,15 @@ if [ -z "${CATALOGUE_TEST_SEARCH_URL:-}" ]; then
 fi
 echo "search cluster: $CATALOGUE_TEST_SEARCH_URL"
 
+step "Orthanc + DICOMweb plugin (Debian packages, for the DICOMweb test PACS)"
+if ! { command -v Orthanc >/dev/null || [ -x /usr/sbin/Orthanc ]; } \
+    || [ ! -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else
+    echo "Orthanc is missing and neither root nor sudo is available" >&2; exit 1; fi
+  $SUDO apt-get update
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y orthanc orthanc-dicomweb
+fi
+
 step "Test suite"
 mkdir -p "$ROOT/test-artifacts"
 python3 -m pytest -n "${TEST_WORKERS:-2}" --durations=15 \

@@ -115,19 +115,7 @@ class DicomwebHarvester(RecordHarvester):
         if not base.startswith(("http://", "https://")):
             raise SourceUnreadable("a DICOMweb source is an http(s) URL (the QIDO-RS base)")
         namespace = str(ctx.config.get("patient_namespace") or "dicomweb")
-        offset = 0
-        while True:
-            query = urlencode({"offset": offset, "limit": self.page_size,
-                               "includefield": ",".join(STUDY_FIELDS)})
-            url = f"{base}/studies?{query}"
-            try:
-                studies = self._get(ctx, url)
-            except FetchError as exc:
-                if offset == 0:
-                    raise SourceUnreadable(f"QIDO-RS study query failed: {exc.message}") from None
-                ctx.complete = False
-                ctx.error(f"QIDO-RS study query failed: {exc.message}", location=url)
-                return
+        for url, studies in self._walk(ctx, base, STUDY_FIELDS):
             records: dict[str, SubjectRecord] = {}
             for position, study in enumerate(studies):
                 record = self._study(ctx, base, study, namespace, f"{url} #{position}")
@@ -138,6 +126,48 @@ class DicomwebHarvester(RecordHarvester):
                     else:
                         found.studies.extend(record.studies)
             yield list(records.values())
+        # QIDO-RS has no snapshot: a study stored or deleted during the walk can shift the
+        # pages so that another one is skipped. Before deletions, stored studies the walk did
+        # not see are looked for once more (UIDs only), so a shifted page deletes nothing.
+        if ctx.complete and ctx.modified_since is None and set(self.known.studies) - \
+                self.seen_studies:
+            for _url, studies in self._walk(ctx, base, (STUDY_UID, PATIENT_ID, ISSUER)):
+                for study in studies:
+                    uid, patient_id = value(study, STUDY_UID), value(study, PATIENT_ID)
+                    if not (isinstance(uid, str) and uid.strip() and isinstance(patient_id, str)
+                            and patient_id.strip()):
+                        continue
+                    key = self.pseudonymiser.study_key(uid)
+                    if key in self.known.studies:
+                        self.mark_seen("study", key)
+                        self.mark_seen("subject", self._subject_key(study, namespace))
+            yield []
+
+    def _subject_key(self, study: dict[str, Any], namespace: str) -> str:
+        """The pseudonym of a study's patient: Patient ID within its issuer."""
+        issuer = value(study, ISSUER)
+        return self.pseudonymiser.subject_key(
+            f"{namespace}:{issuer}" if isinstance(issuer, str) and issuer else namespace,
+            str(value(study, PATIENT_ID)).strip())
+
+    def _walk(self, ctx: RunContext, base: str, fields: tuple[str, ...]
+              ) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        """Pages of the study query until a short page."""
+        offset = 0
+        while True:
+            # includefield repeated: some servers (Orthanc) ignore an encoded comma list
+            query = urlencode([("offset", offset), ("limit", self.page_size),
+                               *(("includefield", f) for f in fields)])
+            url = f"{base}/studies?{query}"
+            try:
+                studies = self._get(ctx, url)
+            except FetchError as exc:
+                if offset == 0:
+                    raise SourceUnreadable(f"QIDO-RS study query failed: {exc.message}") from None
+                ctx.complete = False
+                ctx.error(f"QIDO-RS study query failed: {exc.message}", location=url)
+                return
+            yield url, studies
             if len(studies) < self.page_size:
                 return
             offset += len(studies)
@@ -158,10 +188,7 @@ class DicomwebHarvester(RecordHarvester):
             ctx.count("invalid")
             ctx.error("study without a Patient ID", record=label, location=location)
             return None
-        issuer = value(study, ISSUER)
-        subject_key = pseudonyms.subject_key(
-            f"{namespace}:{issuer}" if isinstance(issuer, str) and issuer else namespace,
-            patient_id)
+        subject_key = self._subject_key(study, namespace)
         born = parse_date(value(study, BIRTH_DATE))
         sex = _SEXES.get(str(value(study, SEX) or "").strip().upper(), None)
         subject = SubjectRecord(
@@ -176,7 +203,7 @@ class DicomwebHarvester(RecordHarvester):
             ctx.count("unchanged")
             return subject  # demographics only: nothing changes, nothing is written
         series_url = f"{base}/studies/{uid}/series?" + urlencode(
-            {"includefield": ",".join(SERIES_FIELDS)})
+            [("includefield", f) for f in SERIES_FIELDS])
         try:
             series = self._get(ctx, series_url)
         except FetchError as exc:
