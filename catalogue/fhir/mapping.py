@@ -136,7 +136,12 @@ def _study_uid(resource: dict[str, Any]) -> str | None:
         if not isinstance(identifier, dict):
             continue
         value = identifier.get("value")
-        if identifier.get("system") == "urn:dicom:uid" and isinstance(value, str):
+        if not isinstance(value, str):
+            continue
+        system = identifier.get("system")
+        # the Study Instance UID: "urn:dicom:uid" (R4/R5), or an OID URI (Synthea)
+        if system == "urn:dicom:uid" or (system == "urn:ietf:rfc:3986"
+                                         and value.startswith("urn:oid:")):
             return value.removeprefix("urn:oid:").strip() or None
     return None
 
