@@ -122,14 +122,3 @@ def validate(release: str, resource: dict[str, Any]) -> list[str]:
         return [f"invalid resource: {type(exc).__name__}"]
     return []
 
-
-def validate_chunk(chunk: list[tuple[str, dict[str, Any]]]) -> list[tuple[list[str], Any]]:
-    """Worker-process entry point: for each ``(release, resource)``, its problems and, when
-    valid, its facts (:func:`catalogue.fhir.mapping.facts`, codes not yet normalised)."""
-    from catalogue.fhir.mapping import facts
-
-    out: list[tuple[list[str], Any]] = []
-    for release, resource in chunk:
-        problems = validate(release, resource)
-        out.append((problems, None if problems else facts(resource)))
-    return out

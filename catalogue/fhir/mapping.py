@@ -131,7 +131,7 @@ def patient(resource: dict[str, Any]) -> PatientFacts:
     )
 
 
-def _study_uid(resource: dict[str, Any]) -> str | None:
+def study_uid(resource: dict[str, Any]) -> str | None:
     for identifier in resource.get("identifier") or []:
         if not isinstance(identifier, dict):
             continue
@@ -186,7 +186,7 @@ def imaging_study(resource: dict[str, Any]) -> StudyFacts:
     return StudyFacts(
         ref=f"ImagingStudy/{resource.get('id')}",
         subject_ref=reference(resource.get("subject")),
-        uid=_study_uid(resource),
+        uid=study_uid(resource),
         modalities=list(modalities),
         body_sites=list(body_sites),
         manufacturer=_manufacturer(resource),

@@ -32,14 +32,12 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import orjson
 
 from catalogue.fhir import (
-    READ_RELEASES,
-    RESOURCE_TYPES,
     UnsupportedRelease,
     mapping,
     release_of,
-    sniff_release,
-    validate_chunk,
+    worker,
 )
+from catalogue.fhir.worker import Outcome
 from catalogue.harvest.base import RunContext, SourceUnreadable
 from catalogue.harvest.http import FetchError, FetchPolicy, fetch
 from catalogue.harvest.records import RecordHarvester
@@ -47,40 +45,22 @@ from catalogue.model.records import ConditionRecord, StudyRecord, SubjectRecord
 from catalogue.privacy.pseudonymise import age_at, coarsen
 
 ACCEPT = "application/fhir+json, application/json;q=0.9"
-_RECORD_KIND = {"Patient": "subject", "ImagingStudy": "study", "Condition": "condition"}
 _PARALLEL_FROM = 400  # changed resources in a chunk before worker processes pay off
 
 
 @dataclass
 class Item:
-    """One resource read from the source, with where it was found."""
+    """One resource read from the source (an NDJSON line or a parsed resource), with where it
+    was found."""
 
     location: str
-    resource: dict[str, Any]
-    release: str | None = None  # the source's declared release, when known
+    resource: bytes | dict[str, Any]
 
 
 @dataclass
 class _Chunk:
-    changed: list[_Prepared]
-    unchanged: list[_Prepared]
-    done: list[tuple[list[str], Any]] | None  # validated in this process
-    futures: list[Future[list[tuple[list[str], Any]]]]  # or being validated by the workers
-
-
-@dataclass
-class _Prepared:
-    item: Item
-    kind: str
-    key: str
-    content_hash: str
-    subject_ref: str | None
-    release: str
-
-
-def _canonical(resource: dict[str, Any]) -> bytes:
-    return orjson.dumps({k: v for k, v in resource.items() if k not in ("meta", "text")},
-                        option=orjson.OPT_SORT_KEYS)
+    done: list[Outcome] | None  # processed in this process
+    futures: list[Future[list[Outcome]]]  # or by the workers
 
 
 class FhirHarvester(RecordHarvester):
@@ -96,7 +76,8 @@ class FhirHarvester(RecordHarvester):
         self.patient_hashes: dict[str, str] = {}
         self.emitted: set[str] = set()  # subject keys whose demographics were sent this run
         self._executor: ProcessPoolExecutor | None = None
-        self._subject_keys: dict[str, str] = {}  # this run only
+        self.release: str | None = None  # the source's declared or announced release
+        self._initialised = False
 
     # -- the run ------------------------------------------------------------------------------
     def batches(self, ctx: RunContext) -> Iterator[list[SubjectRecord]]:
@@ -177,27 +158,12 @@ class FhirHarvester(RecordHarvester):
         # patients first: ages at study need their birth dates
         return sorted(files, key=lambda p: (first_type(p) != "Patient", p.name))
 
-    def _lines(self, ctx: RunContext, name: str, lines: Iterable[bytes],
-               release: str | None) -> Iterator[list[Item]]:
+    def _lines(self, name: str, lines: Iterable[bytes]) -> Iterator[list[Item]]:
         chunk: list[Item] = []
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
-            location = f"{name}:{number}"
-            try:
-                resource = orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                ctx.count("seen")
-                ctx.count("invalid")
-                ctx.error(f"line {number} is not valid JSON ({exc})", location=location)
-                continue
-            if not isinstance(resource, dict):
-                ctx.count("seen")
-                ctx.count("invalid")
-                ctx.error(f"line {number} is not a FHIR resource (a JSON object)",
-                          location=location)
-                continue
-            chunk.append(Item(location, resource, release))
+            chunk.append(Item(f"{name}:{number}", line))
             if len(chunk) >= self.chunk_size:
                 yield chunk
                 chunk = []
@@ -205,22 +171,22 @@ class FhirHarvester(RecordHarvester):
             yield chunk
 
     def _ndjson(self, ctx: RunContext) -> Iterator[list[Item]]:
-        release = self._declared_release(ctx)
+        self.release = self._declared_release(ctx)
         if self._is_remote(ctx.url):
             content = self._get(ctx, ctx.url, first=True)
-            yield from self._lines(ctx, Path(urlsplit(ctx.url).path).name or ctx.url,
-                                   content.splitlines(), release)
+            yield from self._lines(Path(urlsplit(ctx.url).path).name or ctx.url,
+                                   content.splitlines())
             return
         for path in self._files(ctx):
             try:
                 with path.open("rb") as fh:
-                    yield from self._lines(ctx, path.name, fh, release)
+                    yield from self._lines(path.name, fh)
             except OSError as exc:
                 ctx.complete = False
                 ctx.error(f"cannot read {path.name}: {exc.strerror}", location=path.name)
 
     def _bundle(self, ctx: RunContext) -> Iterator[list[Item]]:
-        release = self._declared_release(ctx)
+        self.release = self._declared_release(ctx)
         if self._is_remote(ctx.url):
             content = self._get(ctx, ctx.url, first=True)
             name = ctx.url
@@ -245,8 +211,8 @@ class FhirHarvester(RecordHarvester):
                 ctx.count("invalid")
                 ctx.error(f"entry {number} has no resource", location=f"{name} entry {number}")
                 continue
-            items.append(Item(f"{name} entry {number}", resource, release))
-        items.sort(key=lambda i: i.resource.get("resourceType") != "Patient")
+            items.append(Item(f"{name} entry {number}", resource))
+        items.sort(key=lambda i: _type_of(i.resource) != "Patient")
         for start in range(0, len(items), self.chunk_size):
             yield items[start:start + self.chunk_size]
 
@@ -291,7 +257,7 @@ class FhirHarvester(RecordHarvester):
             release = declared or release_of(str(version))
         except UnsupportedRelease as exc:
             raise SourceUnreadable(f"{base}: {exc}") from None
-        ctx.state["fhir_release"] = release
+        ctx.state["fhir_release"] = self.release = release
         for resource_type in ("ImagingStudy", "Condition"):
             params: dict[str, Any] = {"_include": f"{resource_type}:subject",
                                       "_count": self.page_size}
@@ -330,8 +296,8 @@ class FhirHarvester(RecordHarvester):
                     if isinstance(resource, dict) and resource.get("resourceType") != \
                             "OperationOutcome":
                         items.append(Item(f"{resource_type} page {page} entry {number}",
-                                          resource, release))
-                items.sort(key=lambda i: i.resource.get("resourceType") != "Patient")
+                                          resource))
+                items.sort(key=lambda i: _type_of(i.resource) != "Patient")
                 yield items
                 url = None
                 for link in bundle.get("link") or []:
@@ -340,165 +306,119 @@ class FhirHarvester(RecordHarvester):
                         url = urljoin(base, link["url"])
 
     # -- records ------------------------------------------------------------------------------
-    def _prepare(self, ctx: RunContext, item: Item) -> _Prepared | None:
-        resource = item.resource
-        kind = str(resource.get("resourceType") or "")
-        if kind not in RESOURCE_TYPES:
-            ctx.count("skipped")
-            return None
-        ctx.count("seen")
-        label = self._label(kind, resource)
-        if not isinstance(resource.get("id"), str) or not resource["id"].strip():
-            ctx.count("invalid")
-            ctx.error(f"{kind} without an id", record=kind, location=item.location)
-            return None
-        try:
-            sniffed = sniff_release(resource)
-        except UnsupportedRelease as exc:
-            ctx.count("invalid")
-            ctx.error(str(exc), record=label, location=item.location)
-            return None
-        release = sniffed or item.release or "R4"
-        if item.release in READ_RELEASES and sniffed and sniffed != item.release and not (
-                {sniffed, item.release} <= {"R4", "R4B"}):
-            ctx.error(f"the source declares FHIR {item.release} but this {kind} has the "
-                      f"shape of {sniffed}; validated as {sniffed}", record=label,
-                      location=item.location, severity="warning")
-        pseudonyms = self.pseudonymiser
-        namespace = str(ctx.config.get("patient_namespace") or "fhir")
-        digest = pseudonyms.content_hash(_canonical(resource))
-        if kind == "Patient":
-            key = self._subject_key(namespace, f"Patient/{resource['id']}")
-            subject_ref: str | None = f"Patient/{resource['id']}"
-        elif kind == "ImagingStudy":
-            uid = mapping._study_uid(resource)
-            key = pseudonyms.study_key(uid if uid else f"fhir:ImagingStudy/{resource['id']}")
-            subject_ref = mapping.reference(resource.get("subject"))
-        else:
-            key = pseudonyms.hash_identifier("condition", f"Condition/{resource['id']}")
-            subject_ref = mapping.reference(resource.get("subject"))
-        return _Prepared(item, kind, key, digest, subject_ref, release)
-
-    def _subject_key(self, namespace: str, ref: str) -> str:
-        key = self._subject_keys.get(ref)
-        if key is None:
-            key = self._subject_keys[ref] = self.pseudonymiser.subject_key(namespace, ref)
-        return key
-
-    @staticmethod
-    def _label(kind: str, resource: dict[str, Any]) -> str:
-        # a patient's logical id may be an identifier: errors name the line, not the id
-        return kind if kind == "Patient" else f"{kind}/{resource.get('id')}"
-
     def _submit(self, ctx: RunContext, items: list[Item]) -> _Chunk:
-        """Prepare a chunk (hash, skip unchanged) and start validating what changed."""
-        changed: list[_Prepared] = []
-        unchanged: list[_Prepared] = []
-        for item in items:
-            prepared = self._prepare(ctx, item)
-            if prepared is None:
-                continue
-            if self.unchanged(_RECORD_KIND[prepared.kind], prepared.key, prepared.content_hash):
-                unchanged.append(prepared)
-            else:
-                changed.append(prepared)
-        work = [(p.release, p.item.resource) for p in changed]
+        """Start processing a chunk: in this process when small, else in the workers."""
+        work = [(item.location, item.resource) for item in items]
+        if not self._initialised:  # this process's own state, for small chunks
+            worker.init(self.pseudonymiser.key, self._namespace(ctx), self._known(),
+                        self.release)
+            self._initialised = True
         if len(work) < _PARALLEL_FROM or self.workers < 2:
             started = time.perf_counter()
-            done = validate_chunk(work)
-            ctx.timed("validate", time.perf_counter() - started)
-            return _Chunk(changed, unchanged, done, [])
+            done = worker.process(work)
+            ctx.timed("process", time.perf_counter() - started)
+            return _Chunk(done, [])
         if self._executor is None:
             self._executor = ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("spawn"))
+                self.workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=worker.init,
+                initargs=(self.pseudonymiser.key, self._namespace(ctx), self._known(),
+                          self.release))
         size = max(1, -(-len(work) // self.workers))
-        futures = [self._executor.submit(validate_chunk, work[i:i + size])
+        futures = [self._executor.submit(worker.process, work[i:i + size])
                    for i in range(0, len(work), size)]
-        return _Chunk(changed, unchanged, None, futures)
+        return _Chunk(None, futures)
+
+    def _known(self) -> dict[str, dict[str, str | None]]:
+        return {"subject": self.known.subjects, "study": self.known.studies,
+                "condition": self.known.conditions}
+
+    @staticmethod
+    def _namespace(ctx: RunContext) -> str:
+        return str(ctx.config.get("patient_namespace") or "fhir")
 
     def _records(self, ctx: RunContext, chunk: _Chunk) -> list[SubjectRecord]:
         started = time.perf_counter()
-        results = chunk.done if chunk.done is not None else [
-            result for future in chunk.futures for result in future.result()]
-        ctx.timed("validate_wait", time.perf_counter() - started)
-        changed, unchanged = chunk.changed, chunk.unchanged
-        namespace = str(ctx.config.get("patient_namespace") or "fhir")
+        outcomes = chunk.done if chunk.done is not None else [
+            outcome for future in chunk.futures for outcome in future.result()]
+        ctx.timed("process_wait", time.perf_counter() - started)
         out: dict[str, SubjectRecord] = {}
 
-        def subject(ref: str | None, p: _Prepared) -> SubjectRecord | None:
-            if ref is None or not ref.startswith("Patient/"):
+        def subject(o: Outcome) -> SubjectRecord | None:
+            if o.subject_key is None:
                 ctx.count("invalid")
-                ctx.error(f"{p.kind} has no Patient subject", record=self._label(
-                    p.kind, p.item.resource), location=p.item.location)
+                ctx.error(f"{o.kind} has no Patient subject", record=o.record,
+                          location=o.location)
                 return None
-            key = self._subject_key(namespace, ref)
-            record = out.get(key)
+            record = out.get(o.subject_key)
             if record is None:
-                record = out[key] = SubjectRecord(key)
-            facts = self.patients.get(ref)
-            if key not in self.emitted and facts is not None:
-                record.sex, record.birth_year = facts.sex, (
-                    facts.birth_date.year if facts.birth_date else None)
-                record.content_hash = self.patient_hashes[ref]
-                self.emitted.add(key)
+                record = out[o.subject_key] = SubjectRecord(o.subject_key)
+            patient = self.patients.get(o.subject_key)
+            if o.subject_key not in self.emitted and patient is not None:
+                record.sex = patient.sex
+                record.birth_year = patient.birth_date.year if patient.birth_date else None
+                record.content_hash = self.patient_hashes[o.subject_key]
+                self.emitted.add(o.subject_key)
             return record
 
-        for p in unchanged:
-            if p.kind == "Patient":
-                # still needed for the ages of changed studies; no validation
-                self.patients[f"Patient/{p.item.resource['id']}"] = mapping.patient(
-                    p.item.resource)
-                self.patient_hashes[f"Patient/{p.item.resource['id']}"] = p.content_hash
-            else:
-                self.mark_seen(_RECORD_KIND[p.kind], p.key)
-                if p.subject_ref:
-                    self.mark_seen("subject", self._subject_key(namespace, p.subject_ref))
-            ctx.count("unchanged")
-        # patients first, then what refers to them
-        order = sorted(range(len(changed)), key=lambda i: changed[i].kind != "Patient")
-        for index in order:
-            p = changed[index]
-            problems, facts = results[index]
-            label = self._label(p.kind, p.item.resource)
-            if problems:
-                ctx.count("invalid")
-                ctx.error(f"invalid {p.kind}: " + "; ".join(problems), record=label,
-                          location=p.item.location)
+        # patients first (their birth dates give the ages), then what refers to them
+        for o in sorted(outcomes, key=lambda o: o.kind != "Patient"):
+            if o.status == "skipped":
+                ctx.count("skipped")
                 continue
-            if isinstance(facts, mapping.PatientFacts):
-                self.patients[facts.ref] = facts
-                self.patient_hashes[facts.ref] = p.content_hash
-                self.emitted.discard(p.key)
-                if p.key in self.known.subjects or p.key in self.seen_subjects:
-                    subject(facts.ref, p)  # demographics of a stored subject changed
-            elif isinstance(facts, mapping.StudyFacts):
-                record = subject(facts.subject_ref, p)
-                if record is None:
+            ctx.count("seen")
+            if o.status == "invalid":
+                ctx.count("invalid")
+                ctx.error(o.message, record=o.record, location=o.location)
+                continue
+            if o.message:
+                ctx.error(o.message, record=o.record, location=o.location, severity="warning")
+            if o.kind == "Patient":
+                self.patients[o.key] = o.facts
+                self.patient_hashes[o.key] = o.content_hash
+                if o.status == "unchanged":
+                    ctx.count("unchanged")
                     continue
-                patient = self.patients.get(facts.subject_ref or "")
+                self.emitted.discard(o.key)
+                if o.key in self.known.subjects or o.key in self.seen_subjects:
+                    subject(o)  # demographics of a stored subject changed
+                continue
+            if o.status == "unchanged":
+                ctx.count("unchanged")
+                self.mark_seen(worker.KIND[o.kind], o.key)
+                if o.subject_key:
+                    self.mark_seen("subject", o.subject_key)
+                continue
+            record = subject(o)
+            if record is None:
+                continue
+            facts = o.facts
+            if isinstance(facts, mapping.StudyFacts):
+                patient = self.patients.get(record.key)
                 if patient is None:
                     ctx.error("ImagingStudy refers to a Patient the source does not hold "
-                              "(or not yet): stored without sex and age", record=label,
-                              location=p.item.location, severity="warning")
+                              "(or not yet): stored without sex and age", record=o.record,
+                              location=o.location, severity="warning")
                 record.studies.append(StudyRecord(
-                    key=p.key, modalities=mapping.modality_ids(facts.modalities),
+                    key=o.key, modalities=mapping.modality_ids(facts.modalities),
                     body_parts=mapping.body_part_ids(facts.body_sites),
                     manufacturer=facts.manufacturer, series_count=facts.series_count,
                     instance_count=facts.instance_count,
                     study_month=coarsen(facts.started, self._precision(ctx)),
                     age_at_study=age_at(patient.birth_date if patient else None, facts.started),
-                    content_hash=p.content_hash))
+                    content_hash=o.content_hash))
             elif isinstance(facts, mapping.ConditionFacts):
-                record = subject(facts.subject_ref, p)
-                if record is None:
-                    continue
                 if not facts.codes:
                     ctx.error("Condition has no coded diagnosis; kept without codes",
-                              record=label, location=p.item.location, severity="warning")
-                record.conditions.append(ConditionRecord(p.key, facts.codes, p.content_hash))
+                              record=o.record, location=o.location, severity="warning")
+                record.conditions.append(ConditionRecord(o.key, facts.codes, o.content_hash))
         return list(out.values())
 
     @staticmethod
     def _precision(ctx: RunContext) -> Any:
         precision = str(ctx.config.get("date_precision") or "month")
         return precision if precision in ("month", "year") else "month"
+
+
+def _type_of(resource: bytes | dict[str, Any]) -> str:
+    return str(resource.get("resourceType")) if isinstance(resource, dict) else ""
