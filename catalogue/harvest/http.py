@@ -162,6 +162,7 @@ class FetchPolicy:
     allowed_origins: frozenset[str] = frozenset()  # "host:port" that pass the address guard
     user_agent: str = f"cancer-imaging-catalogue/{__version__} (+harvester)"
     ca_file: str | None = None  # extra trust anchors (PEM) for sources with a private CA
+    log_paths: bool = True  # False: logs show the origin only (paths that carry identifiers)
 
     def __post_init__(self) -> None:
         for name in ("timeout", "connect_timeout", "total_timeout"):
@@ -829,7 +830,7 @@ def _fetch_once(
             response = _exchange(target, addresses, headers, policy, deadline)
             log.debug(
                 "GET %s -> %d (%d bytes, %.0f ms)",
-                redact_url(target.url),
+                _loggable(redact_url(target.url), policy),
                 response.status,
                 len(response.content),
                 (time.monotonic() - started) * 1000,
@@ -842,10 +843,18 @@ def _fetch_once(
             if delay is None or time.monotonic() + delay >= deadline:
                 raise
             attempt += 1
-            log.warning(
-                "%s; retry %d of %d in %.1f s", error.message, attempt, policy.retries, delay
-            )
+            message = error.message if policy.log_paths else error.message.replace(
+                error.url, _loggable(error.url, policy))
+            log.warning("%s; retry %d of %d in %.1f s", message, attempt, policy.retries, delay)
             time.sleep(delay)
+
+
+def _loggable(url: str, policy: FetchPolicy) -> str:
+    """``url`` as logs may show it (without its path and query when the policy says so)."""
+    if policy.log_paths:
+        return url
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}/…"
 
 
 def _checked_headers(url: str, pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
