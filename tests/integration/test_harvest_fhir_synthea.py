@@ -197,4 +197,6 @@ def test_synthea_1000_patients_ndjson_and_rest_identical(datasets: Runtime,
     patients = sum(1 for _ in load_ndjson(synthea_1000 / "Patient.ndjson"))
     assert patients >= 1000
     via_files, via_rest = check_identical(datasets, synthea_1000, page_size=200)
-    assert via_files.counts["seen"] == via_rest.counts["seen"]
+    # REST pages include a patient once per page that refers to it: read more often, same data
+    assert via_rest.counts["seen"] >= via_files.counts["seen"]
+    assert via_rest.counts["created"] == via_files.counts["created"]
