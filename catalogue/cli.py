@@ -665,11 +665,16 @@ def harvest_fhir(ctx: click.Context, source: str, organisation_id: str, dataset:
                                              "public).")
 @click.option("--vocabulary-schema", default=None,
               help="Schema of the concept table (default: the CDM schema).")
+@click.option("--password-env", default=None, metavar="VAR",
+              help="Environment variable holding the database password (never stored).")
+@click.option("--incremental", is_flag=True,
+              help="Read only rows added since the last complete run (no deletions).")
 @click.pass_context
 @handle_errors
 def harvest_omop(ctx: click.Context, source: str, organisation_id: str, dataset: str,
                  dry_run: bool, allow_private: bool, as_json: bool, schema: str | None,
-                 vocabulary_schema: str | None) -> None:
+                 vocabulary_schema: str | None, password_env: str | None,
+                 incremental: bool) -> None:
     """Harvest persons, conditions, procedures and imaging occurrences once from an OMOP CDM
     v5.4 PostgreSQL database (SOURCE: a postgresql:// URL), pseudonymised, into one dataset.
 
@@ -677,7 +682,8 @@ def harvest_omop(ctx: click.Context, source: str, organisation_id: str, dataset:
     not be read.
     """
     _record_harvest(ctx, "omop", source, organisation_id, dataset,
-                    {"schema": schema, "vocabulary_schema": vocabulary_schema}, dry_run,
+                    {"schema": schema, "vocabulary_schema": vocabulary_schema,
+                     "password_env": password_env, "incremental": incremental or None}, dry_run,
                     allow_private, None, as_json)
 
 
@@ -913,6 +919,22 @@ def bench_fhir(ctx: click.Context, patients: int, source: str | None, out: str |
     with _bench_runtime(keep) as rt:
         figures = fhir.run(rt, patients=patients, source=source)
     _report("fhir", figures, out)
+
+
+@bench_group.command("omop")
+@click.option("--rows", type=click.IntRange(min=1000), default=1_000_000, show_default=True,
+              help="image_occurrence rows generated in the source CDM.")
+@click.option("--json", "out", default=None, help="Where to write the JSON results.")
+@click.option("--keep", is_flag=True, help="Keep the temporary data folder.")
+@click.pass_context
+@handle_errors
+def bench_omop(ctx: click.Context, rows: int, out: str | None, keep: bool) -> None:
+    """OMOP ingest of generated image_occurrence rows vs a plain cursor scan of them."""
+    from catalogue.bench import omop
+
+    with _bench_runtime(keep) as rt:
+        figures = omop.run(rt, rows=rows, progress=lambda message: click.echo(message, err=True))
+    _report("omop", figures, out)
 
 
 @bench_group.command("search")

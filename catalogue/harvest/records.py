@@ -37,6 +37,7 @@ class RecordHarvester(Harvester):
         self.seen_studies: set[str] = set()
         self.seen_conditions: set[str] = set()
         self.pseudonyms: Pseudonymiser | None = None
+        self._written: set[str] = set()  # study keys written in this run
 
     # -- for subclasses -----------------------------------------------------------------------
     @abc.abstractmethod
@@ -85,15 +86,19 @@ class RecordHarvester(Harvester):
                 ctx.tick()
                 continue
             started = time.perf_counter()
+            keys = [st.key for subject in batch for st in subject.studies]
+            may_move = any(k in self.known.studies or k in self._written for k in keys)
             with ctx.db.transaction() as conn:
-                counts = RecordRepository(conn, ctx.dataset_id, ctx.source_id).write(batch)
+                counts = RecordRepository(conn, ctx.dataset_id, ctx.source_id).write(
+                    batch, check_moves=may_move)
+            self._written.update(keys)
             ctx.timed("write", time.perf_counter() - started)
             changed |= bool(counts.changed_subjects)
             self._count(ctx, counts)
             ctx.tick()
         if ctx.dry_run:
             return
-        if ctx.complete and ctx.modified_since is None:
+        if ctx.complete and ctx.modified_since is None and self._something_unseen():
             with ctx.db.transaction() as conn:
                 deleted = RecordRepository(conn, ctx.dataset_id, ctx.source_id).delete_unseen(
                     self.seen_subjects, self.seen_studies, self.seen_conditions)
@@ -105,6 +110,13 @@ class RecordHarvester(Harvester):
         if changed or not self._has_aggregates(ctx):
             self.update_aggregates(ctx)
         ctx.tick(force=True)
+
+    def _something_unseen(self) -> bool:
+        """Whether the store holds a record of this source the run did not see (else the
+        deletion pass has nothing to do)."""
+        return not (self.known.subjects.keys() <= self.seen_subjects
+                    and self.known.studies.keys() <= self.seen_studies
+                    and self.known.conditions.keys() <= self.seen_conditions)
 
     def _note_seen(self, batch: list[SubjectRecord]) -> None:
         for subject in batch:

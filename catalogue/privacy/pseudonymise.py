@@ -38,7 +38,7 @@ class Pseudonymiser:
 
     def _mac(self, kind: str, *parts: str) -> str:
         message = "\x1f".join((kind, *parts)).encode()
-        return hmac.new(self.key, message, hashlib.sha256).hexdigest()[:40]
+        return hmac.digest(self.key, message, "sha256").hex()[:40]
 
     def subject_key(self, system: str, identifier: str) -> str:
         """The pseudonym of a patient identifier (``system``: the identifier's namespace, e.g.
@@ -52,7 +52,7 @@ class Pseudonymiser:
     def content_hash(self, data: bytes) -> str:
         """Keyed hash of a source record's content (to skip unchanged records): keyed so that
         a stored hash cannot be matched against a guessed record."""
-        return hmac.new(self.key, b"content\x1f" + data, hashlib.sha256).hexdigest()[:32]
+        return hmac.digest(self.key, b"content\x1f" + data, "sha256").hex()[:32]
 
     def hash_identifier(self, kind: str, value: str) -> str:
         """Any other identifier (series UID, accession number...): keyed, never reversible."""

@@ -98,6 +98,17 @@ def _harvester(kind: str) -> Harvester:
     raise ValidationError(f"unknown source type {kind!r}")
 
 
+def _check_omop_url(url: str) -> None:
+    """An OMOP source is a postgresql:// URL without a password (or a service file or passfile
+    that could supply one): credentials come from the environment."""
+    from catalogue.harvest.omop import check_source_url
+
+    try:
+        check_source_url(url)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+
+
 def _token(source: HarvestSource) -> str | None:
     """A source's credentials come from the environment variable its configuration names
     (``token_env``), never from the database."""
@@ -128,8 +139,8 @@ class HarvestService:
         parts = urlsplit(source.url)
         if source.kind != "omop" and parts.scheme not in ("http", "https"):
             raise ValidationError("a registered source URL must be http:// or https://")
-        if source.kind == "omop" and parts.scheme not in ("postgresql", "postgres"):
-            raise ValidationError("an OMOP source URL must be postgresql://")
+        if source.kind == "omop":
+            _check_omop_url(source.url)
         if parts.password:
             raise ValidationError(
                 "a registered source URL must not carry a password: name an environment "
@@ -274,6 +285,8 @@ class HarvestService:
         require_organisation(identity, organisation_id)
         if allow_private and not identity.is_admin:
             raise Forbidden("only administrators may harvest from a private network")
+        if kind == "omop":
+            _check_omop_url(url)  # before the URL is stored as a source
         dataset_id = None
         if kind in RECORD_KINDS:
             if not dataset:

@@ -34,6 +34,7 @@ class WriteCounts:
     unchanged: int = 0
     deleted: int = 0
     changed_subjects: set[int] = field(default_factory=set)
+    inserted_subjects: set[int] = field(default_factory=set)  # stamped by their INSERT
 
     def add(self, other: WriteCounts) -> None:
         self.created += other.created
@@ -110,8 +111,10 @@ class RecordRepository:
             self._concepts[key] = concept.id if concept else None
         return self._concepts[key]
 
-    def write(self, records: Iterable[SubjectRecord]) -> WriteCounts:
-        """Merge ``records`` into the store (in the caller's transaction)."""
+    def write(self, records: Iterable[SubjectRecord], check_moves: bool = True) -> WriteCounts:
+        """Merge ``records`` into the store (in the caller's transaction). ``check_moves``
+        False: the caller knows none of these studies is stored yet (no study can have moved
+        to another subject), which saves a join per batch."""
         subjects = merge_subjects(records)
         counts = WriteCounts()
         if not subjects:
@@ -121,10 +124,10 @@ class RecordRepository:
         studies = [(ids[s.key], st) for s in subjects for st in s.studies]
         conditions = [(ids[s.key], c) for s in subjects for c in s.conditions]
         if studies:
-            self._write_studies(studies, counts)
+            self._write_studies(studies, counts, check_moves)
         if conditions:
             self._write_conditions(conditions, counts)
-        self.enqueue(counts.changed_subjects)
+        self.enqueue(counts.changed_subjects, stamped=counts.inserted_subjects)
         return counts
 
     def _write_subjects(self, subjects: list[SubjectRecord], counts: WriteCounts) -> dict[str, int]:
@@ -145,6 +148,8 @@ class RecordRepository:
         with_demographics = sum(1 for s in subjects if s.content_hash is not None)
         for row in changed:
             counts.changed_subjects.add(row["id"])
+            if row["inserted"]:
+                counts.inserted_subjects.add(row["id"])
             if row["content_hash"] is None:
                 continue  # created by reference only; its demographics come later
             if row["inserted"]:
@@ -157,7 +162,8 @@ class RecordRepository:
             "SELECT id, subject_key FROM subjects WHERE dataset_id = %s "
             "AND subject_key = ANY(%s)", (self.dataset_id, keys))}
 
-    def _write_studies(self, studies: list[tuple[int, StudyRecord]], counts: WriteCounts) -> None:
+    def _write_studies(self, studies: list[tuple[int, StudyRecord]], counts: WriteCounts,
+                       check_moves: bool = True) -> None:
         latest = {st.key: (subject_id, st) for subject_id, st in studies}
         with self.conn.cursor() as cur, cur.copy(
             "COPY _in_studies FROM STDIN"
@@ -169,7 +175,7 @@ class RecordRepository:
                                 st.series_count, st.instance_count, st.study_month,
                                 st.age_at_study, st.content_hash))
         # a study that moved to another subject leaves its old one
-        moved = self.conn.execute(
+        moved = [] if not check_moves else self.conn.execute(
             "DELETE FROM imaging_studies st USING _in_studies i, subjects s "
             "WHERE st.study_key = i.study_key AND st.subject_id <> i.subject_id "
             "AND s.id = st.subject_id AND s.dataset_id = %s RETURNING st.subject_id",
@@ -231,13 +237,16 @@ class RecordRepository:
         # a record without codes writes no row; it is neither created nor changed
         counts.unchanged += len(latest) - len(new_keys)
 
-    def enqueue(self, subject_ids: Iterable[int]) -> None:
+    def enqueue(self, subject_ids: Iterable[int], stamped: Iterable[int] = ()) -> None:
         """Queue changed subjects for re-indexing and stamp them (an index rebuild catches up
-        on ``updated_at``)."""
+        on ``updated_at``); ``stamped`` ones (just inserted) already carry this transaction's
+        time."""
         ids = sorted({str(i) for i in subject_ids})
-        if ids:
+        unstamped = sorted(set(ids) - {str(i) for i in stamped})
+        if unstamped:
             self.conn.execute("UPDATE subjects SET updated_at = now() WHERE id = ANY(%s::bigint[])",
-                              (ids,))
+                              (unstamped,))
+        if ids:
             self.conn.execute(
                 "INSERT INTO outbox (entity, entity_id) SELECT 'subject', unnest(%s::text[])",
                 (ids,),
