@@ -2,7 +2,7 @@
 medical-imaging extension (MI-CDM: ``image_occurrence``, ``image_feature``) and generated
 imaging rows; plus a bulk generator for the ingest benchmark.
 
-Inputs (``../shared/data/omop``, or ``CATALOGUE_OMOP_DATA``; licences in ``../shared/data/
+Inputs (``tests/data/omop``, or ``CATALOGUE_OMOP_DATA``; licences in ``tests/data/
 SOURCES.md``, all Apache-2.0): ``OMOPCDM_postgresql_5.4_*.sql`` (OHDSI/CommonDataModel),
 ``mi-cdm/MICDM_postgresql_5.4_*.sql`` (OHDSI ImageWG), ``eunomia-synthea27nj/*.csv`` (OHDSI
 EunomiaDatasets: 27 synthetic Synthea patients of New Jersey, with their vocabulary subset).
@@ -43,7 +43,7 @@ import psycopg
 from psycopg import sql
 
 DATA = Path(os.environ.get("CATALOGUE_OMOP_DATA")
-            or Path(__file__).resolve().parents[3] / "shared" / "data" / "omop")
+            or Path(__file__).resolve().parents[2] / "tests" / "data" / "omop")
 EUNOMIA = "eunomia-synthea27nj"
 UID_ROOT = "1.2.826.0.1.3680043.8.498."  # pydicom's root for generated UIDs
 EHR = 32817  # type concept "EHR"

@@ -16,7 +16,7 @@ from catalogue.model.identity import SYSTEM, Organisation
 from catalogue.runtime import Runtime
 from catalogue.testing.fhir_population import Population, population, write_ndjson
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "fhir"
+SHARED = Path(__file__).resolve().parents[1] / "data" / "fhir"
 
 
 @pytest.fixture
