@@ -310,7 +310,7 @@ class FhirHarvester(RecordHarvester):
         """Start processing a chunk: in this process when small, else in the workers."""
         work = [(item.location, item.resource) for item in items]
         if not self._initialised:  # this process's own state, for small chunks
-            worker.init(self.pseudonymiser.key, self._namespace(ctx), self._known(),
+            worker.init(self.pseudonymiser.key, self._namespace(ctx), self.known.by_kind(),
                         self.release)
             self._initialised = True
         if len(work) < _PARALLEL_FROM or self.workers < 2:
@@ -322,16 +322,12 @@ class FhirHarvester(RecordHarvester):
             self._executor = ProcessPoolExecutor(
                 self.workers, mp_context=multiprocessing.get_context("spawn"),
                 initializer=worker.init,
-                initargs=(self.pseudonymiser.key, self._namespace(ctx), self._known(),
+                initargs=(self.pseudonymiser.key, self._namespace(ctx), self.known.by_kind(),
                           self.release))
         size = max(1, -(-len(work) // self.workers))
         futures = [self._executor.submit(worker.process, work[i:i + size])
                    for i in range(0, len(work), size)]
         return _Chunk(None, futures)
-
-    def _known(self) -> dict[str, dict[str, str | None]]:
-        return {"subject": self.known.subjects, "study": self.known.studies,
-                "condition": self.known.conditions}
 
     @staticmethod
     def _namespace(ctx: RunContext) -> str:

@@ -37,6 +37,9 @@ class RecordHarvester(Harvester):
         self.seen_studies: set[str] = set()
         self.seen_conditions: set[str] = set()
         self.pseudonyms: Pseudonymiser | None = None
+        self._known = self.known.by_kind()
+        self._seen = {"subject": self.seen_subjects, "study": self.seen_studies,
+                      "condition": self.seen_conditions}
         self._written: set[str] = set()  # study keys written in this run
 
     # -- for subclasses -----------------------------------------------------------------------
@@ -54,13 +57,10 @@ class RecordHarvester(Harvester):
     def unchanged(self, kind: str, key: str, content_hash: str) -> bool:
         """True if the store already holds this record with this source hash: the caller skips
         validating and mapping it (and the record counts as seen and unchanged)."""
-        known = {"subject": self.known.subjects, "study": self.known.studies,
-                 "condition": self.known.conditions}[kind]
-        return known.get(key, "") == content_hash
+        return self._known[kind].get(key, "") == content_hash
 
     def mark_seen(self, kind: str, key: str) -> None:
-        {"subject": self.seen_subjects, "study": self.seen_studies,
-         "condition": self.seen_conditions}[kind].add(key)
+        self._seen[kind].add(key)
 
     # -- the run ------------------------------------------------------------------------------
     def run(self, ctx: RunContext) -> None:
@@ -79,6 +79,7 @@ class RecordHarvester(Harvester):
         if not ctx.dry_run:
             with ctx.db.transaction() as conn:
                 self.known = RecordRepository(conn, ctx.dataset_id, ctx.source_id).known_hashes()
+            self._known = self.known.by_kind()
         changed = False
         for batch in self.batches(ctx):
             self._note_seen(batch)

@@ -98,6 +98,15 @@ def _harvester(kind: str) -> Harvester:
     raise ValidationError(f"unknown source type {kind!r}")
 
 
+def _dataset_id(conn: Any, organisation_id: str, dataset: str) -> str | None:
+    """The id of the organisation's dataset whose id or identifier is ``dataset``."""
+    row = conn.execute(
+        "SELECT id FROM datasets WHERE organisation_id = %s AND "
+        "(id::text = %s OR identifier = %s) ORDER BY (id::text = %s) DESC LIMIT 1",
+        (organisation_id, dataset, dataset, dataset)).fetchone()
+    return str(row["id"]) if row else None
+
+
 def _check_omop_url(url: str) -> None:
     """An OMOP source is a postgresql:// URL without a password (or a service file or passfile
     that could supply one): credentials come from the environment."""
@@ -175,25 +184,19 @@ class HarvestService:
             return None
         if not dataset_id:
             raise ValidationError(f"a {kind} source needs the dataset its records belong to")
-        row = conn.execute(
-            "SELECT id, organisation_id FROM datasets WHERE id::text = %s OR "
-            "(organisation_id = %s AND identifier = %s) ORDER BY (id::text = %s) DESC LIMIT 1",
-            (dataset_id, organisation_id, dataset_id, dataset_id)).fetchone()
-        if row is None or row["organisation_id"] != organisation_id:
+        found = _dataset_id(conn, organisation_id, dataset_id)
+        if found is None:
             raise ValidationError(
                 f"dataset {dataset_id!r} not found in organisation {organisation_id!r}")
-        return str(row["id"])
+        return found
 
     def resolve_dataset(self, organisation_id: str, dataset: str) -> str:
         """A dataset's id from its id or its identifier within the organisation."""
         with self.db.transaction() as conn:
-            row = conn.execute(
-                "SELECT id FROM datasets WHERE organisation_id = %s AND "
-                "(id::text = %s OR identifier = %s) ORDER BY (id::text = %s) DESC LIMIT 1",
-                (organisation_id, dataset, dataset, dataset)).fetchone()
-        if row is None:
+            found = _dataset_id(conn, organisation_id, dataset)
+        if found is None:
             raise NotFound(f"dataset {dataset!r} not found in organisation {organisation_id!r}")
-        return str(row["id"])
+        return found
 
     def list_sources(
         self, identity: Identity, organisation_id: str | None = None

@@ -53,6 +53,10 @@ class KnownHashes:
     studies: dict[str, str | None] = field(default_factory=dict)
     conditions: dict[str, str | None] = field(default_factory=dict)
 
+    def by_kind(self) -> dict[str, dict[str, str | None]]:
+        """``{"subject": …, "study": …, "condition": …}``."""
+        return {"subject": self.subjects, "study": self.studies, "condition": self.conditions}
+
 
 def merge_subjects(records: Iterable[SubjectRecord]) -> list[SubjectRecord]:
     """One record per subject key: demographics from the record that carries them, studies and

@@ -25,7 +25,6 @@ from click.testing import CliRunner
 from catalogue.cli import main
 from catalogue.config import Config
 from catalogue.harvest import dicomweb
-from catalogue.model.dataset import Dataset, DatasetStatus
 from catalogue.model.identity import SYSTEM, Organisation
 from catalogue.runtime import Runtime
 from catalogue.testing.dicom import (
@@ -40,6 +39,7 @@ from catalogue.testing.dicom import (
     synthetic_population,
 )
 from catalogue.testing.orthanc import Orthanc, run_orthanc
+from tests.integration.records import database_text, make_dataset
 
 PAGE = 3  # studies per QIDO-RS page: smaller than every population here, so paging is exercised
 SEXES = {"M": "male", "F": "female", "O": "other"}
@@ -103,17 +103,6 @@ def stored_facts(rt: Runtime) -> list[tuple[Any, ...]]:
                   for s in now["subjects"])
 
 
-def all_text(rt: Runtime) -> str:
-    """Every value of every table in the catalogue's database."""
-    chunks = []
-    with rt.database.transaction() as conn:
-        tables = [r["table_name"] for r in conn.execute(
-            "SELECT table_name FROM information_schema.tables "
-            "WHERE table_schema = 'public' AND table_type = 'BASE TABLE'")]
-        for table in tables:
-            for row in conn.execute(f'SELECT * FROM "{table}"'):
-                chunks.append(json.dumps(row, default=str, ensure_ascii=False))
-    return "\n".join(chunks)
 
 
 def identifying(truths: list[StudyTruth]) -> set[str]:
@@ -181,11 +170,7 @@ def small_pacs(tmp_path: Path) -> Iterator[Orthanc]:
 def target(runtime: Runtime) -> str:
     """An organisation with one dataset; returns the dataset id."""
     runtime.identities.create_organisation(SYSTEM, Organisation("org-a", "A", "ES"))
-    ds, _ = runtime.datasets.save(SYSTEM, Dataset(
-        identifier="lung-ct", organisation_id="org-a", title={"en": "Lung CT"},
-        status=DatasetStatus.PUBLISHED))
-    assert ds.id is not None
-    return ds.id
+    return make_dataset(runtime, "lung-ct", "Lung CT")
 
 
 @pytest.fixture
@@ -382,7 +367,7 @@ def test_nothing_identifying_is_stored(runtime: Runtime, target: str, pacs: Orth
     # accession numbers, institutions and referring physicians
     assert any(v.startswith("2.25.") for v in values) and "Ferri^Lucia^^Dr." in values
     assert "Fondazione IRCCS Istituto Nazionale dei Tumori" in values
-    text = all_text(runtime)
+    text = database_text(runtime)
     assert "dicom:PAROTID" in text  # the scan does read the record tables
     leaked = sorted(v for v in values if v in text)
     assert leaked == []
@@ -502,7 +487,7 @@ def test_failing_series_queries_are_per_study_errors(
         # no message names a study, a patient or a series
         values = identifying([g.truth for g in [*generated, newcomer]])
         assert [v for v in values if v in json.dumps(report.errors, ensure_ascii=False)] == []
-        assert [v for v in values if v in all_text(runtime)] == []
+        assert [v for v in values if v in database_text(runtime)] == []
 
         # the PACS recovers: the two studies are updated on the next run
         pacs.fail_series, pacs.hang_series = set(), set()

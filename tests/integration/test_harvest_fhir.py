@@ -11,10 +11,11 @@ import pytest
 from click.testing import CliRunner
 
 from catalogue.cli import main
-from catalogue.model.dataset import Dataset, DatasetStatus
+from catalogue.model.dataset import Dataset
 from catalogue.model.identity import SYSTEM, Organisation
 from catalogue.runtime import Runtime
 from catalogue.testing.fhir_population import Population, population, write_ndjson
+from tests.integration.records import database_text, make_dataset
 
 SHARED = Path(__file__).resolve().parents[1] / "data" / "fhir"
 
@@ -23,11 +24,7 @@ SHARED = Path(__file__).resolve().parents[1] / "data" / "fhir"
 def target(runtime: Runtime) -> str:
     """An organisation with one dataset; returns the dataset id."""
     runtime.identities.create_organisation(SYSTEM, Organisation("org-a", "A", "ES"))
-    ds, _ = runtime.datasets.save(SYSTEM, Dataset(
-        identifier="lung-ct", organisation_id="org-a", title={"en": "Lung CT"},
-        status=DatasetStatus.PUBLISHED))
-    assert ds.id is not None
-    return ds.id
+    return make_dataset(runtime, "lung-ct", "Lung CT")
 
 
 def harvest(rt: Runtime, url: str, **kwargs: Any) -> Any:
@@ -52,17 +49,6 @@ def stored(rt: Runtime) -> dict[str, Any]:
     return {"subjects": subjects, "studies": studies, "conditions": conditions}
 
 
-def all_text(rt: Runtime) -> str:
-    """Every text-like value of every table in the catalogue's database."""
-    chunks = []
-    with rt.database.transaction() as conn:
-        tables = [r["table_name"] for r in conn.execute(
-            "SELECT table_name FROM information_schema.tables "
-            "WHERE table_schema = 'public' AND table_type = 'BASE TABLE'")]
-        for table in tables:
-            for row in conn.execute(f'SELECT * FROM "{table}"'):
-                chunks.append(json.dumps(row, default=str))
-    return "\n".join(chunks)
 
 
 def test_ndjson_ingest_pseudonymises_and_rerun_writes_nothing(
@@ -93,7 +79,7 @@ def test_ndjson_ingest_pseudonymises_and_rerun_writes_nothing(
     assert any(s["age_at_study"] == expected for s in first["studies"])
 
     # nothing identifying anywhere in the database
-    text = all_text(runtime)
+    text = database_text(runtime)
     leaked = sorted(v for v in pop.identifying_values() if v in text)
     assert leaked == []
 

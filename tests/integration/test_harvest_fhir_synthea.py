@@ -9,7 +9,6 @@ Synthea from Maven Central (``scripts/synthea.py``) once per machine and cached.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import subprocess
 import sys
@@ -19,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from catalogue.model.dataset import Dataset, DatasetStatus
 from catalogue.model.identity import SYSTEM, Organisation
 from catalogue.runtime import Runtime
 from catalogue.testing.fhir_server import FHIRServer, load_ndjson
+from tests.integration.records import database_text, make_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "tests" / "data" / "fhir" / "synthea"
@@ -50,9 +49,7 @@ def synthea_1000() -> Path:
 def datasets(runtime: Runtime) -> Runtime:
     runtime.identities.create_organisation(SYSTEM, Organisation("org-s", "Synthea", "US"))
     for identifier in ("via-ndjson", "via-rest"):
-        runtime.datasets.save(SYSTEM, Dataset(identifier=identifier, organisation_id="org-s",
-                                              title={"en": identifier},
-                                              status=DatasetStatus.PUBLISHED))
+        make_dataset(runtime, identifier, identifier, organisation_id="org-s")
     return runtime
 
 
@@ -101,16 +98,6 @@ def identifying(folder: Path) -> set[str]:
     return {v for v in found if len(v) >= 4}
 
 
-def all_text(rt: Runtime) -> str:
-    chunks = []
-    with rt.database.transaction() as conn:
-        tables = [r["table_name"] for r in conn.execute(
-            "SELECT table_name FROM information_schema.tables "
-            "WHERE table_schema = 'public' AND table_type = 'BASE TABLE'")]
-        for table in tables:
-            chunks.extend(json.dumps(row, default=str)
-                          for row in conn.execute(f'SELECT * FROM "{table}"'))
-    return "\n".join(chunks)
 
 
 def ingest_both(rt: Runtime, folder: Path, page_size: int) -> Iterator[Any]:
@@ -136,7 +123,7 @@ def check_identical(rt: Runtime, folder: Path, page_size: int) -> tuple[Any, Any
     from_files, from_rest = records(rt, "via-ndjson"), records(rt, "via-rest")
     assert len(from_files["studies"]) == studies
     assert from_files == from_rest
-    text = all_text(rt)
+    text = database_text(rt)
     leaked = sorted(v for v in identifying(folder) if v in text)
     assert leaked == [], f"{len(leaked)} identifying values stored, e.g. {leaked[:3]}"
     return via_files, via_rest

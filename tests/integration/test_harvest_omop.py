@@ -15,12 +15,12 @@ import pytest
 from click.testing import CliRunner
 
 from catalogue.cli import main
-from catalogue.model.dataset import Dataset, DatasetStatus
 from catalogue.model.identity import SYSTEM, Organisation
 from catalogue.ontology import get_vocabulary
 from catalogue.runtime import Runtime
 from catalogue.testing import omop
 from tests.conftest import TEST_SECRET
+from tests.integration.records import database_text, make_dataset
 
 _counter = iter(range(1_000_000))
 # the OMOP vocabularies the catalogue keeps condition codes of, and their system names
@@ -49,11 +49,7 @@ def omop_url(pg_url: str, omop_template: str) -> Iterator[str]:
 @pytest.fixture
 def target(runtime: Runtime) -> str:
     runtime.identities.create_organisation(SYSTEM, Organisation("org-a", "A", "ES"))
-    ds, _ = runtime.datasets.save(SYSTEM, Dataset(
-        identifier="omop-ds", organisation_id="org-a", title={"en": "OMOP imaging"},
-        status=DatasetStatus.PUBLISHED))
-    assert ds.id is not None
-    return ds.id
+    return make_dataset(runtime, "omop-ds", "OMOP imaging")
 
 
 def harvest(rt: Runtime, url: str, **config: Any) -> Any:
@@ -172,17 +168,6 @@ def snapshot(rt: Runtime) -> dict[str, Any]:
         }
 
 
-def all_text(rt: Runtime) -> str:
-    """Every value of every table of the catalogue's database, as text."""
-    chunks = []
-    with rt.database.transaction() as conn:
-        tables = [r["table_name"] for r in conn.execute(
-            "SELECT table_name FROM information_schema.tables "
-            "WHERE table_schema = 'public' AND table_type = 'BASE TABLE'")]
-        for table in tables:
-            for row in conn.execute(f'SELECT * FROM "{table}"'):
-                chunks.append(json.dumps(row, default=str))
-    return "\n".join(chunks)
 
 
 def errors_of(report: Any, severity: str = "error") -> dict[str, dict[str, Any]]:
@@ -215,7 +200,7 @@ def test_eunomia_with_imaging_matches_sql_ground_truth_and_rerun_writes_nothing(
     assert aggregates["records"]["subjects"] == {"value": expected["subjects"]}
 
     # nothing identifying from the source anywhere in the catalogue's database
-    text = all_text(runtime)
+    text = database_text(runtime)
     identifying = omop.identifying_values(omop_url)
     assert len(identifying["uid"]) == expected["studies"] + expected["series"]
     for kind, values in identifying.items():
@@ -301,7 +286,7 @@ def test_unknown_concepts_are_row_errors_and_the_rest_lands(
     assert "person table" in errors[f"condition_occurrence:{top_condition + 2}"]["message"]
     assert report.counts["invalid"] == 4
     assert stored(runtime) == expected  # everything else landed
-    assert "1.2.3.999" not in all_text(runtime)
+    assert "1.2.3.999" not in database_text(runtime)
 
 
 def test_incremental_runs_read_new_rows_only_and_delete_nothing(
@@ -387,7 +372,7 @@ def test_password_comes_from_the_environment_and_is_never_stored(
     missing = harvest(runtime, omop_url, password_env="OMOP_TEST_NOT_SET")
     assert missing.status == "failed"
     assert "OMOP_TEST_NOT_SET is not set" in (missing.error or "")
-    assert "pw-0f9e8d7c6b5a" not in all_text(runtime)
+    assert "pw-0f9e8d7c6b5a" not in database_text(runtime)
 
 
 def test_cli_contract_and_unreachable_database(
