@@ -44,9 +44,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from catalogue.testing.http_server import BackgroundHTTPServer
 
 __all__ = ["FHIRServer", "RecordedRequest", "load_ndjson", "serve_fhir"]
 
@@ -211,7 +212,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-class FHIRServer:
+class FHIRServer(BackgroundHTTPServer):
     """A FHIR R4 REST server on a free port of 127.0.0.1 (see the module docstring)."""
 
     def __init__(
@@ -223,6 +224,7 @@ class FHIRServer:
         fhir_version: str = "4.0.1",
         host: str = "127.0.0.1",
     ) -> None:
+        super().__init__()
         self.token = token
         self.page_size = page_size
         self.fhir_version = fhir_version
@@ -233,10 +235,7 @@ class FHIRServer:
         self._snapshots: dict[str, _Snapshot] = {}
         self._faults: list[_Fault] = []
         self._lock = threading.RLock()
-        self._stopping = threading.Event()
         self._last_instant = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
         loaded_at = self._next_instant()
         for resource in load_ndjson(resources):
             meta = resource.setdefault("meta", {})
@@ -245,31 +244,10 @@ class FHIRServer:
             self._store.setdefault(resource["resourceType"], {})[str(resource["id"])] = resource
 
     # -- lifecycle ----------------------------------------------------------------------------
-    def start(self) -> FHIRServer:
+    def _make_server(self) -> ThreadingHTTPServer:
         httpd = _HTTPServer((self.host, 0), _Handler)
         httpd.owner = self
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> FHIRServer:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
+        return httpd
 
     @property
     def base_url(self) -> str:
@@ -351,7 +329,7 @@ class FHIRServer:
                 {name.lower(): value for name, value in request.headers.items()}))
         fault = self._take_fault()
         if fault is not None:
-            self._stopping.wait(fault.delay)
+            self.stopping.wait(fault.delay)
         if fault is not None and fault.status is not None:
             status, payload = fault.status, _outcome("transient", "injected fault")
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}

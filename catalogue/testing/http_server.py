@@ -31,10 +31,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
-__all__ = ["Handler", "LocalHTTPServer", "RecordedRequest", "Reply", "send_reply"]
+__all__ = ["BackgroundHTTPServer", "Handler", "LocalHTTPServer", "RecordedRequest", "Reply",
+           "send_reply"]
 
 Handler = Callable[[BaseHTTPRequestHandler], None]
 
@@ -92,25 +93,22 @@ class _RequestHandler(BaseHTTPRequestHandler):
         pass
 
 
-class LocalHTTPServer:
-    """A threaded HTTP server on a free port of 127.0.0.1 (or another loopback address)."""
+class BackgroundHTTPServer:
+    """The lifecycle every test server shares: a ``ThreadingHTTPServer`` built by
+    :meth:`_make_server`, served from a daemon thread, stopped (and ``stopping`` set, so that
+    long-running handlers end) by :meth:`stop` or on leaving the ``with`` block."""
 
-    def __init__(self, host: str = "127.0.0.1", *, tls: ssl.SSLContext | None = None) -> None:
-        self.host = host
-        self.tls = tls
-        self.stopping = threading.Event()  # long-running handlers should end when set
-        self.requests: list[RecordedRequest] = []
-        self._routes: dict[str, Handler] = {}
-        self._lock = threading.Lock()
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
+    _httpd: ThreadingHTTPServer | None = None
+    _thread: threading.Thread | None = None
 
-    # -- lifecycle ----------------------------------------------------------------------------
-    def start(self) -> LocalHTTPServer:
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        server_class = type("_BoundServer", (_Server,), {"address_family": family})
-        httpd = server_class((self.host, 0), _RequestHandler)
-        httpd.owner = self
+    def __init__(self) -> None:
+        self.stopping = threading.Event()
+
+    def _make_server(self) -> ThreadingHTTPServer:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        httpd = self._make_server()
         self._httpd = httpd
         self._thread = threading.Thread(
             target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -128,7 +126,7 @@ class LocalHTTPServer:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> LocalHTTPServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(
@@ -138,6 +136,26 @@ class LocalHTTPServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class LocalHTTPServer(BackgroundHTTPServer):
+    """A threaded HTTP server on a free port of 127.0.0.1 (or another loopback address)."""
+
+    def __init__(self, host: str = "127.0.0.1", *, tls: ssl.SSLContext | None = None) -> None:
+        self.host = host
+        self.tls = tls
+        super().__init__()
+        self.requests: list[RecordedRequest] = []
+        self._routes: dict[str, Handler] = {}
+        self._lock = threading.Lock()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def _make_server(self) -> ThreadingHTTPServer:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        server_class = type("_BoundServer", (_Server,), {"address_family": family})
+        httpd = server_class((self.host, 0), _RequestHandler)
+        httpd.owner = self
+        return httpd
 
     # -- addresses ----------------------------------------------------------------------------
     @property

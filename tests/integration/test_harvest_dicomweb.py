@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -38,6 +37,7 @@ from catalogue.testing.dicom import (
     study_truth,
     synthetic_population,
 )
+from catalogue.testing.http_server import BackgroundHTTPServer
 from catalogue.testing.orthanc import Orthanc, run_orthanc
 from tests.integration.records import database_text, make_dataset
 
@@ -201,13 +201,14 @@ def study_pages(made: list[str]) -> list[int]:
             if urlsplit(u).path.endswith("/studies")]
 
 
-class StandIn:
+class StandIn(BackgroundHTTPServer):
     """A PACS over real HTTP that forwards every GET to Orthanc, except what it is told to
     break: study pages at given offsets (or of the UID-only confirmation walk) and series
     queries of given studies answer 500, series queries of other studies hang for
     ``hang_seconds``, and ``ignore_offset`` makes it answer every page from the start."""
 
     def __init__(self, upstream: Orthanc) -> None:
+        super().__init__()
         self.upstream = upstream.url
         self.fail_pages: set[int] = set()
         self.fail_confirmation = False
@@ -215,7 +216,8 @@ class StandIn:
         self.fail_series: set[str] = set()
         self.hang_series: set[str] = set()
         self.hang_seconds = 4.0
-        self.released = threading.Event()
+
+    def _make_server(self) -> ThreadingHTTPServer:
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -233,13 +235,14 @@ class StandIn:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        return server
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/dicom-web"
+        assert self._httpd is not None, "not started"
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/dicom-web"
 
     def answer(self, target: str, headers: Any) -> tuple[int, str, bytes]:
         parts = urlsplit(target)
@@ -257,7 +260,7 @@ class StandIn:
             if segments[2] in self.fail_series:
                 return 500, "text/plain", b"internal error"
             if segments[2] in self.hang_series:
-                self.released.wait(self.hang_seconds)
+                self.stopping.wait(self.hang_seconds)
         request = urllib.request.Request(
             self.upstream + target, headers={"Accept": headers.get("Accept", "*/*")})
         try:
@@ -266,15 +269,6 @@ class StandIn:
                         response.read())
         except urllib.error.HTTPError as exc:
             return exc.code, exc.headers.get("Content-Type", "text/plain"), exc.read()
-
-    def __enter__(self) -> StandIn:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.released.set()
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def cli_env(config: Config) -> dict[str, str]:

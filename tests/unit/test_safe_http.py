@@ -873,35 +873,16 @@ def test_https_certificate_is_verified(
 
 
 def test_log_paths_off_keeps_paths_and_queries_out_of_the_logs(
-        caplog: pytest.LogCaptureFixture) -> None:
+        server: LocalHTTPServer, caplog: pytest.LogCaptureFixture) -> None:
     """A source whose URLs carry identifiers (DICOMweb series queries carry Study Instance UIDs)
     logs its requests by origin only, retries included."""
-    import http.server
-    import threading
-
-    hits: list[int] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            hits.append(1)
-            self.send_response(503 if len(hits) == 1 else 200)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"[]")
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_port}/dicom-web/studies/1.2.840.99.12345/series"
-        policy = FetchPolicy(allow_private=True, retries=2, backoff=0.01, log_paths=False)
-        with caplog.at_level(logging.DEBUG, logger="catalogue.harvest.http"):
-            assert fetch(url, policy).content == b"[]"
-        assert len(hits) == 2
-        assert caplog.records, "the request and the retry are logged"
-        assert "1.2.840.99.12345" not in caplog.text
-        assert f"127.0.0.1:{server.server_port}/…" in caplog.text
-    finally:
-        server.shutdown()
+    path = "/dicom-web/studies/1.2.840.99.12345/series"
+    server.reply(path, Reply(503), Reply(200, b"[]"))
+    policy = FetchPolicy(allowed_origins=frozenset({server.origin}), retries=2, backoff=0.01,
+                         log_paths=False)
+    with caplog.at_level(logging.DEBUG, logger="catalogue.harvest.http"):
+        assert fetch(server.url(path), policy).content == b"[]"
+    assert len(server.requests_for(path)) == 2
+    assert caplog.records, "the request and the retry are logged"
+    assert "1.2.840.99.12345" not in caplog.text
+    assert f"{server.origin}/…" in caplog.text
