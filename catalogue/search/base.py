@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from catalogue.search.mappings import IndexDefinition
-from catalogue.search.query import SearchRequest, SearchResult
+from catalogue.search.query import CountRequest, SearchRequest, SearchResult
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,12 @@ class SearchBackend(abc.ABC):
     @abc.abstractmethod
     def search(self, index: str, request: SearchRequest) -> SearchResult:
         """Run ``request``; ids in rank (or sort) order, total exact, facet counts."""
+
+    @abc.abstractmethod
+    def count_cells(self, index: str, request: CountRequest) -> list[tuple[int, int]]:
+        """Exact ``(parents, items)`` counts for every cell of ``request``, in order: the
+        parents matching the cell, and their nested items (rank up to the cap) matching one
+        of the cell's item conjunctions. Cohort counts are built on this."""
 
     def ensure_index(self, definition: IndexDefinition) -> str:
         """Make sure the logical index exists (create and point the alias on first use)."""

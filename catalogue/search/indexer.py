@@ -179,7 +179,9 @@ def subject_documents(conn: Any, subject_ids: list[str]) -> dict[str, dict[str, 
         modalities, modalities_path = _coded("modalities", study["modalities"])
         body_parts, body_parts_path = _coded("body_parts", study["body_parts"])
         age = study["age_at_study"]
-        docs[str(study["subject_id"])]["studies"].append({
+        items = docs[str(study["subject_id"])]["studies"]
+        items.append({
+            "rank": len(items) + 1,  # study counts cap each subject's contribution by rank
             "modalities": modalities, "modalities_path": modalities_path,
             "body_parts": body_parts, "body_parts_path": body_parts_path,
             "manufacturer": study["manufacturer"],

@@ -47,6 +47,30 @@ class NestedDef:
     path: str
     encoded_as: str
     dimensions: tuple[str, ...]
+    items: ItemDocuments | None = None
+
+
+@dataclass(frozen=True)
+class ItemDocuments:
+    """For engines without nested documents: one extra document per nested item, so that items
+    (a subject's studies) can be counted, not only their parents.
+
+    An item document carries its parent's fields (so the parent's filters apply to it), its
+    own combination tokens in ``own_field`` and its position in ``rank_field`` (copied from the
+    nested field ``rank``); ``kind_field`` tells parents (``parent``) from items (``item``),
+    ``parent_field`` holds the parent id on both, so that one term deletes a parent and its
+    items together.
+    """
+
+    kind_field: str
+    parent_field: str
+    own_field: str
+    rank_field: str
+    rank: str
+
+    def fields(self) -> tuple[str, ...]:
+        """The engine-encoding fields (not sent to engines with native nested documents)."""
+        return (self.kind_field, self.parent_field, self.own_field, self.rank_field)
 
 
 @dataclass(frozen=True)
@@ -116,11 +140,15 @@ def load_definition(name: str, version: int | None = None) -> IndexDefinition:
         if facet.field not in fields:
             raise ValueError(f"{versions[chosen]}: facet {facet.name} counts unknown {facet.field}")
     nested = {
-        path: NestedDef(path, spec["encoded_as"], tuple(spec["dimensions"]))
+        path: NestedDef(path, spec["encoded_as"], tuple(spec["dimensions"]),
+                        ItemDocuments(**spec["item_documents"]) if spec.get("item_documents")
+                        else None)
         for path, spec in data.get("nested", {}).items()
     }
     for nested_def in nested.values():
-        for name in (nested_def.encoded_as, *nested_def.dimensions):
+        items = nested_def.items
+        for name in (nested_def.encoded_as, *nested_def.dimensions,
+                     *((*items.fields(), items.rank) if items else ())):
             if name not in fields:
                 raise ValueError(f"{versions[chosen]}: nested {nested_def.path} refers to {name}")
     return IndexDefinition(

@@ -146,3 +146,60 @@ def sort_field(definition: Any, sort: str) -> tuple[str, bool]:
 def after_range(key_field: str, descending: bool, cursor: int) -> Range:
     """The filter that continues a sorted listing after the hit whose key is ``cursor``."""
     return Range(key_field, lte=cursor - 1) if descending else Range(key_field, gte=cursor + 1)
+
+
+@dataclass(frozen=True)
+class CountCell:
+    """One cell of a cohort count: the parents (subjects) that match the request's filters
+    plus ``filters`` (all) and ``any_of`` (one, when given), and, of their nested items (the
+    subjects' studies) with a rank up to the request's cap, those that match one of the
+    conjunctions in ``items`` (every item when ``items`` is empty). Item filters name nested
+    fields (``studies.modalities_path``)."""
+
+    filters: tuple[Filter, ...] = ()
+    any_of: tuple[Filter, ...] = ()
+    items: tuple[tuple[Filter, ...], ...] = ()
+
+
+@dataclass(frozen=True)
+class CountRequest:
+    """Exact parent and item counts for many cells of one query (cohort feasibility)."""
+
+    path: str                                # the nested items counted ("studies")
+    cells: tuple[CountCell, ...]
+    filters: tuple[Filter, ...] = ()
+    any_of: tuple[tuple[Filter, ...], ...] = ()
+    item_cap: int = 20                       # items of rank above this are not counted
+
+
+@dataclass(frozen=True)
+class CellGroup:
+    """Cells that differ only by one value of one plain field: one terms aggregation
+    answers them all (``field`` is ``None`` for a cell answered on its own)."""
+
+    base: CountCell
+    field: str | None
+    values: dict[str, int]  # value -> index of the cell in the request
+
+
+def group_cells(cells: tuple[CountCell, ...], definition: Any) -> list[CellGroup]:
+    """Batch cells whose last filter is a single-value ``Terms`` on a plain (not nested)
+    keyword field, all else equal, so that engines answer them with one terms aggregation."""
+    groups: dict[tuple[Any, ...], CellGroup] = {}
+    out: list[CellGroup] = []
+    for position, cell in enumerate(cells):
+        last = cell.filters[-1] if cell.filters else None
+        fdef = definition.fields.get(last.field) if isinstance(last, Terms) else None
+        if (isinstance(last, Terms) and len(last.values) == 1 and fdef is not None
+                and not fdef.nested and fdef.type == "keyword"):
+            base = CountCell(cell.filters[:-1], cell.any_of, cell.items)
+            key = (base, last.field)
+            group = groups.get(key)
+            if group is None or str(last.values[0]) in group.values:
+                group = CellGroup(base, last.field, {})
+                groups[key] = group
+                out.append(group)
+            group.values[str(last.values[0])] = position
+        else:
+            out.append(CellGroup(cell, None, {"": position}))
+    return out

@@ -14,12 +14,14 @@ from catalogue.errors import ValidationError
 from catalogue.search import nested
 from catalogue.search.mappings import IndexDefinition
 from catalogue.search.query import (
+    CountRequest,
     Exists,
     Nested,
     Not,
     Range,
     SearchRequest,
     Terms,
+    group_cells,
     lower,
     sort_field,
 )
@@ -185,6 +187,68 @@ def search_body(
             }
         body["aggs"] = aggs
     return body
+
+
+def count_body(definition: IndexDefinition,
+               request: CountRequest) -> tuple[dict[str, Any], list[Any]]:
+    """The request body answering every cell of a cohort count in one search (each group of
+    cells one filter aggregation, with a terms aggregation when the cells differ by one plain
+    field's value; items counted by a nested aggregation filtered on rank and the cell's item
+    conjunctions), and the cell groups to read the answer with (:func:`parse_counts`)."""
+    path = request.path
+    if path not in definition.nested:
+        raise ValidationError(f"no nested documents {path!r} in the {definition.name} index")
+    groups = group_cells(request.cells, definition)
+    aggs: dict[str, Any] = {}
+    for number, group in enumerate(groups):
+        cell = group.base
+        clauses = [filter_clause(definition, f) for f in cell.filters]
+        if cell.any_of:
+            clauses.append({"bool": {"should": [filter_clause(definition, f)
+                                                for f in cell.any_of],
+                                     "minimum_should_match": 1}})
+        item_filters: list[dict[str, Any]] = [
+            {"range": {f"{path}.rank": {"gte": 1, "lte": int(request.item_cap)}}}]
+        if cell.items and all(cell.items):
+            conjunctions = []
+            for conj in cell.items:
+                lowered = tuple(lower(f, definition) for f in conj)
+                nested.encode(definition, path, lowered)  # the same checks as every engine
+                conjunctions.append({"bool": {"filter": [filter_clause(definition, f)
+                                                         for f in lowered]}})
+            item_filters.append({"bool": {"should": conjunctions, "minimum_should_match": 1}})
+        counted = {"nested": {"path": path},
+                   "aggs": {"m": {"filter": {"bool": {"filter": item_filters}}}}}
+        agg: dict[str, Any] = {"filter": {"bool": {"filter": clauses}} if clauses
+                               else {"match_all": {}}}
+        if group.field is None:
+            agg["aggs"] = {"i": counted}
+        else:
+            values = sorted(group.values)
+            agg["aggs"] = {"t": {"terms": {"field": group.field, "include": values,
+                                           "size": len(values)},
+                                 "aggs": {"i": counted}}}
+        aggs[f"g{number}"] = agg
+    body = {"size": 0, "track_total_hits": False,
+            "query": filters_query(definition, request.filters, request.any_of), "aggs": aggs}
+    return body, groups
+
+
+def parse_counts(response: dict[str, Any], groups: list[Any],
+                 cells: int) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = [(0, 0)] * cells
+    aggs = response.get("aggregations", {})
+    for number, group in enumerate(groups):
+        agg = aggs[f"g{number}"]
+        if group.field is None:
+            out[group.values[""]] = (int(agg["doc_count"]), int(agg["i"]["m"]["doc_count"]))
+            continue
+        buckets = {str(b["key"]): b for b in agg["t"]["buckets"]}
+        for value, position in group.values.items():
+            bucket = buckets.get(value)
+            out[position] = ((int(bucket["doc_count"]), int(bucket["i"]["m"]["doc_count"]))
+                             if bucket else (0, 0))
+    return out
 
 
 def parse_facets(

@@ -20,7 +20,7 @@ from catalogue.search.analysis import words
 from catalogue.search.backends import es_dsl
 from catalogue.search.base import Action, BulkResult, Delete, SearchBackend, Upsert
 from catalogue.search.mappings import IndexDefinition, load_definition
-from catalogue.search.query import SearchRequest, SearchResult, sort_field
+from catalogue.search.query import CountRequest, SearchRequest, SearchResult, sort_field
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +184,12 @@ class RestSearchBackend(SearchBackend):
         definition = self._definition(index)
         body = {"query": es_dsl.filters_query(definition, tuple(filters))}
         return int(self._request("POST", f"/{index}/_count", body)["count"])
+
+    def count_cells(self, index: str, request: CountRequest) -> list[tuple[int, int]]:
+        definition = self._definition(index)
+        body, groups = es_dsl.count_body(definition, request)
+        response = self._request("POST", f"/{index}/_search", body)
+        return es_dsl.parse_counts(response, groups, len(request.cells))
 
     def get(self, index: str, doc_id: str) -> dict[str, Any] | None:
         definition = self._definition(index)

@@ -30,6 +30,7 @@ from catalogue.search.analysis import folding_analyzer, stem, stemming_analyzer,
 from catalogue.search.base import Action, BulkResult, SearchBackend, Upsert
 from catalogue.search.mappings import FieldDef, IndexDefinition, load_definition
 from catalogue.search.query import (
+    CountRequest,
     Exists,
     Nested,
     Not,
@@ -38,6 +39,7 @@ from catalogue.search.query import (
     SearchResult,
     Terms,
     after_range,
+    group_cells,
     lower,
     sort_field,
 )
@@ -238,11 +240,15 @@ class TantivyBackend(SearchBackend):
         with handle.lock:
             writer = handle.get_writer()
             try:
+                items = _items(handle.definition)
                 for action in actions:
-                    writer.delete_documents_by_term(id_field, action.id)
+                    # a parent and its item documents share the parent field: one term each
+                    writer.delete_documents_by_term(
+                        items[1].parent_field if items else id_field, action.id)
                     if isinstance(action, Upsert):
-                        doc = self._document(handle.definition, action.document)
-                        writer.add_document(tantivy.Document.from_dict(doc, handle.schema))
+                        for doc in self._documents(handle.definition, action.id,
+                                                   action.document):
+                            writer.add_document(tantivy.Document.from_dict(doc, handle.schema))
                     result.applied += 1
                 writer.commit()
             except (ValueError, TypeError) as exc:
@@ -255,8 +261,63 @@ class TantivyBackend(SearchBackend):
 
     def count(self, index: str, filters: Iterable[Any] = ()) -> int:
         handle = self._opened(index)
-        query = self._filters_query(handle, tuple(filters))
+        query = self._all_of([*self._parents_only(handle),
+                              self._filters_query(handle, tuple(filters))])
         return int(handle.index.searcher().search(query, 1, count=True).count)  # type: ignore[attr-defined]
+
+    def count_cells(self, index: str, request: CountRequest) -> list[tuple[int, int]]:
+        handle = self._opened(index)
+        definition = handle.definition
+        found = _items(definition, request.path)
+        if found is None:
+            raise ValidationError(f"the {definition.name} index has no countable {request.path}")
+        _nested_def, items = found
+        searcher = handle.index.searcher()
+        schema = handle.schema
+        base = [self._filters_query(handle, request.filters, request.any_of)]
+        parents = tantivy.Query.term_query(schema, items.kind_field, "parent")
+        children = tantivy.Query.term_query(schema, items.kind_field, "item")
+        capped = tantivy.Query.range_query(schema, items.rank_field, tantivy.FieldType.Integer,
+                                           1, int(request.item_cap))
+        out: list[tuple[int, int]] = [(0, 0)] * len(request.cells)
+        for group in group_cells(request.cells, definition):
+            cell = group.base
+            clauses = [self._filter(handle, f) for f in cell.filters]
+            if cell.any_of:
+                clauses.append(tantivy.Query.boolean_query(
+                    [(tantivy.Occur.Should, self._filter(handle, f)) for f in cell.any_of]))
+            own: list[Any] = []
+            if cell.items and all(cell.items):
+                tokens: set[str] = set()
+                for conj in cell.items:
+                    tokens.update(nested.encode(definition, request.path,
+                                                tuple(lower(f, definition) for f in conj)))
+                own.append(tantivy.Query.term_set_query(schema, items.own_field, sorted(tokens)))
+            parent_query = self._all_of([parents, *base, *clauses])
+            item_query = self._all_of([children, *base, *clauses, capped, *own])
+            if group.field is None:
+                out[group.values[""]] = (
+                    int(searcher.search(parent_query, 1, count=True).count),  # type: ignore[attr-defined]
+                    int(searcher.search(item_query, 1, count=True).count))  # type: ignore[attr-defined]
+                continue
+            values = sorted(group.values)
+            agg = {"v": {"terms": {"field": group.field, "include": values,
+                                   "size": len(values), "segment_size": len(values)}}}
+            counted = []
+            for query in (parent_query, item_query):
+                raw = searcher.aggregate(query, agg)
+                counted.append({str(b["key"]): int(b["doc_count"]) for b in raw["v"]["buckets"]})
+            for value, position in group.values.items():
+                out[position] = (counted[0].get(value, 0), counted[1].get(value, 0))
+        return out
+
+    @staticmethod
+    def _parents_only(handle: _OpenIndex) -> list[Any]:
+        """Queries of an index with item documents count parents only."""
+        found = _items(handle.definition)
+        if found is None:
+            return []
+        return [tantivy.Query.term_query(handle.schema, found[1].kind_field, "parent")]
 
     def get(self, index: str, doc_id: str) -> dict[str, Any] | None:
         handle = self._opened(index)
@@ -286,6 +347,7 @@ class TantivyBackend(SearchBackend):
                       "order": tantivy.Order.Desc if descending else tantivy.Order.Asc}
         if filters or request.any_of:
             base.append(self._filters_query(handle, tuple(filters), request.any_of))
+        base.extend(self._parents_only(handle))
         selected = [(name, self._filter(handle, f)) for name, f in request.facet_filters]
         query = self._all_of(base + [q for _, q in selected])
         offset = 0 if after is not None else request.offset
@@ -428,6 +490,30 @@ class TantivyBackend(SearchBackend):
             return datetime.fromtimestamp(float(value), UTC)
         return float(value)
 
+    @classmethod
+    def _documents(cls, definition: IndexDefinition, doc_id: str,
+                   doc: dict[str, Any]) -> list[dict[str, Any]]:
+        """The engine documents of one logical document: itself, and one item document per
+        nested item when the definition asks for them (see ``ItemDocuments``)."""
+        base = cls._document(definition, doc)
+        found = _items(definition)
+        if found is None:
+            return [base]
+        nested_def, items = found
+        base[items.kind_field] = "parent"
+        base[items.parent_field] = doc_id
+        out = [base]
+        inherited = {k: v for k, v in base.items()
+                     if k not in (definition.id_field, items.kind_field)}
+        rank_name = items.rank.split(".", 1)[1]
+        for position, item in enumerate(doc.get(nested_def.path) or [], start=1):
+            rank = int(item.get(rank_name) or position)
+            out.append({**inherited, definition.id_field: f"{doc_id}/{rank}",
+                        items.kind_field: "item",
+                        items.own_field: nested.study_tokens(nested_def, item),
+                        items.rank_field: rank})
+        return out
+
     @staticmethod
     def _document(definition: IndexDefinition, doc: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -459,6 +545,14 @@ class TantivyBackend(SearchBackend):
                 values = [v.isoformat() for v in values]
             out[key] = list(values)
         return out
+
+
+def _items(definition: IndexDefinition, path: str | None = None) -> Any:
+    """``(nested definition, item documents)`` of the index (of ``path``), or ``None``."""
+    for nested_def in definition.nested.values():
+        if nested_def.items is not None and path in (None, nested_def.path):
+            return nested_def, nested_def.items
+    return None
 
 
 def _as_datetime(value: Any) -> datetime:
