@@ -220,6 +220,57 @@ SETTINGS: tuple[Setting, ...] = (
         "suppressed (`<10`), and values (modalities, age bands, years...) below it are not named.",
     ),
     Setting(
+        "cohort_epsilon",
+        "CATALOGUE_COHORT_EPSILON",
+        float,
+        1.0,
+        "Privacy loss ε of one cohort count question, split equally over the count families it "
+        "releases (subject and study totals, and subject and study cells when grouped).",
+    ),
+    Setting(
+        "cohort_study_cap",
+        "CATALOGUE_COHORT_STUDY_CAP",
+        int,
+        20,
+        "Studies counted per subject at most in cohort study counts (the sensitivity of study "
+        "counts).",
+    ),
+    Setting(
+        "cohort_rounding",
+        "CATALOGUE_COHORT_ROUNDING",
+        int,
+        10,
+        "Released cohort counts are rounded to a multiple of this, after noise.",
+    ),
+    Setting(
+        "cohort_floor",
+        "CATALOGUE_COHORT_FLOOR",
+        int,
+        10,
+        "Cohort counts whose noisy value is below this are suppressed (`<10`).",
+    ),
+    Setting(
+        "cohort_budget",
+        "CATALOGUE_COHORT_BUDGET",
+        float,
+        10.0,
+        "Privacy budget (sum of ε) of one researcher over the rolling window.",
+    ),
+    Setting(
+        "cohort_organisation_budget",
+        "CATALOGUE_COHORT_ORGANISATION_BUDGET",
+        float,
+        30.0,
+        "Privacy budget (sum of ε) of all researchers of one organisation over the window.",
+    ),
+    Setting(
+        "cohort_window_days",
+        "CATALOGUE_COHORT_WINDOW_DAYS",
+        int,
+        30,
+        "Length of the rolling privacy-budget window, in days.",
+    ),
+    Setting(
         "indexer_batch",
         "CATALOGUE_INDEXER_BATCH",
         int,
@@ -297,6 +348,13 @@ class Config:
     harvest_scheduler: bool = True
     harvest_check_interval: float = 60.0
     aggregate_floor: int = 10
+    cohort_epsilon: float = 1.0
+    cohort_study_cap: int = 20
+    cohort_rounding: int = 10
+    cohort_floor: int = 10
+    cohort_budget: float = 10.0
+    cohort_organisation_budget: float = 30.0
+    cohort_window_days: int = 30
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property

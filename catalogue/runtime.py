@@ -15,9 +15,11 @@ from typing import Any
 
 from catalogue.config import Config, check_secret_strength
 from catalogue.errors import CatalogueError, ConfigError
+from catalogue.privacy.disclosure import DisclosurePolicy
 from catalogue.search.base import SearchBackend
 from catalogue.search.indexer import Indexer
 from catalogue.search.registry import create_backend
+from catalogue.services.cohorts import CohortService
 from catalogue.services.datasets import DatasetService
 from catalogue.services.harvest import HarvestService
 from catalogue.services.identities import IdentityService
@@ -58,6 +60,7 @@ class Runtime:
         self._datasets: DatasetService | None = None
         self._identities: IdentityService | None = None
         self._harvest: HarvestService | None = None
+        self._cohorts: CohortService | None = None
         self._scheduler_stop: threading.Event | None = None
 
     @property
@@ -65,6 +68,12 @@ class Runtime:
         if self._harvest is None:
             raise RuntimeError("runtime not started")
         return self._harvest
+
+    @property
+    def cohorts(self) -> CohortService:
+        if self._cohorts is None:
+            raise RuntimeError("runtime not started")
+        return self._cohorts
 
     @property
     def datasets(self) -> DatasetService:
@@ -126,6 +135,8 @@ class Runtime:
             self.db, on_change=self.indexer.wake if self.indexer else None,
             secret=self.secret_key, aggregate_floor=self.config.aggregate_floor,
         )
+        self._cohorts = CohortService(self.db, self.search, self.secret_key,
+                                      DisclosurePolicy.from_config(config))
         self._datasets = DatasetService(
             self.db, self.search, on_change=self.indexer.wake if self.indexer else None
         )

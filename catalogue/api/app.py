@@ -10,7 +10,7 @@ import uuid
 from flask import Flask, Response, g, request
 
 from catalogue import __version__
-from catalogue.api import harvest, system, v1
+from catalogue.api import cohorts, harvest, system, v1
 from catalogue.api.errors import register_error_handlers
 from catalogue.config import Config, load_config
 from catalogue.errors import CatalogueError, Unauthenticated
@@ -74,6 +74,7 @@ def create_app(
     app.register_blueprint(system.bp)
     app.register_blueprint(v1.bp)
     app.register_blueprint(harvest.bp)
+    app.register_blueprint(cohorts.bp)
 
     @app.get("/")
     def home() -> Response:

@@ -194,6 +194,24 @@ def subject_documents(conn: Any, subject_ids: list[str]) -> dict[str, dict[str, 
     return docs
 
 
+DATA_VERSION = "subjects_data_version"
+
+
+def bump_data_version(conn: Any) -> None:
+    """The study-level data the engine holds changed: cohort counts key their noise on this
+    version, so a question asked again after a change gets fresh noise (and costs budget)."""
+    conn.execute(
+        "INSERT INTO indexer_state (name, value) VALUES (%s, '1'::jsonb) ON CONFLICT (name) DO "
+        "UPDATE SET value = to_jsonb(indexer_state.value::text::bigint + 1), updated_at = now()",
+        (DATA_VERSION,))
+
+
+def data_version(conn: Any) -> int:
+    row = conn.execute("SELECT value FROM indexer_state WHERE name = %s",
+                       (DATA_VERSION,)).fetchone()
+    return int(row["value"]) if row else 0
+
+
 class Indexer:
     """Drains the outbox into the search backend."""
 
@@ -262,6 +280,8 @@ class Indexer:
                         "; ".join(result.errors[:5]),
                     )
                 self.backend.refresh(target)
+                if entity == "subject":
+                    bump_data_version(conn)
             conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", ([r["id"] for r in rows],))
         self.last_success = datetime.now(UTC)
         self.last_error = None
@@ -325,6 +345,9 @@ class Indexer:
         self.backend.switch_alias(alias, physical)
         self._catch_up(physical, started, index)
         self.backend.refresh(physical)
+        if index == "subjects":
+            with self.db.transaction() as conn:
+                bump_data_version(conn)
         if old and old != physical:
             self.backend.drop_index(old)
         return {"index": physical, "previous": old, "documents": done}

@@ -72,7 +72,21 @@ class Nested:
     filters: tuple[Filter, ...]
 
 
-Filter = Terms | Range | Exists | Concept | Not | Nested
+@dataclass(frozen=True)
+class AllOf:
+    """Match documents that match every one of ``filters`` (none: every document)."""
+
+    filters: tuple[Filter, ...]
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    """Match documents that match at least one of ``filters`` (none: no document)."""
+
+    filters: tuple[Filter, ...]
+
+
+Filter = Terms | Range | Exists | Concept | Not | Nested | AllOf | AnyOf
 
 
 @dataclass(frozen=True)
@@ -126,6 +140,8 @@ def lower(flt: Filter, definition: Any) -> Filter:
         return Terms(target, flt.values)
     if isinstance(flt, Not):
         return Not(lower(flt.filter, definition))
+    if isinstance(flt, AllOf | AnyOf):
+        return type(flt)(tuple(lower(f, definition) for f in flt.filters))
     if isinstance(flt, Nested):
         return Nested(flt.path, tuple(lower(f, definition) for f in flt.filters))
     return flt

@@ -14,6 +14,8 @@ from catalogue.errors import ValidationError
 from catalogue.search import nested
 from catalogue.search.mappings import IndexDefinition
 from catalogue.search.query import (
+    AllOf,
+    AnyOf,
     CountRequest,
     Exists,
     Nested,
@@ -86,6 +88,13 @@ def filter_clause(definition: IndexDefinition, flt: Any) -> dict[str, Any]:
     flt = lower(flt, definition)
     if isinstance(flt, Not):
         return {"bool": {"must_not": [filter_clause(definition, flt.filter)]}}
+    if isinstance(flt, AllOf):
+        return {"bool": {"filter": [filter_clause(definition, f) for f in flt.filters]}}
+    if isinstance(flt, AnyOf):
+        if not flt.filters:
+            return {"bool": {"must_not": [{"match_all": {}}]}}
+        return {"bool": {"should": [filter_clause(definition, f) for f in flt.filters],
+                         "minimum_should_match": 1}}
     if isinstance(flt, Nested):
         nested.encode(definition, flt.path, flt.filters)  # the same checks as every engine
         return {"nested": {"path": flt.path, "query": {"bool": {"filter": [

@@ -30,6 +30,8 @@ from catalogue.search.analysis import folding_analyzer, stem, stemming_analyzer,
 from catalogue.search.base import Action, BulkResult, SearchBackend, Upsert
 from catalogue.search.mappings import FieldDef, IndexDefinition, load_definition
 from catalogue.search.query import (
+    AllOf,
+    AnyOf,
     CountRequest,
     Exists,
     Nested,
@@ -417,6 +419,13 @@ class TantivyBackend(SearchBackend):
             tokens = nested.encode(handle.definition, flt.path, flt.filters)
             assert nested_def is not None
             return tantivy.Query.term_set_query(handle.schema, nested_def.encoded_as, tokens)
+        if isinstance(flt, AllOf):
+            return self._all_of([self._filter(handle, f) for f in flt.filters])
+        if isinstance(flt, AnyOf):
+            if not flt.filters:
+                return tantivy.Query.empty_query()
+            return tantivy.Query.boolean_query(
+                [(tantivy.Occur.Should, self._filter(handle, f)) for f in flt.filters])
         if isinstance(flt, Not):
             return tantivy.Query.boolean_query([
                 (tantivy.Occur.Must, tantivy.Query.all_query()),

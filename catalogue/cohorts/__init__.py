@@ -1,0 +1,1 @@
+"""Cohort-feasibility counts: questions, their canonical form and their plan."""

@@ -1,0 +1,92 @@
+"""Disclosure control of cohort counts: keyed Laplace noise, rounding, suppression, budgets.
+
+Every released number is ``true + Laplace(Δ·L/ε_f)``, rounded to ``rounding`` and suppressed
+when the *noisy* value is below ``floor``:
+
+- ``ε_f`` is the query's ε split equally over the count families it releases (subject total,
+  study total, and when grouped subject cells and study cells);
+- ``Δ`` is 1 for subject counts and ``study_cap`` for study counts (a subject contributes at
+  most that many studies: studies ranked beyond the cap are not counted);
+- ``L`` is 1 for totals and for cells of subject attributes (dataset, provider, country, sex:
+  one subject is in one cell), and the number of buckets for study dimensions (modality, body
+  part, age band: one subject can be in every cell), multiplied over two dimensions.
+
+So a query costs at most ε however it is grouped (disjoint cells compose in parallel,
+overlapping cells carry their bounded contribution in the noise scale).
+
+The noise is deterministic: its uniform draw is HMAC(server secret, the canonical question of
+that number, its cell, family, scale and the data version). The same question gets the same
+answer on every replica and after restarts, so repeating it (or rewriting it equivalently)
+reveals nothing new; the true count and the matching records never enter the key, so two
+different questions never share noise in a way that depends on the data (Samply Focus keys its
+cache on the true count, which turns equal answers into an equality oracle).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from catalogue.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DisclosurePolicy:
+    """Parameters of cohort disclosure control (``CATALOGUE_COHORT_*`` settings)."""
+
+    epsilon: float = 1.0               # per query, split over the families it releases
+    study_cap: int = 20                # studies counted per subject at most
+    rounding: int = 10                 # released values are multiples of this
+    floor: int = 10                    # noisy values below this are suppressed
+    budget: float = 10.0               # ε per researcher per window
+    organisation_budget: float = 30.0  # ε per organisation (all its researchers) per window
+    window_days: int = 30
+    exact: bool = False                # tests only: release true counts (never configurable)
+
+    def __post_init__(self) -> None:
+        if self.epsilon <= 0 or self.study_cap < 1 or self.floor < 0 or self.rounding < 1:
+            raise ConfigError("cohort privacy: epsilon must be positive, the study cap and "
+                              "rounding at least 1, the floor not negative")
+        if self.budget <= 0 or self.organisation_budget <= 0 or self.window_days < 1:
+            raise ConfigError("cohort privacy: budgets must be positive, the window at least "
+                              "one day")
+
+    @classmethod
+    def from_config(cls, config: Any) -> DisclosurePolicy:
+        return cls(epsilon=config.cohort_epsilon, study_cap=config.cohort_study_cap,
+                   rounding=config.cohort_rounding, floor=config.cohort_floor,
+                   budget=config.cohort_budget,
+                   organisation_budget=config.cohort_organisation_budget,
+                   window_days=config.cohort_window_days)
+
+
+def uniform(secret: str, key: str) -> float:
+    """A deterministic draw in (0, 1) from HMAC-SHA256(secret, key) (53 bits)."""
+    mac = hmac.new(secret.encode(), b"cohort-noise\x00" + key.encode(), hashlib.sha256).digest()
+    bits = int.from_bytes(mac[:8], "big") >> 11
+    return (bits + 0.5) / float(1 << 53)
+
+
+def laplace(secret: str, key: str, scale: float) -> float:
+    """Laplace(0, scale) noise drawn from the keyed uniform (inverse CDF)."""
+    u = uniform(secret, key) - 0.5
+    return -scale * math.copysign(1.0, u) * math.log(1.0 - 2.0 * abs(u))
+
+
+def protect(true: int, scale: float, key: str, secret: str,
+            policy: DisclosurePolicy) -> dict[str, Any]:
+    """One released number: ``{"value", "suppressed", "display"}`` (the same keys always).
+
+    Noise, rounding and suppression take the same steps whatever the count, so suppressed and
+    released values cost the same time."""
+    noisy = true + laplace(secret, key, scale)
+    rounded = round(noisy / policy.rounding) * policy.rounding
+    if policy.exact:
+        return {"value": true, "suppressed": False, "display": str(true)}
+    if noisy < policy.floor:
+        return {"value": None, "suppressed": True, "display": f"<{policy.floor}"}
+    value = max(rounded, policy.floor)
+    return {"value": value, "suppressed": False, "display": str(value)}

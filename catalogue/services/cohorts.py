@@ -1,0 +1,220 @@
+"""Cohort-feasibility counts: parse and canonicalise the question, count on the search engine,
+release protected numbers, account for the privacy budget, audit every question."""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import timedelta
+from typing import Any
+
+from catalogue.cohorts.criteria import (
+    SINGLE_VALUED,
+    Context,
+    Question,
+    buckets,
+    dumps,
+    parse_question,
+    plan,
+    to_filter,
+)
+from catalogue.errors import NotFound, TooManyRequests, ValidationError
+from catalogue.model.identity import Identity, Role
+from catalogue.privacy.disclosure import DisclosurePolicy, protect
+from catalogue.search.base import SearchBackend
+from catalogue.search.indexer import data_version
+from catalogue.search.mappings import load_definition
+from catalogue.search.query import CountRequest
+from catalogue.services.permissions import require_admin, require_role
+from catalogue.store.audit import audit
+from catalogue.store.cohorts import CohortLedger
+from catalogue.store.db import Database
+
+log = logging.getLogger(__name__)
+
+
+class CohortService:
+    def __init__(self, db: Database, search: SearchBackend | None, secret: str,
+                 policy: DisclosurePolicy | None = None) -> None:
+        self.db = db
+        self.search = search
+        self.secret = secret
+        self.policy = policy or DisclosurePolicy()
+        self.definition = load_definition("subjects")
+
+    # -- questions ----------------------------------------------------------------------------
+    def context(self) -> Context:
+        with self.db.transaction() as conn:
+            datasets = tuple(str(r["id"]) for r in conn.execute(
+                "SELECT id FROM datasets WHERE status = 'published' ORDER BY id::text"))
+            providers = tuple(r["id"] for r in conn.execute(
+                "SELECT id FROM organisations ORDER BY id"))
+            countries = tuple(r["c"] for r in conn.execute(
+                "SELECT DISTINCT unnest(countries) AS c FROM datasets "
+                "WHERE status = 'published' ORDER BY 1"))
+        return Context(datasets, providers, countries, self.definition)
+
+    def count(self, identity: Identity, body: Any) -> dict[str, Any]:
+        """Answer one count question for a researcher (see ``catalogue.cohorts.criteria``)."""
+        require_role(identity, Role.RESEARCHER)
+        ctx = self.context()
+        try:
+            question = parse_question(body, ctx)
+        except ValidationError as exc:
+            with self.db.transaction() as conn:
+                CohortLedger(conn).record(identity, "invalid", message=exc.message[:500])
+            raise
+        if self.search is None:
+            from catalogue.errors import SearchUnavailable
+
+            raise SearchUnavailable()
+        with self.db.transaction() as conn:
+            version = data_version(conn)
+        cells = plan(question, ctx)
+        request = CountRequest(
+            "studies", tuple(c.engine for c in cells),
+            filters=(to_filter(question.criteria, ctx),), item_cap=self.policy.study_cap)
+        counts = self.search.count_cells(self.search.logical_name("subjects"), request)
+        scales = self.scales(question, ctx)
+        released: list[dict[str, Any]] = []
+        for position, (cell, (subjects, studies)) in enumerate(zip(cells, counts, strict=True)):
+            kind = "total" if position == 0 else "cell"
+            out: dict[str, Any] = dict(cell.labels)
+            for family, true in (("subjects", subjects), ("studies", studies)):
+                scale = scales[f"{kind}_{family}"]
+                key = "|".join((dumps(cell.question), dumps(cell.study_labels), family,
+                                repr(scale), str(version)))
+                out[family] = protect(true, scale, key, self.secret, self.policy)
+            released.append(out)
+        numbers = sum(1 for r in released for f in ("subjects", "studies")
+                      if not r[f]["suppressed"])
+        digest = question.digest()
+        window = timedelta(days=self.policy.window_days)
+        refused: str | None = None
+        with self.db.transaction() as conn:
+            ledger = CohortLedger(conn)
+            ledger.lock(identity)
+            repeated = ledger.answered_before(digest, version)
+            cost = 0.0 if repeated else self.policy.epsilon
+            budget = self._budget(ledger, identity, window)
+            for scope, state in budget.items():
+                if state is not None and cost > state["remaining"] + 1e-9:
+                    refused = (f"the {scope} privacy budget is exhausted: {state['remaining']:.2f}"
+                               f" of {state['limit']:.2f} left in the {self.policy.window_days}-"
+                               f"day window and this question costs {cost:.2f}; it renews as "
+                               "earlier questions age out of the window, or an administrator "
+                               "can reset it")
+                    break
+            if refused is not None:
+                ledger.record(identity, "refused", question_hash=digest,
+                              question=question.canonical(), data_version=version,
+                              message=refused)
+            else:
+                ledger.record(identity, "repeated" if repeated else "answered",
+                              question_hash=digest, question=question.canonical(),
+                              data_version=version, cells=len(cells), released=numbers,
+                              epsilon=cost)
+                for state in budget.values():
+                    if state is not None:
+                        state["spent"] = round(state["spent"] + cost, 6)
+                        state["remaining"] = round(max(state["limit"] - state["spent"], 0.0), 6)
+        if refused is not None:
+            raise TooManyRequests(refused)
+        return {
+            "question": question.canonical(),
+            "total": {"subjects": released[0]["subjects"], "studies": released[0]["studies"]},
+            "group_by": list(question.group_by),
+            "groups": released[1:],
+            "parameters": {
+                "epsilon": self.policy.epsilon, "charged": cost, "repeated": repeated,
+                "noise_scale": scales, "rounding": self.policy.rounding,
+                "floor": self.policy.floor, "study_cap": self.policy.study_cap,
+                "data_version": version, "mechanism": "laplace",
+            },
+            "budget": budget,
+        }
+
+    def scales(self, question: Question, ctx: Context) -> dict[str, float]:
+        """Laplace scale per count family (see ``catalogue.privacy.disclosure``)."""
+        families = 4 if question.group_by else 2
+        per_family = self.policy.epsilon / families
+        overlap = math.prod(1 if dim in SINGLE_VALUED else len(buckets(dim, ctx))
+                            for dim in question.group_by)
+        cap = self.policy.study_cap
+        scales = {"total_subjects": 1 / per_family, "total_studies": cap / per_family}
+        if question.group_by:
+            scales.update(cell_subjects=overlap / per_family,
+                          cell_studies=cap * overlap / per_family)
+        return {k: round(v, 6) for k, v in scales.items()}
+
+    # -- budgets ------------------------------------------------------------------------------
+    def _budget(self, ledger: CohortLedger, identity: Identity,
+                window: timedelta) -> dict[str, dict[str, Any] | None]:
+        def state(limit: float, spent: float) -> dict[str, Any]:
+            return {"limit": limit, "spent": round(spent, 6),
+                    "remaining": round(max(limit - spent, 0.0), 6),
+                    "window_days": self.policy.window_days}
+
+        out: dict[str, dict[str, Any] | None] = {
+            "researcher": state(self.policy.budget,
+                                ledger.spent("user", str(identity.user_id), window)),
+            "organisation": None,
+        }
+        if identity.organisation_id:
+            out["organisation"] = state(
+                self.policy.organisation_budget,
+                ledger.spent("organisation", identity.organisation_id, window))
+        return out
+
+    def budget(self, identity: Identity) -> dict[str, Any]:
+        """The caller's own remaining budget."""
+        require_role(identity, Role.RESEARCHER)
+        with self.db.transaction() as conn:
+            return self._budget(CohortLedger(conn), identity,
+                                timedelta(days=self.policy.window_days))
+
+    def budgets(self, identity: Identity) -> list[dict[str, Any]]:
+        """Admins: every researcher who asked in the window, with their budgets."""
+        require_admin(identity)
+        window = timedelta(days=self.policy.window_days)
+        with self.db.transaction() as conn:
+            ledger = CohortLedger(conn)
+            out = []
+            for user in ledger.spenders(window):
+                who = Identity(user_id=user["user_id"], username=user["username"],
+                               role=Role.RESEARCHER, organisation_id=user["organisation_id"])
+                out.append({"username": user["username"],
+                            "organisation_id": user["organisation_id"],
+                            **self._budget(ledger, who, window)})
+        return out
+
+    def reset(self, identity: Identity, *, username: str | None = None,
+              organisation_id: str | None = None, reason: str | None = None) -> None:
+        """Admins: start a user's or an organisation's budget afresh (audited)."""
+        require_admin(identity)
+        if (username is None) == (organisation_id is None):
+            raise ValidationError("give either username or organisation_id")
+        with self.db.transaction() as conn:
+            if username is not None:
+                row = conn.execute("SELECT id FROM users WHERE username = %s",
+                                   (username,)).fetchone()
+                if row is None:
+                    raise NotFound(f"no user {username!r}")
+                scope, scope_id = "user", str(row["id"])
+            else:
+                row = conn.execute("SELECT id FROM organisations WHERE id = %s",
+                                   (organisation_id,)).fetchone()
+                if row is None:
+                    raise NotFound(f"no organisation {organisation_id!r}")
+                scope, scope_id = "organisation", str(organisation_id)
+            CohortLedger(conn).reset(scope, scope_id, identity, reason)
+            audit(conn, identity, "cohort.budget_reset", scope, username or organisation_id,
+                  {"reason": reason} if reason else {})
+
+    def queries(self, identity: Identity, limit: int = 100, before_id: int | None = None,
+                username: str | None = None,
+                organisation_id: str | None = None) -> list[dict[str, Any]]:
+        """Admins: the audit log of count questions, newest first."""
+        require_admin(identity)
+        with self.db.transaction() as conn:
+            return CohortLedger(conn).queries(limit, before_id, username, organisation_id)

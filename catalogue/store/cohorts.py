@@ -1,0 +1,88 @@
+"""The cohort query ledger: audit log and privacy budget of cohort counts in one table."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from catalogue.model.identity import Identity
+from catalogue.store.db import Connection
+
+
+class CohortLedger:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def lock(self, identity: Identity) -> None:
+        """Serialise budget decisions of one researcher and of their organisation."""
+        for scope in (f"user:{identity.user_id}",
+                      *([f"org:{identity.organisation_id}"] if identity.organisation_id else [])):
+            self.conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                              (f"cohort-budget:{scope}",))
+
+    def answered_before(self, question_hash: str, data_version: int) -> bool:
+        """Whether this canonical question was answered on this data version (by anyone: the
+        answer is the same numbers, so releasing them again reveals nothing new)."""
+        return self.conn.execute(
+            "SELECT 1 FROM cohort_queries WHERE question_hash = %s AND data_version = %s "
+            "AND outcome IN ('answered', 'repeated') LIMIT 1",
+            (question_hash, data_version)).fetchone() is not None
+
+    def spent(self, scope: str, scope_id: str, window: timedelta) -> float:
+        """ε spent by a user or an organisation in the rolling window (since its last reset)."""
+        column = "user_id::text" if scope == "user" else "organisation_id"
+        row = self.conn.execute(
+            f"SELECT coalesce(sum(epsilon), 0) AS spent FROM cohort_queries "
+            f"WHERE {column} = %s AND at > now() - %s AND at > coalesce("
+            "(SELECT max(at) FROM cohort_budget_resets WHERE scope = %s AND scope_id = %s), "
+            "'-infinity')",
+            (scope_id, window, scope, scope_id)).fetchone()
+        assert row is not None
+        return float(row["spent"])
+
+    def record(self, identity: Identity, outcome: str, *, question_hash: str | None = None,
+               question: Any = None, data_version: int | None = None, cells: int = 0,
+               released: int = 0, epsilon: float = 0.0, message: str | None = None) -> int:
+        row = self.conn.execute(
+            "INSERT INTO cohort_queries (user_id, username, organisation_id, token_id, outcome, "
+            "question_hash, question, data_version, cells, released, epsilon, message) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            (identity.user_id, identity.username, identity.organisation_id, identity.token_id,
+             outcome, question_hash, None if question is None else Jsonb(question),
+             data_version, cells, released, epsilon, message)).fetchone()
+        assert row is not None
+        return int(row["id"])
+
+    def reset(self, scope: str, scope_id: str, by: Identity, reason: str | None) -> None:
+        self.conn.execute(
+            "INSERT INTO cohort_budget_resets (scope, scope_id, by_user, reason) "
+            "VALUES (%s, %s, %s, %s)", (scope, scope_id, by.user_id, reason))
+
+    def queries(self, limit: int, before_id: int | None = None, username: str | None = None,
+                organisation_id: str | None = None) -> list[dict[str, Any]]:
+        clauses, params = ["TRUE"], []  # type: tuple[list[str], list[Any]]
+        if before_id:
+            clauses.append("id < %s")
+            params.append(before_id)
+        if username:
+            clauses.append("username = %s")
+            params.append(username)
+        if organisation_id:
+            clauses.append("organisation_id = %s")
+            params.append(organisation_id)
+        params.append(limit)
+        rows = self.conn.execute(
+            f"SELECT id, at, username, organisation_id, token_id, outcome, question_hash, "
+            f"question, data_version, cells, released, epsilon, message FROM cohort_queries "
+            f"WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT %s", params).fetchall()
+        return [dict(r) for r in rows]
+
+    def spenders(self, window: timedelta) -> list[dict[str, Any]]:
+        """Users who asked count questions in the window (for the admin budget overview)."""
+        rows = self.conn.execute(
+            "SELECT DISTINCT q.user_id::text AS user_id, u.username, u.organisation_id "
+            "FROM cohort_queries q JOIN users u ON u.id = q.user_id "
+            "WHERE q.at > now() - %s ORDER BY u.username", (window,)).fetchall()
+        return [dict(r) for r in rows]
