@@ -846,6 +846,97 @@ def harvest_errors(ctx: click.Context, run_id: str) -> None:
 
 
 # -- benchmarks -------------------------------------------------------------------------------
+@main.group("cohorts")
+def cohorts_group() -> None:
+    """Cohort-feasibility counts (protected), privacy budgets and their audit log."""
+
+
+def _researcher(rt: Runtime, username: str) -> Identity:
+    user = rt.identities.get_user(CLI_IDENTITY, username)
+    if not user.active:
+        raise CatalogueError(f"{username} is deactivated")
+    return Identity(user_id=user.id, username=user.username, role=user.role,
+                    organisation_id=user.organisation_id)
+
+
+@cohorts_group.command("count")
+@click.argument("question", type=click.File("r"))
+@click.option("--as", "username", required=True,
+              help="The researcher asking (their budget is charged, the question audited).")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole JSON answer.")
+@click.pass_context
+@handle_errors
+def cohorts_count(ctx: click.Context, question: Any, username: str, as_json: bool) -> None:
+    """Count a cohort: QUESTION is a JSON file (or - for stdin) as POST /api/v1/cohorts/count
+    takes it. The same disclosure control applies as through the API."""
+    try:
+        body = json.load(question)
+    except ValueError as exc:
+        raise CatalogueError(f"the question is not valid JSON: {exc}") from None
+    with _runtime(ctx) as rt:
+        answer = rt.cohorts.count(_researcher(rt, username), body)
+    if as_json:
+        click.echo(json.dumps(answer, indent=2))
+        return
+    total = answer["total"]
+    click.echo(f"total: subjects {total['subjects']['display']}, "
+               f"studies {total['studies']['display']}")
+    dims = answer["group_by"]
+    for group in answer["groups"]:
+        if group["subjects"]["suppressed"] and group["studies"]["suppressed"]:
+            continue
+        label = ", ".join(f"{d}={group[d]}" for d in dims)
+        click.echo(f"  {label}: subjects {group['subjects']['display']}, "
+                   f"studies {group['studies']['display']}")
+    suppressed = sum(1 for g in answer["groups"] if g["subjects"]["suppressed"]
+                     and g["studies"]["suppressed"])
+    if suppressed:
+        click.echo(f"  ({suppressed} groups below the floor not shown)")
+    budget = answer["budget"]["researcher"]
+    click.echo(f"charged ε {answer['parameters']['charged']}; budget left "
+               f"{budget['remaining']} of {budget['limit']}")
+
+
+@cohorts_group.command("budget")
+@click.argument("username")
+@click.pass_context
+@handle_errors
+def cohorts_budget(ctx: click.Context, username: str) -> None:
+    """Show a researcher's (and their organisation's) remaining privacy budget."""
+    with _runtime(ctx, with_search=False) as rt:
+        click.echo(json.dumps(rt.cohorts.budget(_researcher(rt, username)), indent=2))
+
+
+@cohorts_group.command("reset")
+@click.option("--user", "username", default=None)
+@click.option("--org", "organisation_id", default=None)
+@click.option("--reason", default=None)
+@click.pass_context
+@handle_errors
+def cohorts_reset(ctx: click.Context, username: str | None, organisation_id: str | None,
+                  reason: str | None) -> None:
+    """Start a researcher's or an organisation's budget afresh (audited)."""
+    with _runtime(ctx, with_search=False) as rt:
+        rt.cohorts.reset(CLI_IDENTITY, username=username, organisation_id=organisation_id,
+                         reason=reason)
+    click.echo(f"reset the budget of {username or organisation_id}")
+
+
+@cohorts_group.command("queries")
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--user", "username", default=None)
+@click.pass_context
+@handle_errors
+def cohorts_queries(ctx: click.Context, limit: int, username: str | None) -> None:
+    """The audit log of count questions, newest first."""
+    with _runtime(ctx, with_search=False) as rt:
+        rows = rt.cohorts.queries(CLI_IDENTITY, limit=limit, username=username)
+    for row in rows:
+        click.echo(f"{row['id']:>6} {row['at']:%Y-%m-%d %H:%M:%S} {row['username'] or '-':16} "
+                   f"{row['outcome']:9} ε {row['epsilon']:<5} cells {row['cells']:<5} "
+                   f"{(row['question_hash'] or '')[:12]}")
+
+
 @main.group("bench")
 def bench_group() -> None:
     """Benchmarks, reported as ratios against baselines measured in the same run."""

@@ -1,0 +1,162 @@
+"""The cohort count API: researchers only, budgets (researcher and organisation) with 429 when
+exhausted, free repeats, admin inspection and reset, the audit log, the CLI command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+
+from catalogue.cli import main
+from catalogue.model.identity import SYSTEM, Organisation, Role, User
+from catalogue.runtime import Runtime
+from tests.conftest import TEST_SECRET
+from tests.integration.cohorts import LUNG, stage
+
+
+def _tokens(rt: Runtime) -> dict[str, str]:
+    ids = rt.identities
+    ids.create_organisation(SYSTEM, Organisation("uni-x", "University X", "DE"))
+    users = {"admin": User("", "ada", Role.ADMIN),
+             "provider": User("", "pia", Role.PROVIDER, "prov-a"),
+             "r1": User("", "res-1", Role.RESEARCHER, "uni-x"),
+             "r2": User("", "res-2", Role.RESEARCHER, "uni-x"),
+             "r3": User("", "res-3", Role.RESEARCHER, "uni-x"),
+             "r4": User("", "res-4", Role.RESEARCHER, "uni-x"),
+             "solo": User("", "res-solo", Role.RESEARCHER)}
+    out = {}
+    for key, user in users.items():
+        ids.create_user(SYSTEM, user)
+        out[key] = ids.issue_token(SYSTEM, user.username).secret
+    return out
+
+
+def _post(client: Any, token: str | None, body: Any) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return client.post("/api/v1/cohorts/count", json=body, headers=headers)
+
+
+def _question(n: int) -> dict[str, Any]:
+    """Distinct questions (different age ranges) for n < 75."""
+    low = 5 * (n % 25)
+    return {"criteria": {"all_of": [{"condition": [LUNG]},
+                                    {"age": {"gte": low, "lte": low + 5 * (1 + n // 25)}}]}}
+
+
+def test_count_api_roles_budgets_repeats_and_audit(runtime: Runtime, client: Any) -> None:
+    stage(runtime)
+    tokens = _tokens(runtime)
+    body = {"criteria": {"all_of": [{"condition": [LUNG]}, {"study": {
+        "modality": ["CT"], "body_part": ["CHEST"], "age": {"gte": 50, "lte": 70}}}]},
+        "group_by": ["dataset"]}
+    assert _post(client, None, body).status_code == 401
+    refused = _post(client, tokens["provider"], body)
+    assert refused.status_code == 403 and "researcher" in refused.get_json()["error"]["message"]
+    assert _post(client, tokens["admin"], body).status_code == 403
+
+    first = _post(client, tokens["r1"], body)
+    assert first.status_code == 200, first.get_json()
+    answer = first.get_json()
+    assert answer["parameters"]["charged"] == 1.0 and answer["parameters"]["repeated"] is False
+    assert answer["budget"]["researcher"] == {"limit": 10.0, "spent": 1.0, "remaining": 9.0,
+                                              "window_days": 30}
+    assert answer["budget"]["organisation"]["spent"] == 1.0
+    assert len(answer["groups"]) == 5 and {"dataset", "subjects", "studies"} == set(
+        answer["groups"][0])
+    # the same question, reworded, by another researcher of the organisation: same numbers,
+    # nothing charged
+    reworded = {"group_by": "dataset", "criteria": {"all_of": [
+        {"study": {"age": {"gte": 54, "lte": 74}, "body_part": ["CHEST"], "modality": ["CT"]}},
+        {"condition": {"concepts": [LUNG], "descendants": True}}]}}
+    again = _post(client, tokens["r2"], reworded).get_json()
+    assert again["total"] == answer["total"] and again["groups"] == answer["groups"]
+    assert again["parameters"]["charged"] == 0.0 and again["parameters"]["repeated"] is True
+    assert again["budget"]["organisation"]["spent"] == 1.0
+
+    # the researcher's budget: 10 questions of ε 1, then 429 with a clear message
+    for n in range(9):
+        assert _post(client, tokens["r1"], _question(n)).status_code == 200
+    exhausted = _post(client, tokens["r1"], _question(9))
+    assert exhausted.status_code == 429
+    message = exhausted.get_json()["error"]["message"]
+    assert "researcher privacy budget is exhausted" in message and "0.00 of 10.00" in message
+    assert "value" not in json.dumps(exhausted.get_json())
+    # a question already answered on this data version is still free
+    assert _post(client, tokens["r1"], body).status_code == 200
+    # the organisation budget (30) is shared by its researchers
+    answered = 10
+    for n in range(10, 40):
+        reply = _post(client, tokens["r2" if n < 20 else "r3" if n < 30 else "r4"],
+                      _question(n))
+        if reply.status_code == 429:
+            assert "organisation privacy budget" in reply.get_json()["error"]["message"]
+            break
+        assert reply.status_code == 200
+        answered += 1
+    assert answered == 30
+    # a researcher without an organisation is not held by it
+    assert _post(client, tokens["solo"], _question(50)).status_code == 200
+
+    admin = {"Authorization": f"Bearer {tokens['admin']}"}
+    budgets = client.get("/api/v1/cohorts/budgets", headers=admin).get_json()
+    by_user = {b["username"]: b for b in budgets}
+    assert by_user["res-1"]["researcher"]["remaining"] == 0.0
+    assert by_user["res-1"]["organisation"]["remaining"] == 0.0
+    assert client.get("/api/v1/cohorts/budgets",
+                      headers={"Authorization": f"Bearer {tokens['r1']}"}).status_code == 403
+    own = client.get("/api/v1/cohorts/budget",
+                     headers={"Authorization": f"Bearer {tokens['r1']}"}).get_json()
+    assert own["researcher"]["remaining"] == 0.0
+    # admins reset the organisation and the researcher; both are audited
+    for target in ({"organisation_id": "uni-x"}, {"username": "res-1", "reason": "new project"}):
+        reset = client.post("/api/v1/cohorts/budgets/reset", json=target, headers=admin)
+        assert reset.status_code == 200, reset.get_json()
+    assert client.post("/api/v1/cohorts/budgets/reset", json={"username": "nobody"},
+                       headers=admin).status_code == 404
+    assert _post(client, tokens["r1"], _question(60)).status_code == 200
+
+    invalid = _post(client, tokens["r1"], {"criteria": {"modality": ["XRAY"]}})
+    assert invalid.status_code == 400 and "XRAY" in invalid.get_json()["error"]["message"]
+    log = client.get("/api/v1/cohorts/queries?limit=1000", headers=admin).get_json()
+    outcomes = [row["outcome"] for row in log]
+    assert outcomes.count("refused") == 2 and outcomes.count("invalid") == 1
+    assert outcomes.count("repeated") == 2
+    first_row = log[-1]
+    assert first_row["username"] == "res-1" and first_row["epsilon"] == 1.0
+    assert first_row["question"]["group_by"] == ["dataset"] and first_row["cells"] == 6
+    assert "subjects" not in json.dumps(log)  # questions and counts of cells, never numbers
+    only = client.get("/api/v1/cohorts/queries?username=res-solo", headers=admin).get_json()
+    assert [row["username"] for row in only] == ["res-solo"]
+    with runtime.database.transaction() as conn:
+        resets = conn.execute("SELECT actor, target_type, target_id FROM audit_log "
+                              "WHERE action = 'cohort.budget_reset' ORDER BY id").fetchall()
+    assert [(r["actor"], r["target_type"], r["target_id"]) for r in resets] == [
+        ("ada", "organisation", "uni-x"), ("ada", "user", "res-1")]
+
+
+def test_cli_count_charges_the_named_researcher(runtime: Runtime, db_url: str,
+                                               tmp_path: Path) -> None:
+    stage(runtime)
+    runtime.identities.create_user(SYSTEM, User("", "cli-res", Role.RESEARCHER))
+    question = tmp_path / "q.json"
+    question.write_text(json.dumps({"criteria": {"condition": [LUNG]}, "group_by": ["sex"]}))
+    env = {"CATALOGUE_DATABASE_URL": db_url, "CATALOGUE_DATA_DIR": runtime.config.data_dir,
+           "CATALOGUE_SECRET_KEY": TEST_SECRET, "CATALOGUE_ENV": "test"}
+    runtime.close()  # one writer per tantivy folder: the CLI opens it now
+    result = CliRunner().invoke(main, ["cohorts", "count", str(question), "--as", "cli-res"],
+                                env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("total: subjects ")
+    assert "budget left 9.0 of 10.0" in result.output
+    result = CliRunner().invoke(main, ["cohorts", "count", str(question), "--as", "cli-res",
+                                       "--json"], env=env, catch_exceptions=False)
+    answer = json.loads(result.output)
+    assert answer["parameters"]["repeated"] is True and answer["group_by"] == ["sex"]
+    result = CliRunner().invoke(main, ["cohorts", "queries"], env=env, catch_exceptions=False)
+    assert result.output.count("cli-res") == 2
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"criteria": {"sex": ["woman"]}}')
+    result = CliRunner().invoke(main, ["cohorts", "count", str(bad), "--as", "cli-res"], env=env)
+    assert result.exit_code != 0 and "unknown value 'woman'" in result.output
