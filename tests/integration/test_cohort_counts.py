@@ -108,7 +108,7 @@ def test_exact_counts_equal_sql_ground_truth(exact_rt: Runtime) -> None:
                                    "group_by": ["modality"]})
     cells = values(reply, "modality")
     for modality in ("CT", "PT", "MR", "MG"):
-        study = f"st.body_parts && %(chest)s AND %(m)s = ANY(st.modalities)"
+        study = "st.body_parts && %(chest)s AND %(m)s = ANY(st.modalities)"
         truth = sql_counts(rt, has_study(study), study, {**params, "m": modality})
         assert cells[modality] == truth.get(None, (0, 0)), modality
 

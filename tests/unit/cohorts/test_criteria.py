@@ -46,7 +46,8 @@ def test_equivalent_questions_share_one_canonical_form() -> None:
         # an equivalent range (the same 5-year bands), a merged attribute
         {"criteria": {"all_of": [
             {"condition": [LUNG]}, {"sex": ["female", "male"]}, {"sex": ["female"]},
-            {"study": {"modality": ["CT"], "body_part": ["CHEST"], "age": {"gte": 52, "lte": 74}}}]},
+            {"study": {"modality": ["CT"], "body_part": ["CHEST"],
+                       "age": {"gte": 52, "lte": 74}}}]},
          "group_by": ["dataset", "sex"]},
     ]
     expected = canon(base)
