@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from catalogue.api import system, v1  # noqa: F401 - registers the operations
+from catalogue.api import cohorts, harvest, system, v1  # noqa: F401 - registers the operations
 from catalogue.api.routing import OPERATIONS
 from catalogue.cli import main
 from catalogue.config import CONFIG_FILE_ENV, SETTINGS
