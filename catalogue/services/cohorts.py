@@ -94,7 +94,7 @@ class CohortService:
         with self.db.transaction() as conn:
             ledger = CohortLedger(conn)
             ledger.lock(identity)
-            repeated = ledger.answered_before(digest, version)
+            repeated = ledger.answered_before(digest, version, identity)
             cost = 0.0 if repeated else self.policy.epsilon
             budget = self._budget(ledger, identity, window)
             for scope, state in budget.items():

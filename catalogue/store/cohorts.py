@@ -22,13 +22,17 @@ class CohortLedger:
             self.conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
                               (f"cohort-budget:{scope}",))
 
-    def answered_before(self, question_hash: str, data_version: int) -> bool:
-        """Whether this canonical question was answered on this data version (by anyone: the
-        answer is the same numbers, so releasing them again reveals nothing new)."""
+    def answered_before(self, question_hash: str, data_version: int,
+                        identity: Identity) -> bool:
+        """Whether this canonical question was answered on this data version to this researcher
+        or their organisation (the same numbers again reveal nothing new). Other organisations'
+        questions are not looked at: a free repeat would tell what they asked."""
         return self.conn.execute(
             "SELECT 1 FROM cohort_queries WHERE question_hash = %s AND data_version = %s "
-            "AND outcome IN ('answered', 'repeated') LIMIT 1",
-            (question_hash, data_version)).fetchone() is not None
+            "AND outcome IN ('answered', 'repeated') AND (user_id = %s OR "
+            "(%s::text IS NOT NULL AND organisation_id = %s)) LIMIT 1",
+            (question_hash, data_version, identity.user_id, identity.organisation_id,
+             identity.organisation_id)).fetchone() is not None
 
     def spent(self, scope: str, scope_id: str, window: timedelta) -> float:
         """ε spent by a user or an organisation in the rolling window (since its last reset)."""
