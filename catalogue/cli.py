@@ -1028,6 +1028,31 @@ def bench_omop(ctx: click.Context, rows: int, out: str | None, keep: bool) -> No
     _report("omop", figures, out)
 
 
+@bench_group.command("cohorts")
+@click.option("--subjects", type=click.IntRange(min=100), default=1_000_000, show_default=True)
+@click.option("--studies", type=click.IntRange(min=100), default=3_000_000, show_default=True)
+@click.option("--datasets", type=click.IntRange(min=1), default=1_000, show_default=True)
+@click.option("--providers", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option("--queries", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--json", "out", default=None, help="Where to write the JSON results.")
+@click.option("--keep", is_flag=True, help="Keep the temporary data folder.")
+@click.pass_context
+@handle_errors
+def bench_cohorts(ctx: click.Context, subjects: int, studies: int, datasets: int,
+                  providers: int, queries: int, seed: int, out: str | None, keep: bool) -> None:
+    """Cohort counts through the API vs the bare engine request, on a generated population."""
+    from catalogue.bench import cohorts
+    from catalogue.bench.synthetic import Spec
+
+    spec = Spec(providers=providers, countries=min(15, providers), datasets=datasets,
+                subjects=subjects, studies=studies, seed=seed)
+    with _bench_runtime(keep) as rt:
+        figures = cohorts.run(rt, spec, queries=queries, seed=seed,
+                              progress=lambda m: click.echo(m, err=True))
+    _report("cohorts", figures, out)
+
+
 @bench_group.command("search")
 @click.option("--datasets", type=click.IntRange(min=1), default=100_000, show_default=True)
 @click.option("--queries", type=click.IntRange(min=1), default=200, show_default=True,

@@ -384,13 +384,16 @@ def buckets(dim: str, ctx: Context) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Cell:
-    """One released cell: its labels (``{"dataset": id}``; empty for the total), the engine
-    cell, and the question its subject-level part amounts to (noise is keyed on it)."""
+    """One released cell: its labels (``{"dataset": id}``; empty for the total) in the
+    question's ``group_by`` order, and the engine cell."""
 
     labels: dict[str, str]
     engine: CountCell
-    question: Node
     study_labels: dict[str, str] = field(default_factory=dict)
+
+    def label(self) -> str:
+        """``dataset=…,sex=…`` (values come from enumerated buckets), or ``total``."""
+        return ",".join(f"{d}={v}" for d, v in self.labels.items()) or "total"
 
 
 def _restrict(study: dict[str, Any], dim: str, value: str, ctx: Context) -> dict[str, Any]:
@@ -417,31 +420,42 @@ def _restrict(study: dict[str, Any], dim: str, value: str, ctx: Context) -> dict
 
 
 def plan(question: Question, ctx: Context) -> list[Cell]:
-    """The total (first) and every group cell, ready for ``SearchBackend.count_cells``."""
+    """The total (first) and every group cell, ready for ``SearchBackend.count_cells``.
+
+    Subject attributes are the cells' last filters, the one with the most buckets last, so that
+    engines answer each run of cells with one terms aggregation."""
     criteria = question.criteria
     studies = positive_studies(criteria)
     items = tuple(study_filters(s) for s in studies)
-    cells = [Cell({}, CountCell(items=items), criteria)]
+    cells = [Cell({}, CountCell(items=items))]
     if not question.group_by:
         return cells
+    dims = sorted(question.group_by, key=lambda d: (d in SINGLE_VALUED, len(buckets(d, ctx))))
+    terms = {d: {v: Terms(_FIELDS[d], (v,)) for v in buckets(d, ctx)}
+             for d in dims if d in SINGLE_VALUED}
     combos: list[dict[str, str]] = [{}]
-    for dim in question.group_by:
+    for dim in dims:
         combos = [{**c, dim: v} for c in combos for v in buckets(dim, ctx)]
+    restricted_cache: dict[tuple[tuple[str, str], ...], Any] = {}
     for labels in combos:
         subject = {d: v for d, v in labels.items() if d in SINGLE_VALUED}
         study_dims = {d: v for d, v in labels.items() if d not in SINGLE_VALUED}
-        filters = tuple(Terms(_FIELDS[d], (v,)) for d, v in subject.items())
-        cell_question = _all_of([criteria, *({d: [v]} for d, v in subject.items())])
+        filters = tuple(terms[d][v] for d, v in subject.items())
+        ordered = {d: labels[d] for d in question.group_by}
         if not study_dims:
-            cells.append(Cell(labels, CountCell(filters=filters, items=items), cell_question))
+            cells.append(Cell(ordered, CountCell(filters=filters, items=items)))
             continue
-        restricted = []
-        for study in studies or [{}]:
-            for dim, value in study_dims.items():
-                study = _restrict(study, dim, value, ctx)
-            restricted.append(study)
-        conj = tuple(study_filters(s) for s in restricted)
-        cells.append(Cell(labels, CountCell(
-            filters=filters, any_of=tuple(Nested("studies", c) for c in conj), items=conj),
-            cell_question, study_dims))
+        study_key = tuple(study_dims.items())
+        engine = restricted_cache.get(study_key)
+        if engine is None:
+            restricted = []
+            for study in studies or [{}]:
+                for dim, value in study_dims.items():
+                    study = _restrict(study, dim, value, ctx)
+                restricted.append(study)
+            conj = tuple(study_filters(s) for s in restricted)
+            engine = restricted_cache[study_key] = (
+                tuple(Nested("studies", c) for c in conj), conj)
+        cells.append(Cell(ordered, CountCell(filters=filters, any_of=engine[0], items=engine[1]),
+                          study_dims))
     return cells

@@ -14,8 +14,8 @@ when the *noisy* value is below ``floor``:
 So a query costs at most ε however it is grouped (disjoint cells compose in parallel,
 overlapping cells carry their bounded contribution in the noise scale).
 
-The noise is deterministic: its uniform draw is HMAC(server secret, the canonical question of
-that number, its cell, family, scale and the data version). The same question gets the same
+The noise is deterministic: its uniform draw is HMAC(server secret, the data version, the
+canonical question, the cell, family and scale of that number). The same question gets the same
 answer on every replica and after restarts, so repeating it (or rewriting it equivalently)
 reveals nothing new; the true count and the matching records never enter the key, so two
 different questions never share noise in a way that depends on the data (Samply Focus keys its
@@ -24,6 +24,7 @@ cache on the true count, which turns equal answers into an equality oracle).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import math
@@ -63,26 +64,72 @@ class DisclosurePolicy:
                    window_days=config.cohort_window_days)
 
 
+@functools.lru_cache(maxsize=8)
+def _keyed(secret: str) -> Any:
+    return hmac.new(secret.encode(), b"cohort-noise\x00", hashlib.sha256)
+
+
+class Noise:
+    """Keyed draws that share a key prefix (the data version and the question): the uniform of
+    ``suffix`` comes from HMAC-SHA256(secret, "cohort-noise\\0" + prefix + suffix), computed
+    from the prefix's HMAC state (so a thousand cells cost a thousand short updates)."""
+
+    def __init__(self, secret: str, prefix: str = "") -> None:
+        self._mac = _keyed(secret).copy()
+        self._mac.update(prefix.encode())
+
+    def uniform(self, suffix: str) -> float:
+        """A deterministic draw in (0, 1) (53 bits)."""
+        mac = self._mac.copy()
+        mac.update(suffix.encode())
+        bits = int.from_bytes(mac.digest()[:8], "big") >> 11
+        return (bits + 0.5) / float(1 << 53)
+
+    def laplace(self, suffix: str, scale: float) -> float:
+        """Laplace(0, scale) noise from the keyed uniform (inverse CDF)."""
+        u = self.uniform(suffix) - 0.5
+        return -scale * math.copysign(1.0, u) * math.log(1.0 - 2.0 * abs(u))
+
+
+    def protect_many(self, trues: list[int], suffixes: list[str], scale: float,
+                     policy: DisclosurePolicy) -> list[dict[str, Any]]:
+        """:func:`protect` for many numbers of one scale (a tight loop: cells are many)."""
+        copy, log, floor, step = self._mac.copy, math.log, policy.floor, policy.rounding
+        out: list[dict[str, Any]] = []
+        append = out.append
+        for true, suffix in zip(trues, suffixes, strict=True):
+            mac = copy()
+            mac.update(suffix.encode())
+            u = ((int.from_bytes(mac.digest()[:8], "big") >> 11) + 0.5) / 9007199254740992.0
+            u -= 0.5
+            noisy = true + (-scale if u >= 0 else scale) * log(1.0 - 2.0 * abs(u))
+            rounded = round(noisy / step) * step
+            if policy.exact:
+                append({"value": true, "suppressed": False, "display": str(true)})
+            elif noisy < floor:
+                append({"value": None, "suppressed": True, "display": f"<{floor}"})
+            else:
+                value = max(rounded, floor)
+                append({"value": value, "suppressed": False, "display": str(value)})
+        return out
+
+
 def uniform(secret: str, key: str) -> float:
-    """A deterministic draw in (0, 1) from HMAC-SHA256(secret, key) (53 bits)."""
-    mac = hmac.new(secret.encode(), b"cohort-noise\x00" + key.encode(), hashlib.sha256).digest()
-    bits = int.from_bytes(mac[:8], "big") >> 11
-    return (bits + 0.5) / float(1 << 53)
+    return Noise(secret).uniform(key)
 
 
 def laplace(secret: str, key: str, scale: float) -> float:
-    """Laplace(0, scale) noise drawn from the keyed uniform (inverse CDF)."""
-    u = uniform(secret, key) - 0.5
-    return -scale * math.copysign(1.0, u) * math.log(1.0 - 2.0 * abs(u))
+    return Noise(secret).laplace(key, scale)
 
 
-def protect(true: int, scale: float, key: str, secret: str,
-            policy: DisclosurePolicy) -> dict[str, Any]:
+def protect(true: int, scale: float, key: str, secret: str, policy: DisclosurePolicy,
+            noise: Noise | None = None) -> dict[str, Any]:
     """One released number: ``{"value", "suppressed", "display"}`` (the same keys always).
+    ``key`` follows the prefix of ``noise`` when given.
 
     Noise, rounding and suppression take the same steps whatever the count, so suppressed and
     released values cost the same time."""
-    noisy = true + laplace(secret, key, scale)
+    noisy = true + (noise or Noise(secret)).laplace(key, scale)
     rounded = round(noisy / policy.rounding) * policy.rounding
     if policy.exact:
         return {"value": true, "suppressed": False, "display": str(true)}

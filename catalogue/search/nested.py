@@ -37,20 +37,17 @@ def snap(fdef: FieldDef, gte: float | None, lte: float | None) -> tuple[int, int
 
 
 def study_tokens(nested: NestedDef, item: dict[str, Any]) -> list[str]:
-    """The tokens of one nested document (``item`` keyed by short field names)."""
-    values: list[list[str]] = []
-    for dim in nested.dimensions:
-        raw = item.get(_short(dim))
-        found = raw if isinstance(raw, list) else ([] if raw is None else [raw])
-        values.append([f"{_short(dim)}={_clean(v)}" for v in dict.fromkeys(found)])
+    """The tokens of one nested document (``item`` keyed by short field names): one per
+    combination of values of every non-empty subset of the dimensions, joined in dimension
+    order (built dimension by dimension: each new dimension extends every token so far)."""
     tokens: list[str] = []
-    dims = range(len(nested.dimensions))
-    for size in range(1, len(nested.dimensions) + 1):
-        for subset in itertools.combinations(dims, size):
-            if any(not values[i] for i in subset):
-                continue
-            tokens.extend("|".join(combo) for combo in itertools.product(*(values[i]
-                                                                            for i in subset)))
+    for dim in nested.dimensions:
+        short = _short(dim)
+        raw = item.get(short)
+        found = raw if isinstance(raw, list) else ([] if raw is None else [raw])
+        values = [f"{short}={_clean(v)}" for v in dict.fromkeys(found)]
+        if values:
+            tokens = tokens + [f"{t}|{v}" for t in tokens for v in values] + values
     return tokens
 
 

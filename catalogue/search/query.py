@@ -200,22 +200,37 @@ class CellGroup:
 
 def group_cells(cells: tuple[CountCell, ...], definition: Any) -> list[CellGroup]:
     """Batch cells whose last filter is a single-value ``Terms`` on a plain (not nested)
-    keyword field, all else equal, so that engines answer them with one terms aggregation."""
+    keyword field, all else equal, so that engines answer them with one terms aggregation.
+    (Runs of such cells, as cohort plans make them, are recognised without hashing.)"""
     groups: dict[tuple[Any, ...], CellGroup] = {}
     out: list[CellGroup] = []
+    plain: dict[str, bool] = {}
+    last_group: CellGroup | None = None
     for position, cell in enumerate(cells):
         last = cell.filters[-1] if cell.filters else None
-        fdef = definition.fields.get(last.field) if isinstance(last, Terms) else None
-        if (isinstance(last, Terms) and len(last.values) == 1 and fdef is not None
-                and not fdef.nested and fdef.type == "keyword"):
-            base = CountCell(cell.filters[:-1], cell.any_of, cell.items)
-            key = (base, last.field)
-            group = groups.get(key)
-            if group is None or str(last.values[0]) in group.values:
-                group = CellGroup(base, last.field, {})
-                groups[key] = group
-                out.append(group)
-            group.values[str(last.values[0])] = position
-        else:
-            out.append(CellGroup(cell, None, {"": position}))
+        if isinstance(last, Terms) and len(last.values) == 1:
+            ok = plain.get(last.field)
+            if ok is None:
+                fdef = definition.fields.get(last.field)
+                ok = plain[last.field] = (fdef is not None and not fdef.nested
+                                          and fdef.type == "keyword")
+            if ok:
+                value = str(last.values[0])
+                base_filters = cell.filters[:-1]
+                group = last_group
+                if (group is None or group.field != last.field
+                        or group.base.filters != base_filters
+                        or group.base.any_of != cell.any_of or group.base.items != cell.items
+                        or value in group.values):
+                    base = CountCell(base_filters, cell.any_of, cell.items)
+                    key = (base, last.field)
+                    group = groups.get(key)
+                    if group is None or value in group.values:
+                        group = CellGroup(base, last.field, {})
+                        groups[key] = group
+                        out.append(group)
+                group.values[value] = position
+                last_group = group
+                continue
+        out.append(CellGroup(cell, None, {"": position}))
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -20,7 +21,7 @@ from catalogue.cohorts.criteria import (
 )
 from catalogue.errors import NotFound, TooManyRequests, ValidationError
 from catalogue.model.identity import Identity, Role
-from catalogue.privacy.disclosure import DisclosurePolicy, protect
+from catalogue.privacy.disclosure import DisclosurePolicy, Noise
 from catalogue.search.base import SearchBackend
 from catalogue.search.indexer import data_version
 from catalogue.search.mappings import load_definition
@@ -32,6 +33,9 @@ from catalogue.store.db import Database
 
 log = logging.getLogger(__name__)
 
+#: seconds the catalogue metadata behind cells (datasets, organisations, countries) is reused
+CONTEXT_TTL = 5.0
+
 
 class CohortService:
     def __init__(self, db: Database, search: SearchBackend | None, secret: str,
@@ -41,9 +45,21 @@ class CohortService:
         self.secret = secret
         self.policy = policy or DisclosurePolicy()
         self.definition = load_definition("subjects")
+        self._context: tuple[float, Context] | None = None
 
     # -- questions ----------------------------------------------------------------------------
     def context(self) -> Context:
+        """Published datasets, organisations and countries: read at most every few seconds
+        (``CONTEXT_TTL``), so a newly published dataset becomes a cell within that delay."""
+        now = time.monotonic()
+        cached = self._context
+        if cached is not None and now - cached[0] < CONTEXT_TTL:
+            return cached[1]
+        context = self._read_context()
+        self._context = (now, context)
+        return context
+
+    def _read_context(self) -> Context:
         with self.db.transaction() as conn:
             datasets = tuple(str(r["id"]) for r in conn.execute(
                 "SELECT id FROM datasets WHERE status = 'published' ORDER BY id::text"))
@@ -76,16 +92,22 @@ class CohortService:
             filters=(to_filter(question.criteria, ctx),), item_cap=self.policy.study_cap)
         counts = self.search.count_cells(self.search.logical_name("subjects"), request)
         scales = self.scales(question, ctx)
-        released: list[dict[str, Any]] = []
-        for position, (cell, (subjects, studies)) in enumerate(zip(cells, counts, strict=True)):
-            kind = "total" if position == 0 else "cell"
-            out: dict[str, Any] = dict(cell.labels)
-            for family, true in (("subjects", subjects), ("studies", studies)):
-                scale = scales[f"{kind}_{family}"]
-                key = "|".join((dumps(cell.question), dumps(cell.study_labels), family,
-                                repr(scale), str(version)))
-                out[family] = protect(true, scale, key, self.secret, self.policy)
-            released.append(out)
+        # the noise of a number: keyed on the data version, the canonical criteria (not the
+        # grouping: a total is the same whatever the cells), the cell, family and scale
+        noise = Noise(self.secret, f"{version}|{dumps(question.criteria)}|")
+        released: list[dict[str, Any]] = [dict(cell.labels) for cell in cells]
+        labels = [cell.label() for cell in cells]
+        for column, family in enumerate(("subjects", "studies")):
+            for kind, part in (("total", slice(0, 1)), ("cell", slice(1, None))):
+                scale = scales.get(f"{kind}_{family}")
+                if scale is None:
+                    continue
+                suffix = f"|{family}|{scale!r}"
+                values = noise.protect_many([c[column] for c in counts[part]],
+                                            [label + suffix for label in labels[part]],
+                                            scale, self.policy)
+                for out, value in zip(released[part], values, strict=True):
+                    out[family] = value
         numbers = sum(1 for r in released for f in ("subjects", "studies")
                       if not r[f]["suppressed"])
         digest = question.digest()

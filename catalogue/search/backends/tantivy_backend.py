@@ -54,12 +54,26 @@ def _analyzer_name(fdef: FieldDef) -> str:
     return f"catalogue_{fdef.language}" if fdef.language else TEXT_ANALYZER
 
 
+def _encoding_fields(definition: IndexDefinition) -> set[str]:
+    """Keyword fields that encode nested documents: searched, never read or aggregated."""
+    out: set[str] = set()
+    for nested_def in definition.nested.values():
+        out.add(nested_def.encoded_as)
+        if nested_def.items is not None:
+            out.update((nested_def.items.own_field, nested_def.items.parent_field,
+                        nested_def.items.kind_field))
+    return out
+
+
 def _schema(definition: IndexDefinition) -> tantivy.Schema:
     sb = tantivy.SchemaBuilder()
+    encoding = _encoding_fields(definition)
     for f in definition.fields.values():
         if f.nested:
             continue  # nested documents are encoded as tokens (see catalogue.search.nested)
-        if f.type == "keyword":
+        if f.name in encoding:  # indexed only: neither stored nor a fast field
+            sb.add_text_field(f.name, stored=False, fast=False, tokenizer_name="raw")
+        elif f.type == "keyword":
             sb.add_text_field(f.name, stored=True, fast=True, tokenizer_name="raw")
         elif f.type == "text":
             sb.add_text_field(f.name, stored=f.stored, tokenizer_name=_analyzer_name(f))
@@ -504,11 +518,12 @@ class TantivyBackend(SearchBackend):
                    doc: dict[str, Any]) -> list[dict[str, Any]]:
         """The engine documents of one logical document: itself, and one item document per
         nested item when the definition asks for them (see ``ItemDocuments``)."""
-        base = cls._document(definition, doc)
         found = _items(definition)
         if found is None:
-            return [base]
+            return [cls._document(definition, doc)]
         nested_def, items = found
+        own = [nested.study_tokens(nested_def, item) for item in doc.get(nested_def.path) or []]
+        base = cls._document(definition, doc, {nested_def.path: own})
         base[items.kind_field] = "parent"
         base[items.parent_field] = doc_id
         out = [base]
@@ -518,18 +533,22 @@ class TantivyBackend(SearchBackend):
         for position, item in enumerate(doc.get(nested_def.path) or [], start=1):
             rank = int(item.get(rank_name) or position)
             out.append({**inherited, definition.id_field: f"{doc_id}/{rank}",
-                        items.kind_field: "item",
-                        items.own_field: nested.study_tokens(nested_def, item),
+                        items.kind_field: "item", items.own_field: own[position - 1],
                         items.rank_field: rank})
         return out
 
     @staticmethod
-    def _document(definition: IndexDefinition, doc: dict[str, Any]) -> dict[str, Any]:
+    def _document(definition: IndexDefinition, doc: dict[str, Any],
+                  tokens_of: dict[str, list[list[str]]] | None = None) -> dict[str, Any]:
+        """``tokens_of``: the nested items' tokens when the caller has them already."""
         out: dict[str, Any] = {}
         for key, value in doc.items():
             nested_def = definition.nested.get(key)
             if nested_def is not None:
-                tokens = [t for item in value for t in nested.study_tokens(nested_def, item)]
+                per_item = (tokens_of or {}).get(key)
+                if per_item is None:
+                    per_item = [nested.study_tokens(nested_def, item) for item in value]
+                tokens = [t for item_tokens in per_item for t in item_tokens]
                 out[nested_def.encoded_as] = list(dict.fromkeys(tokens))
                 continue
             fdef = definition.fields.get(key)

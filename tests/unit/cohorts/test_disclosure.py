@@ -54,3 +54,16 @@ def test_the_exact_policy_is_for_tests_and_invalid_parameters_are_refused() -> N
         DisclosurePolicy(rounding=0)
     with pytest.raises(ConfigError):
         DisclosurePolicy(window_days=0)
+
+
+def test_the_batch_release_is_the_single_release() -> None:
+    from catalogue.privacy.disclosure import Noise
+
+    noise = Noise("s", "v1|q|")
+    trues = [0, 5, 12, 80, 1234] * 40
+    suffixes = [f"cell{i}|subjects|4.0" for i in range(len(trues))]
+    batch = noise.protect_many(trues, suffixes, 4.0, POLICY)
+    single = [protect(t, 4.0, "v1|q|" + s, "s", POLICY) for t, s in zip(trues, suffixes,
+                                                                         strict=True)]
+    assert batch == single
+    assert any(not v["suppressed"] for v in batch) and any(v["suppressed"] for v in batch)
