@@ -34,7 +34,7 @@ from catalogue.errors import ValidationError
 from catalogue.model.identity import SYSTEM, Role, User
 from catalogue.runtime import Runtime
 from catalogue.search.backends import es_dsl
-from catalogue.search.query import CountRequest
+from catalogue.search.query import CountRequest, Terms
 from catalogue.testing.app_server import serve
 
 TARGETS: dict[str, dict[str, float | None]] = {"tantivy": {"api_p95_ms": 50.0, "ratio": None},
@@ -114,7 +114,8 @@ def run(runtime: Runtime, spec: Spec, queries: int = 200, seed: int = 0,
         for number, body in enumerate(asked):
             question = parse_question(body, ctx)
             request = CountRequest("studies", tuple(c.engine for c in plan(question, ctx)),
-                                   filters=(to_filter(question.criteria, ctx),),
+                                   filters=(Terms("dataset_id", ctx.datasets),
+                                            to_filter(question.criteria, ctx)),
                                    item_cap=runtime.cohorts.policy.study_cap)
             api_s, answer = client.count(body)
             engine_s = bare(request)

@@ -25,7 +25,7 @@ from catalogue.privacy.disclosure import DisclosurePolicy, Noise
 from catalogue.search.base import SearchBackend
 from catalogue.search.indexer import data_version
 from catalogue.search.mappings import load_definition
-from catalogue.search.query import CountRequest
+from catalogue.search.query import CountRequest, Terms
 from catalogue.services.permissions import require_admin, require_role
 from catalogue.store.audit import audit
 from catalogue.store.cohorts import CohortLedger
@@ -89,7 +89,9 @@ class CohortService:
         cells = plan(question, ctx)
         request = CountRequest(
             "studies", tuple(c.engine for c in cells),
-            filters=(to_filter(question.criteria, ctx),), item_cap=self.policy.study_cap)
+            # only published datasets are counted (drafts and withdrawn ones are not)
+            filters=(Terms("dataset_id", ctx.datasets), to_filter(question.criteria, ctx)),
+            item_cap=self.policy.study_cap)
         counts = self.search.count_cells(self.search.logical_name("subjects"), request)
         scales = self.scales(question, ctx)
         # the noise of a number: keyed on the data version, the canonical criteria (not the

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from catalogue.config import Config
+from catalogue.model.dataset import DatasetStatus
 from catalogue.model.identity import SYSTEM, Identity, Role, User
 from catalogue.runtime import Runtime
 from tests.integration.cohorts import (
@@ -132,6 +133,18 @@ def test_exact_counts_equal_sql_ground_truth(exact_rt: Runtime) -> None:
                           "'CT' = ANY(st.modalities)", params, cap=1000)[None]
     assert (reply["total"]["subjects"]["value"], reply["total"]["studies"]["value"]) == capped
     assert uncapped[1] - capped[1] >= 40  # the amplifier's 40 studies beyond the cap
+
+    # 7. withdrawn datasets (and drafts) are not counted: only published ones, once the
+    # catalogue metadata behind the cells is read again
+    everyone = {"criteria": {"all_of": []}, "group_by": ["dataset"]}
+    before = rt.cohorts.count(who, everyone)
+    rt.datasets.set_status(SYSTEM, lung_ct, DatasetStatus.WITHDRAWN)
+    rt.cohorts._context = None  # the metadata cache (CONTEXT_TTL) expires
+    after = rt.cohorts.count(who, everyone)
+    assert lung_ct not in {g["dataset"] for g in after["groups"]}
+    counted = {g["dataset"]: g["subjects"]["value"] for g in before["groups"]}
+    assert after["total"]["subjects"]["value"] == (
+        before["total"]["subjects"]["value"] - counted[lung_ct])
 
 
 def test_both_engines_agree_on_the_same_questions(config: Config,
