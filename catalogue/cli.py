@@ -943,13 +943,18 @@ def bench_group() -> None:
 
 
 @contextmanager
-def _bench_runtime(keep: bool) -> Iterator[Runtime]:
+def _bench_runtime(keep: bool, folder: str | None = None) -> Iterator[Runtime]:
     """A throw-away catalogue (embedded PostgreSQL and tantivy in a temp folder) unless
-    CATALOGUE_DATABASE_URL is set."""
+    CATALOGUE_DATABASE_URL is set, or the catalogue in ``folder`` (kept)."""
     import shutil
     import tempfile
 
-    folder = tempfile.mkdtemp(prefix="catalogue-bench-")
+    if folder is not None:
+        keep = True
+    else:
+        folder = tempfile.mkdtemp(prefix="catalogue-bench-")
+    if keep:
+        click.echo(f"data folder: {folder}", err=True)
     config = load_config(data_dir=folder)
     setup_logging("WARNING", config.log_format)
     runtime = Runtime(config)
@@ -1037,18 +1042,22 @@ def bench_omop(ctx: click.Context, rows: int, out: str | None, keep: bool) -> No
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--json", "out", default=None, help="Where to write the JSON results.")
 @click.option("--keep", is_flag=True, help="Keep the temporary data folder.")
+@click.option("--reuse", default=None, type=click.Path(exists=True, file_okay=False),
+              help="The data folder of a kept run: ask the questions again on its population "
+              "(no generation, no indexing).")
 @click.pass_context
 @handle_errors
 def bench_cohorts(ctx: click.Context, subjects: int, studies: int, datasets: int,
-                  providers: int, queries: int, seed: int, out: str | None, keep: bool) -> None:
+                  providers: int, queries: int, seed: int, out: str | None, keep: bool,
+                  reuse: str | None) -> None:
     """Cohort counts through the API vs the bare engine request, on a generated population."""
     from catalogue.bench import cohorts
     from catalogue.bench.synthetic import Spec
 
     spec = Spec(providers=providers, countries=min(15, providers), datasets=datasets,
                 subjects=subjects, studies=studies, seed=seed)
-    with _bench_runtime(keep) as rt:
-        figures = cohorts.run(rt, spec, queries=queries, seed=seed,
+    with _bench_runtime(keep, reuse) as rt:
+        figures = cohorts.run(rt, spec, queries=queries, seed=seed, reuse=reuse is not None,
                               progress=lambda m: click.echo(m, err=True))
     _report("cohorts", figures, out)
 

@@ -81,6 +81,7 @@ class Context:
     providers: tuple[str, ...]
     countries: tuple[str, ...]
     definition: IndexDefinition
+    unpublished: tuple[str, ...] = ()  # drafts and withdrawn datasets: never counted
 
 
 @dataclass(frozen=True)

@@ -451,6 +451,10 @@ class TantivyBackend(SearchBackend):
             if fdef.nested or fdef.type == "text":
                 raise ValidationError(f"cannot test whether text field {flt.field!r} exists")
             return tantivy.Query.exists_query(flt.field)
+        if isinstance(flt, Terms) and fdef.type == "keyword" and len(flt.values) > 1:
+            # one term-set query, not a disjunction of term queries (many values: datasets)
+            return tantivy.Query.term_set_query(handle.schema, flt.field,
+                                                [str(v) for v in flt.values])
         if isinstance(flt, Terms):
             return (
                 tantivy.Query.boolean_query(
