@@ -223,7 +223,7 @@ SETTINGS: tuple[Setting, ...] = (
         "cohort_epsilon",
         "CATALOGUE_COHORT_EPSILON",
         float,
-        1.0,
+        0.2,
         "Privacy loss ε of one cohort count question, split equally over the count families it "
         "releases (subject and study totals, and subject and study cells when grouped).",
     ),
@@ -253,14 +253,14 @@ SETTINGS: tuple[Setting, ...] = (
         "cohort_budget",
         "CATALOGUE_COHORT_BUDGET",
         float,
-        10.0,
+        2.0,
         "Privacy budget (sum of ε) of one researcher over the rolling window.",
     ),
     Setting(
         "cohort_organisation_budget",
         "CATALOGUE_COHORT_ORGANISATION_BUDGET",
         float,
-        30.0,
+        4.0,
         "Privacy budget (sum of ε) of all researchers of one organisation over the window.",
     ),
     Setting(
@@ -348,12 +348,12 @@ class Config:
     harvest_scheduler: bool = True
     harvest_check_interval: float = 60.0
     aggregate_floor: int = 10
-    cohort_epsilon: float = 1.0
+    cohort_epsilon: float = 0.2
     cohort_study_cap: int = 20
     cohort_rounding: int = 10
     cohort_floor: int = 10
-    cohort_budget: float = 10.0
-    cohort_organisation_budget: float = 30.0
+    cohort_budget: float = 2.0
+    cohort_organisation_budget: float = 4.0
     cohort_window_days: int = 30
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 

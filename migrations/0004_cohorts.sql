@@ -14,6 +14,7 @@ CREATE TABLE cohort_queries (
     question_hash   text,
     question        jsonb,             -- the canonical question; never record data
     data_version    bigint,
+    noise_key       text,              -- fingerprint of the noise secret (a new secret: new noise)
     cells           integer NOT NULL DEFAULT 0,
     released        integer NOT NULL DEFAULT 0,   -- numbers released (not suppressed)
     epsilon         double precision NOT NULL DEFAULT 0,
@@ -21,7 +22,7 @@ CREATE TABLE cohort_queries (
 );
 CREATE INDEX cohort_queries_user ON cohort_queries (user_id, at);
 CREATE INDEX cohort_queries_org ON cohort_queries (organisation_id, at);
-CREATE INDEX cohort_queries_question ON cohort_queries (question_hash, data_version)
+CREATE INDEX cohort_queries_question ON cohort_queries (question_hash, data_version, noise_key)
     WHERE outcome IN ('answered', 'repeated');
 
 CREATE TABLE cohort_budget_resets (

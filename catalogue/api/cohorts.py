@@ -5,7 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from catalogue.api.routing import identity, int_arg, json_body, op, runtime
-from catalogue.errors import ValidationError
+from catalogue.errors import UnsupportedMediaType, ValidationError
+from catalogue.model.identity import Role
+from catalogue.services.permissions import require_role
 
 bp = Blueprint("api_cohorts", __name__, url_prefix="/api/v1/cohorts")
 
@@ -14,7 +16,13 @@ bp = Blueprint("api_cohorts", __name__, url_prefix="/api/v1/cohorts")
     "Count subjects and studies matching criteria, per group, with disclosure control",
     tag="cohorts", auth="token", errors=(400, 401, 403, 429, 503))
 def count() -> Response:
-    return jsonify(runtime().cohorts.count(identity(), json_body()))
+    require_role(identity(), Role.RESEARCHER)  # before reading anything
+    try:
+        body = json_body()
+    except (ValidationError, UnsupportedMediaType) as exc:  # audited like any refused question
+        runtime().cohorts.refused(identity(), exc.message)
+        raise
+    return jsonify(runtime().cohorts.count(identity(), body))
 
 
 @op(bp, "GET", "/budget", "Your remaining privacy budget (researchers)", tag="cohorts",

@@ -89,11 +89,18 @@ def identity() -> Identity:
 
 
 def json_body() -> Any:
+    # a form body is parsed into request.form and leaves request.data empty: check the type
+    # first, so that it is refused as the wrong media type, not as a missing body
+    if request.content_length and not request.is_json:
+        raise UnsupportedMediaType("send the body as application/json")
     if not request.data:
         raise ValidationError("a JSON request body is required")
     if not request.is_json:
         raise UnsupportedMediaType("send the body as application/json")
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # json.loads gives up on deep nesting with RecursionError
+        raise ValidationError("the request body is nested too deeply") from None
     if data is None:
         raise ValidationError("the request body is not valid JSON")
     return data

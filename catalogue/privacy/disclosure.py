@@ -38,12 +38,12 @@ from catalogue.errors import ConfigError
 class DisclosurePolicy:
     """Parameters of cohort disclosure control (``CATALOGUE_COHORT_*`` settings)."""
 
-    epsilon: float = 1.0               # per query, split over the families it releases
+    epsilon: float = 0.2               # per query, split over the families it releases
     study_cap: int = 20                # studies counted per subject at most
     rounding: int = 10                 # released values are multiples of this
     floor: int = 10                    # noisy values below this are suppressed
-    budget: float = 10.0               # ε per researcher per window
-    organisation_budget: float = 30.0  # ε per organisation (all its researchers) per window
+    budget: float = 2.0                # ε per researcher per window (10 questions)
+    organisation_budget: float = 4.0   # ε per organisation (all its researchers) per window
     window_days: int = 30
     exact: bool = False                # tests only: release true counts (never configurable)
 

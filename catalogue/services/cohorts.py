@@ -3,6 +3,8 @@ release protected numbers, account for the privacy budget, audit every question.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import math
 import time
@@ -19,7 +21,7 @@ from catalogue.cohorts.criteria import (
     plan,
     to_filter,
 )
-from catalogue.errors import NotFound, TooManyRequests, ValidationError
+from catalogue.errors import NotFound, SearchUnavailable, TooManyRequests, ValidationError
 from catalogue.model.identity import Identity, Role
 from catalogue.privacy.disclosure import DisclosurePolicy, Noise
 from catalogue.search.base import SearchBackend
@@ -52,6 +54,9 @@ class CohortService:
         self.policy = policy or DisclosurePolicy()
         self.definition = load_definition("subjects")
         self._context: tuple[float, Context] | None = None
+        #: a fingerprint of the noise secret: answers are repeats only under the same secret
+        self.noise_key = hmac.new(secret.encode(), b"cohort-noise-fingerprint",
+                                  hashlib.sha256).hexdigest()[:16]
 
     # -- questions ----------------------------------------------------------------------------
     def context(self) -> Context:
@@ -81,25 +86,22 @@ class CohortService:
     def count(self, identity: Identity, body: Any) -> dict[str, Any]:
         """Answer one count question for a researcher (see ``catalogue.cohorts.criteria``)."""
         require_role(identity, Role.RESEARCHER)
-        ctx = self.context()
-        try:
-            question = parse_question(body, ctx)
-        except ValidationError as exc:
-            with self.db.transaction() as conn:
-                CohortLedger(conn).record(identity, "invalid", message=exc.message[:500])
-            raise
         if self.search is None:
-            from catalogue.errors import SearchUnavailable
-
             raise SearchUnavailable()
-        with self.db.transaction() as conn:
-            version = data_version(conn)
-        cells = plan(question, ctx)
-        request = CountRequest(
-            "studies", tuple(c.engine for c in cells),
-            filters=(*published_only(ctx), to_filter(question.criteria, ctx)),
-            item_cap=self.policy.study_cap)
-        counts = self.search.count_cells(self.search.logical_name("subjects"), request)
+        ctx = self.context()
+        try:  # anything refused, while parsing, planning or counting, is audited
+            question = parse_question(body, ctx)
+            with self.db.transaction() as conn:
+                version = data_version(conn)
+            cells = plan(question, ctx)
+            request = CountRequest(
+                "studies", tuple(c.engine for c in cells),
+                filters=(*published_only(ctx), to_filter(question.criteria, ctx)),
+                item_cap=self.policy.study_cap)
+            counts = self.search.count_cells(self.search.logical_name("subjects"), request)
+        except ValidationError as exc:
+            self.refused(identity, exc.message)
+            raise
         scales = self.scales(question, ctx)
         # the noise of a number: keyed on the data version, the canonical criteria (not the
         # grouping: a total is the same whatever the cells), the cell, family and scale
@@ -125,7 +127,7 @@ class CohortService:
         with self.db.transaction() as conn:
             ledger = CohortLedger(conn)
             ledger.lock(identity)
-            repeated = ledger.answered_before(digest, version, identity)
+            repeated = ledger.answered_before(digest, version, self.noise_key, identity)
             cost = 0.0 if repeated else self.policy.epsilon
             budget = self._budget(ledger, identity, window)
             for scope, state in budget.items():
@@ -143,8 +145,8 @@ class CohortService:
             else:
                 ledger.record(identity, "repeated" if repeated else "answered",
                               question_hash=digest, question=question.canonical(),
-                              data_version=version, cells=len(cells), released=numbers,
-                              epsilon=cost)
+                              data_version=version, noise_key=self.noise_key,
+                              cells=len(cells), released=numbers, epsilon=cost)
                 for state in budget.values():
                     if state is not None:
                         state["spent"] = round(state["spent"] + cost, 6)
@@ -164,6 +166,14 @@ class CohortService:
             },
             "budget": budget,
         }
+
+    def refused(self, identity: Identity, message: str) -> None:
+        """Audit a count request refused as invalid (a researcher's only: others are refused
+        before they are heard)."""
+        if identity.role != Role.RESEARCHER:
+            return
+        with self.db.transaction() as conn:
+            CohortLedger(conn).record(identity, "invalid", message=message[:500])
 
     def scales(self, question: Question, ctx: Context) -> dict[str, float]:
         """Laplace scale per count family (see ``catalogue.privacy.disclosure``)."""

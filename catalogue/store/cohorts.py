@@ -22,16 +22,17 @@ class CohortLedger:
             self.conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
                               (f"cohort-budget:{scope}",))
 
-    def answered_before(self, question_hash: str, data_version: int,
+    def answered_before(self, question_hash: str, data_version: int, noise_key: str,
                         identity: Identity) -> bool:
-        """Whether this canonical question was answered on this data version to this researcher
-        or their organisation (the same numbers again reveal nothing new). Other organisations'
+        """Whether this canonical question was answered on this data version, with noise from
+        this secret, to this researcher or their organisation (the same numbers again reveal
+        nothing new; after a new secret they would be new numbers). Other organisations'
         questions are not looked at: a free repeat would tell what they asked."""
         return self.conn.execute(
             "SELECT 1 FROM cohort_queries WHERE question_hash = %s AND data_version = %s "
-            "AND outcome IN ('answered', 'repeated') AND (user_id = %s OR "
+            "AND noise_key = %s AND outcome IN ('answered', 'repeated') AND (user_id = %s OR "
             "(%s::text IS NOT NULL AND organisation_id = %s)) LIMIT 1",
-            (question_hash, data_version, identity.user_id, identity.organisation_id,
+            (question_hash, data_version, noise_key, identity.user_id, identity.organisation_id,
              identity.organisation_id)).fetchone() is not None
 
     def spent(self, scope: str, scope_id: str, window: timedelta) -> float:
@@ -47,15 +48,16 @@ class CohortLedger:
         return float(row["spent"])
 
     def record(self, identity: Identity, outcome: str, *, question_hash: str | None = None,
-               question: Any = None, data_version: int | None = None, cells: int = 0,
-               released: int = 0, epsilon: float = 0.0, message: str | None = None) -> int:
+               question: Any = None, data_version: int | None = None,
+               noise_key: str | None = None, cells: int = 0, released: int = 0,
+               epsilon: float = 0.0, message: str | None = None) -> int:
         row = self.conn.execute(
             "INSERT INTO cohort_queries (user_id, username, organisation_id, token_id, outcome, "
-            "question_hash, question, data_version, cells, released, epsilon, message) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            "question_hash, question, data_version, noise_key, cells, released, epsilon, "
+            "message) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
             (identity.user_id, identity.username, identity.organisation_id, identity.token_id,
              outcome, question_hash, None if question is None else Jsonb(question),
-             data_version, cells, released, epsilon, message)).fetchone()
+             data_version, noise_key, cells, released, epsilon, message)).fetchone()
         assert row is not None
         return int(row["id"])
 

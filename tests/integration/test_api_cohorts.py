@@ -59,10 +59,10 @@ def test_count_api_roles_budgets_repeats_and_audit(runtime: Runtime, client: Any
     first = _post(client, tokens["r1"], body)
     assert first.status_code == 200, first.get_json()
     answer = first.get_json()
-    assert answer["parameters"]["charged"] == 1.0 and answer["parameters"]["repeated"] is False
-    assert answer["budget"]["researcher"] == {"limit": 10.0, "spent": 1.0, "remaining": 9.0,
+    assert answer["parameters"]["charged"] == 0.2 and answer["parameters"]["repeated"] is False
+    assert answer["budget"]["researcher"] == {"limit": 2.0, "spent": 0.2, "remaining": 1.8,
                                               "window_days": 30}
-    assert answer["budget"]["organisation"]["spent"] == 1.0
+    assert answer["budget"]["organisation"]["spent"] == 0.2
     assert len(answer["groups"]) == 5 and {"dataset", "subjects", "studies"} == set(
         answer["groups"][0])
     # the same question, reworded, by another researcher of the organisation: same numbers,
@@ -73,19 +73,19 @@ def test_count_api_roles_budgets_repeats_and_audit(runtime: Runtime, client: Any
     again = _post(client, tokens["r2"], reworded).get_json()
     assert again["total"] == answer["total"] and again["groups"] == answer["groups"]
     assert again["parameters"]["charged"] == 0.0 and again["parameters"]["repeated"] is True
-    assert again["budget"]["organisation"]["spent"] == 1.0
+    assert again["budget"]["organisation"]["spent"] == 0.2
 
-    # the researcher's budget: 10 questions of ε 1, then 429 with a clear message
+    # the researcher's budget: 10 questions of ε 0.2, then 429 with a clear message
     for n in range(9):
         assert _post(client, tokens["r1"], _question(n)).status_code == 200
     exhausted = _post(client, tokens["r1"], _question(9))
     assert exhausted.status_code == 429
     message = exhausted.get_json()["error"]["message"]
-    assert "researcher privacy budget is exhausted" in message and "0.00 of 10.00" in message
+    assert "researcher privacy budget is exhausted" in message and "0.00 of 2.00" in message
     assert "value" not in json.dumps(exhausted.get_json())
     # a question already answered on this data version is still free
     assert _post(client, tokens["r1"], body).status_code == 200
-    # the organisation budget (30) is shared by its researchers
+    # the organisation budget (4.0: 20 questions) is shared by its researchers
     answered = 10
     for n in range(10, 40):
         reply = _post(client, tokens["r2" if n < 20 else "r3" if n < 30 else "r4"],
@@ -95,7 +95,7 @@ def test_count_api_roles_budgets_repeats_and_audit(runtime: Runtime, client: Any
             break
         assert reply.status_code == 200
         answered += 1
-    assert answered == 30
+    assert answered == 20
     # a researcher without an organisation is not held by it
     assert _post(client, tokens["solo"], _question(50)).status_code == 200
 
@@ -119,12 +119,20 @@ def test_count_api_roles_budgets_repeats_and_audit(runtime: Runtime, client: Any
 
     invalid = _post(client, tokens["r1"], {"criteria": {"modality": ["XRAY"]}})
     assert invalid.status_code == 400 and "XRAY" in invalid.get_json()["error"]["message"]
+    not_json = client.post("/api/v1/cohorts/count", data="criteria=x",
+                           headers={"Authorization": f"Bearer {tokens['r1']}",
+                                    "Content-Type": "application/x-www-form-urlencoded"})
+    assert not_json.status_code == 415
+    deep = client.post("/api/v1/cohorts/count", data="[" * 100_000 + "]" * 100_000,
+                       headers={"Authorization": f"Bearer {tokens['r1']}",
+                                "Content-Type": "application/json"})
+    assert deep.status_code == 400 and "nested too deeply" in deep.get_json()["error"]["message"]
     log = client.get("/api/v1/cohorts/queries?limit=1000", headers=admin).get_json()
     outcomes = [row["outcome"] for row in log]
-    assert outcomes.count("refused") == 2 and outcomes.count("invalid") == 1
+    assert outcomes.count("refused") == 2 and outcomes.count("invalid") == 3
     assert outcomes.count("repeated") == 2
     first_row = log[-1]
-    assert first_row["username"] == "res-1" and first_row["epsilon"] == 1.0
+    assert first_row["username"] == "res-1" and first_row["epsilon"] == 0.2
     assert first_row["question"]["group_by"] == ["dataset"] and first_row["cells"] == 6
     assert "subjects" not in json.dumps(log)  # questions and counts of cells, never numbers
     only = client.get("/api/v1/cohorts/queries?username=res-solo", headers=admin).get_json()
@@ -149,7 +157,7 @@ def test_cli_count_charges_the_named_researcher(runtime: Runtime, db_url: str,
                                 env=env, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert result.output.startswith("total: subjects ")
-    assert "budget left 9.0 of 10.0" in result.output
+    assert "budget left 1.8 of 2.0" in result.output
     result = CliRunner().invoke(main, ["cohorts", "count", str(question), "--as", "cli-res",
                                        "--json"], env=env, catch_exceptions=False)
     answer = json.loads(result.output)
