@@ -434,6 +434,11 @@ def plan(question: Question, ctx: Context) -> list[Cell]:
     dims = sorted(question.group_by, key=lambda d: (d in SINGLE_VALUED, len(buckets(d, ctx))))
     terms = {d: {v: Terms(_FIELDS[d], (v,)) for v in buckets(d, ctx)}
              for d in dims if d in SINGLE_VALUED}
+    if len(dims) == 1 and dims[0] in SINGLE_VALUED:  # the common case, without the general walk
+        dim = dims[0]
+        cells.extend(Cell({dim: v}, CountCell(filters=(flt,), items=items))
+                     for v, flt in terms[dim].items())
+        return cells
     combos: list[dict[str, str]] = [{}]
     for dim in dims:
         combos = [{**c, dim: v} for c in combos for v in buckets(dim, ctx)]

@@ -77,6 +77,8 @@ class Noise:
     def __init__(self, secret: str, prefix: str = "") -> None:
         self._mac = _keyed(secret).copy()
         self._mac.update(prefix.encode())
+        self._key = secret.encode()
+        self._prefix = b"cohort-noise\x00" + prefix.encode()
 
     def uniform(self, suffix: str) -> float:
         """A deterministic draw in (0, 1) (53 bits)."""
@@ -94,13 +96,14 @@ class Noise:
     def protect_many(self, trues: list[int], suffixes: list[str], scale: float,
                      policy: DisclosurePolicy) -> list[dict[str, Any]]:
         """:func:`protect` for many numbers of one scale (a tight loop: cells are many)."""
-        copy, log, floor, step = self._mac.copy, math.log, policy.floor, policy.rounding
+        log, floor, step = math.log, policy.floor, policy.rounding
+        key, prefix, digest, from_bytes = self._key, self._prefix, hmac.digest, int.from_bytes
         out: list[dict[str, Any]] = []
         append = out.append
         for true, suffix in zip(trues, suffixes, strict=True):
-            mac = copy()
-            mac.update(suffix.encode())
-            u = ((int.from_bytes(mac.digest()[:8], "big") >> 11) + 0.5) / 9007199254740992.0
+            # the same HMAC as uniform(), in one call of the C implementation
+            mac = digest(key, prefix + suffix.encode(), "sha256")
+            u = ((from_bytes(mac[:8], "big") >> 11) + 0.5) / 9007199254740992.0
             u -= 0.5
             noisy = true + (-scale if u >= 0 else scale) * log(1.0 - 2.0 * abs(u))
             rounded = round(noisy / step) * step

@@ -295,9 +295,16 @@ class TantivyBackend(SearchBackend):
         children = tantivy.Query.term_query(schema, items.kind_field, "item")
         capped = tantivy.Query.range_query(schema, items.rank_field, tantivy.FieldType.Integer,
                                            1, int(request.item_cap))
+        count_field = "dataset_id"  # on every parent and item document, single-valued
         out: list[tuple[int, int]] = [(0, 0)] * len(request.cells)
+        # one pass per distinct cell base: parents, and items within the cap that match the
+        # cell's item conjunctions, matched together; every document is counted by a value
+        # count, items by the value count of their rank (parents have none), and cells that
+        # differ by one field's value by a terms aggregation in the same pass
+        passes: dict[Any, list[Any]] = {}
         for group in group_cells(request.cells, definition):
-            cell = group.base
+            passes.setdefault(group.base, []).append(group)
+        for cell, groups in passes.items():
             clauses = [self._filter(handle, f) for f in cell.filters]
             if cell.any_of:
                 clauses.append(tantivy.Query.boolean_query(
@@ -309,22 +316,30 @@ class TantivyBackend(SearchBackend):
                     tokens.update(nested.encode(definition, request.path,
                                                 tuple(lower(f, definition) for f in conj)))
                 own.append(tantivy.Query.term_set_query(schema, items.own_field, sorted(tokens)))
-            parent_query = self._all_of([parents, *base, *clauses])
-            item_query = self._all_of([children, *base, *clauses, capped, *own])
-            if group.field is None:
-                out[group.values[""]] = (
-                    int(searcher.search(parent_query, 1, count=True).count),  # type: ignore[attr-defined]
-                    int(searcher.search(item_query, 1, count=True).count))  # type: ignore[attr-defined]
-                continue
-            values = sorted(group.values)
-            agg = {"v": {"terms": {"field": group.field, "include": values,
-                                   "size": len(values), "segment_size": len(values)}}}
-            counted = []
-            for query in (parent_query, item_query):
-                raw = searcher.aggregate(query, agg)
-                counted.append({str(b["key"]): int(b["doc_count"]) for b in raw["v"]["buckets"]})
-            for value, position in group.values.items():
-                out[position] = (counted[0].get(value, 0), counted[1].get(value, 0))
+            counted_items = self._all_of([children, capped, *own])
+            query = self._all_of([*base, *clauses, tantivy.Query.boolean_query(
+                [(tantivy.Occur.Should, parents), (tantivy.Occur.Should, counted_items)])])
+            metrics = {"all": {"value_count": {"field": count_field}},
+                       "items": {"value_count": {"field": items.rank_field}}}
+            aggs: dict[str, Any] = dict(metrics)
+            for number, group in enumerate(groups):
+                if group.field is not None:
+                    values = sorted(group.values)
+                    aggs[f"g{number}"] = {
+                        "terms": {"field": group.field, "include": values, "size": len(values),
+                                  "segment_size": len(values)},
+                        "aggs": {"items": metrics["items"]}}
+            raw = searcher.aggregate(query, aggs)
+            for number, group in enumerate(groups):
+                if group.field is None:
+                    total, in_items = int(raw["all"]["value"]), int(raw["items"]["value"])
+                    out[group.values[""]] = (total - in_items, in_items)
+                    continue
+                buckets = {str(b["key"]): (int(b["doc_count"]), int(b["items"]["value"]))
+                           for b in raw[f"g{number}"]["buckets"]}
+                for value, position in group.values.items():
+                    total, in_items = buckets.get(value, (0, 0))
+                    out[position] = (total - in_items, in_items)
         return out
 
     @staticmethod
