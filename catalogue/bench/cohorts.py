@@ -29,6 +29,7 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
+from catalogue.bench.search import percentile
 from catalogue.bench.synthetic import GenerationReport, Spec, generate
 from catalogue.cohorts.criteria import parse_question, plan, to_filter
 from catalogue.errors import ValidationError
@@ -161,8 +162,8 @@ def run(runtime: Runtime, spec: Spec, queries: int = 200, seed: int = 0, reuse: 
         "cells_per_question": cells,
         "questions_with_a_released_total": nonempty,
     })
-    p50, p95 = _percentile(api_ms, 0.5), _percentile(api_ms, 0.95)
-    e50, e95 = _percentile(engine_ms, 0.5), _percentile(engine_ms, 0.95)
+    p50, p95 = percentile(api_ms, 0.5), percentile(api_ms, 0.95)
+    e50, e95 = percentile(engine_ms, 0.5), percentile(engine_ms, 0.95)
     targets = TARGETS[family]
     figures.update({
         "api_p50_ms": round(p50, 2), "api_p95_ms": round(p95, 2),
@@ -225,8 +226,3 @@ class _Client:
         if response.status != 200:
             raise RuntimeError(f"the API answered {response.status}: {data[:300]!r}")
         return elapsed, json.loads(data)
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]

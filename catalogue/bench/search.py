@@ -420,7 +420,7 @@ def _params(query: Query, after: int | None = None) -> SearchParams:
 
 
 # -- figures ------------------------------------------------------------------------------------
-def _percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile (``q`` in 0..1)."""
     ordered = sorted(values)
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
@@ -428,10 +428,10 @@ def _percentile(values: list[float], q: float) -> float:
 
 def _latency(api: list[float], service: list[float], engine: list[float]) -> dict[str, float]:
     figures = {
-        "api_p50_ms": _percentile(api, 0.5), "api_p95_ms": _percentile(api, 0.95),
-        "service_p50_ms": _percentile(service, 0.5),
-        "service_p95_ms": _percentile(service, 0.95),
-        "engine_p50_ms": _percentile(engine, 0.5), "engine_p95_ms": _percentile(engine, 0.95),
+        "api_p50_ms": percentile(api, 0.5), "api_p95_ms": percentile(api, 0.95),
+        "service_p50_ms": percentile(service, 0.5),
+        "service_p95_ms": percentile(service, 0.95),
+        "engine_p50_ms": percentile(engine, 0.5), "engine_p95_ms": percentile(engine, 0.95),
     }
     out = {k: round(v, 2) for k, v in figures.items()}
     out["ratio_p50"] = round(figures["api_p50_ms"] / figures["engine_p50_ms"], 2)

@@ -24,8 +24,6 @@ cache on the true count, which turns equal answers into an equality oracle).
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import hmac
 import math
 from dataclasses import dataclass
@@ -64,56 +62,36 @@ class DisclosurePolicy:
                    window_days=config.cohort_window_days)
 
 
-@functools.lru_cache(maxsize=8)
-def _keyed(secret: str) -> Any:
-    return hmac.new(secret.encode(), b"cohort-noise\x00", hashlib.sha256)
-
-
 class Noise:
     """Keyed draws that share a key prefix (the data version and the question): the uniform of
-    ``suffix`` comes from HMAC-SHA256(secret, "cohort-noise\\0" + prefix + suffix), computed
-    from the prefix's HMAC state (so a thousand cells cost a thousand short updates)."""
+    ``suffix`` comes from HMAC-SHA256(secret, "cohort-noise\\0" + prefix + suffix)."""
 
     def __init__(self, secret: str, prefix: str = "") -> None:
-        self._mac = _keyed(secret).copy()
-        self._mac.update(prefix.encode())
         self._key = secret.encode()
         self._prefix = b"cohort-noise\x00" + prefix.encode()
 
     def uniform(self, suffix: str) -> float:
         """A deterministic draw in (0, 1) (53 bits)."""
-        mac = self._mac.copy()
-        mac.update(suffix.encode())
-        bits = int.from_bytes(mac.digest()[:8], "big") >> 11
-        return (bits + 0.5) / float(1 << 53)
+        mac = hmac.digest(self._key, self._prefix + suffix.encode(), "sha256")
+        return ((int.from_bytes(mac[:8], "big") >> 11) + 0.5) / float(1 << 53)
 
     def laplace(self, suffix: str, scale: float) -> float:
         """Laplace(0, scale) noise from the keyed uniform (inverse CDF)."""
         u = self.uniform(suffix) - 0.5
         return -scale * math.copysign(1.0, u) * math.log(1.0 - 2.0 * abs(u))
 
-
     def protect_many(self, trues: list[int], suffixes: list[str], scale: float,
                      policy: DisclosurePolicy) -> list[dict[str, Any]]:
-        """:func:`protect` for many numbers of one scale (a tight loop: cells are many)."""
-        log, floor, step = math.log, policy.floor, policy.rounding
-        key, prefix, digest, from_bytes = self._key, self._prefix, hmac.digest, int.from_bytes
+        """:func:`protect` for many numbers of one scale: the same draw as :meth:`laplace`,
+        inlined (cells are many; ``protect`` is the reference the tests compare it with)."""
+        log, digest, from_bytes = math.log, hmac.digest, int.from_bytes
+        key, prefix = self._key, self._prefix
         out: list[dict[str, Any]] = []
-        append = out.append
         for true, suffix in zip(trues, suffixes, strict=True):
-            # the same HMAC as uniform(), in one call of the C implementation
             mac = digest(key, prefix + suffix.encode(), "sha256")
-            u = ((from_bytes(mac[:8], "big") >> 11) + 0.5) / 9007199254740992.0
-            u -= 0.5
-            noisy = true + (-scale if u >= 0 else scale) * log(1.0 - 2.0 * abs(u))
-            rounded = round(noisy / step) * step
-            if policy.exact:
-                append({"value": true, "suppressed": False, "display": str(true)})
-            elif noisy < floor:
-                append({"value": None, "suppressed": True, "display": f"<{floor}"})
-            else:
-                value = max(rounded, floor)
-                append({"value": value, "suppressed": False, "display": str(value)})
+            u = ((from_bytes(mac[:8], "big") >> 11) + 0.5) / 9007199254740992.0 - 0.5
+            out.append(_release(true, true + (-scale if u >= 0 else scale)
+                                * log(1.0 - 2.0 * abs(u)), policy))
         return out
 
 
@@ -125,14 +103,17 @@ def laplace(secret: str, key: str, scale: float) -> float:
     return Noise(secret).laplace(key, scale)
 
 
-def protect(true: int, scale: float, key: str, secret: str, policy: DisclosurePolicy,
-            noise: Noise | None = None) -> dict[str, Any]:
+def protect(true: int, scale: float, key: str, secret: str,
+            policy: DisclosurePolicy) -> dict[str, Any]:
     """One released number: ``{"value", "suppressed", "display"}`` (the same keys always).
-    ``key`` follows the prefix of ``noise`` when given.
 
     Noise, rounding and suppression take the same steps whatever the count, so suppressed and
     released values cost the same time."""
-    noisy = true + (noise or Noise(secret)).laplace(key, scale)
+    return _release(true, true + laplace(secret, key, scale), policy)
+
+
+def _release(true: int, noisy: float, policy: DisclosurePolicy) -> dict[str, Any]:
+    """Round after noise; suppress below the floor, decided on the noisy value."""
     rounded = round(noisy / policy.rounding) * policy.rounding
     if policy.exact:
         return {"value": true, "suppressed": False, "display": str(true)}

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 from catalogue.model.identity import SYSTEM, Role, User
 from catalogue.privacy.disclosure import DisclosurePolicy
 from catalogue.runtime import Runtime
+from tests.integration.cohorts import Staged
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -275,3 +276,12 @@ def decoy(tag: str, n: int) -> dict[str, Any]:
     """A condition that excludes nobody but makes a new canonical question (fresh noise, new
     charge): the averaging attacker's way to ask "the same" question again."""
     return {"none_of": [{"manufacturer": [f"Decoy-{tag}-{n}"]}]}
+
+
+@dataclass
+class World:
+    """The staged population (``tests.integration.cohorts.stage``), served over HTTP."""
+
+    rt: Runtime
+    api: Api
+    staged: Staged

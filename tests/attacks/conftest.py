@@ -7,14 +7,16 @@ import itertools
 import os
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 
 from catalogue.config import Config
-from tests.attacks import FIGURES
-from tests.conftest import make_config
+from catalogue.runtime import Runtime
+from catalogue.testing.app_server import serve
+from tests.attacks import FIGURES, Api, World
+from tests.conftest import _with_database, make_config
+from tests.integration.cohorts import stage
 
 _databases = itertools.count()
 
@@ -26,11 +28,20 @@ def module_config(pg_url: str, template_db: str,
     name = f"attack_{os.getpid()}_{next(_databases)}"
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    parts = urlsplit(pg_url)
-    url = urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
-    yield make_config(tmp_path_factory.mktemp("attack"), url)
+    yield make_config(tmp_path_factory.mktemp("attack"), _with_database(pg_url, name))
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def world(module_config: Config) -> Iterator[World]:
+    rt = Runtime(module_config).start()
+    try:
+        staged = stage(rt)
+        with serve(rt) as base:
+            yield World(rt, Api(base, rt), staged)
+    finally:
+        rt.close()
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

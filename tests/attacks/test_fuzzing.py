@@ -10,20 +10,14 @@ import http.client
 import json
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import pytest
-
 from catalogue.cohorts.criteria import MAX_DEPTH, STUDY_KEYS
-from catalogue.config import Config
 from catalogue.model.identity import Role
 from catalogue.ontology import get_vocabulary
-from catalogue.runtime import Runtime
-from catalogue.testing.app_server import serve
-from tests.attacks import COUNT, Api, Reply, call, record
-from tests.integration.cohorts import BREAST, LUNG, Staged, stage
+from tests.attacks import COUNT, Reply, World, call, record
+from tests.integration.cohorts import BREAST, LUNG, Staged
 
 KNOWN_KEYS = {"criteria", "group_by", "all_of", "any_of", "none_of", "study", "condition",
               "sex", "dataset", "provider", "country", *STUDY_KEYS, "gte", "lte", "from", "to",
@@ -39,22 +33,6 @@ VOCABULARY_KEYS = {"condition": "conditions", "modality": "modalities",
                    "body_part": "body_parts"}
 
 
-@dataclass
-class World:
-    rt: Runtime
-    api: Api
-    staged: Staged
-
-
-@pytest.fixture(scope="module")
-def world(module_config: Config) -> Iterator[World]:
-    rt = Runtime(module_config).start()
-    try:
-        staged = stage(rt)
-        with serve(rt) as base:
-            yield World(rt, Api(base, rt), staged)
-    finally:
-        rt.close()
 
 
 # -- the mutation engine ---------------------------------------------------------------------

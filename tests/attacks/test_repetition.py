@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from tests.attacks import (
     QUESTIONS,
     Api,
     Attacker,
+    World,
     call,
     decoy,
     record,
@@ -40,23 +39,11 @@ QUESTION: dict[str, Any] = {"criteria": {"all_of": [
     "group_by": ["dataset"]}
 
 
-@dataclass
-class World:
-    rt: Runtime
-    api: Api
-
-
-@pytest.fixture(scope="module")
-def world(module_config: Config) -> Iterator[World]:
-    rt = Runtime(module_config).start()
-    try:
-        stage(rt)
-        for org in ("uni-x", "uni-y"):
-            rt.identities.create_organisation(SYSTEM, Organisation(org, org.upper(), "DE"))
-        with serve(rt) as base:
-            yield World(rt, Api(base, rt))
-    finally:
-        rt.close()
+@pytest.fixture(scope="module", autouse=True)
+def organisations(world: World) -> None:
+    """Two researcher organisations besides the providers."""
+    for org in ("uni-x", "uni-y"):
+        world.rt.identities.create_organisation(SYSTEM, Organisation(org, org.upper(), "DE"))
 
 
 def numbers(answer: dict[str, Any]) -> str:

@@ -4,34 +4,9 @@ same status, the same JSON keys at every level, the same headers, the same time.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
-import pytest
-
-from catalogue.config import Config
-from catalogue.runtime import Runtime
-from catalogue.testing.app_server import serve
-from tests.attacks import Api, Reply, decoy, record
-from tests.integration.cohorts import stage
-
-
-@dataclass
-class World:
-    rt: Runtime
-    api: Api
-
-
-@pytest.fixture(scope="module")
-def world(module_config: Config) -> Iterator[World]:
-    rt = Runtime(module_config).start()
-    try:
-        stage(rt)
-        with serve(rt) as base:
-            yield World(rt, Api(base, rt))
-    finally:
-        rt.close()
+from tests.attacks import Api, Reply, World, decoy, record
 
 
 def shape(value: Any) -> Any:
