@@ -271,6 +271,37 @@ SETTINGS: tuple[Setting, ...] = (
         "Length of the rolling privacy-budget window, in days.",
     ),
     Setting(
+        "catalog_title",
+        "CATALOGUE_CATALOG_TITLE",
+        str,
+        "Cancer Imaging Catalogue",
+        "Title of the catalogue in its DCAT-AP export (`dct:title` of the `dcat:Catalog`) and in "
+        "the OAI-PMH `Identify` answer.",
+    ),
+    Setting(
+        "catalog_description",
+        "CATALOGUE_CATALOG_DESCRIPTION",
+        str,
+        "Cancer imaging datasets described with DCAT-AP 3, HealthDCAT-AP and EUCAIM-DCAT-AP.",
+        "Description of the catalogue in its DCAT-AP export.",
+    ),
+    Setting(
+        "catalog_publisher",
+        "CATALOGUE_CATALOG_PUBLISHER",
+        str,
+        "Cancer Imaging Catalogue operator",
+        "Name of the organisation that runs this catalogue: the publisher of the exported "
+        "`dcat:Catalog`.",
+    ),
+    Setting(
+        "catalog_admin_email",
+        "CATALOGUE_CATALOG_ADMIN_EMAIL",
+        str,
+        "admin@localhost",
+        "Contact address of the catalogue's publisher in the export and in the OAI-PMH "
+        "`Identify` answer (`adminEmail`, required by the protocol).",
+    ),
+    Setting(
         "indexer_batch",
         "CATALOGUE_INDEXER_BATCH",
         int,
@@ -355,6 +386,11 @@ class Config:
     cohort_budget: float = 2.0
     cohort_organisation_budget: float = 4.0
     cohort_window_days: int = 30
+    catalog_title: str = "Cancer Imaging Catalogue"
+    catalog_description: str = (
+        "Cancer imaging datasets described with DCAT-AP 3, HealthDCAT-AP and EUCAIM-DCAT-AP.")
+    catalog_publisher: str = "Cancer Imaging Catalogue operator"
+    catalog_admin_email: str = "admin@localhost"
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from catalogue.config import Config, check_secret_strength
+from catalogue.dcat.export import CatalogFacts
 from catalogue.errors import CatalogueError, ConfigError
 from catalogue.privacy.disclosure import DisclosurePolicy
 from catalogue.search.base import SearchBackend
@@ -21,6 +22,7 @@ from catalogue.search.indexer import Indexer
 from catalogue.search.registry import create_backend
 from catalogue.services.cohorts import CohortService
 from catalogue.services.datasets import DatasetService
+from catalogue.services.export import ExportService
 from catalogue.services.harvest import HarvestService
 from catalogue.services.identities import IdentityService
 from catalogue.store import migrations
@@ -61,6 +63,7 @@ class Runtime:
         self._identities: IdentityService | None = None
         self._harvest: HarvestService | None = None
         self._cohorts: CohortService | None = None
+        self._export: ExportService | None = None
         self._scheduler_stop: threading.Event | None = None
 
     @property
@@ -74,6 +77,12 @@ class Runtime:
         if self._cohorts is None:
             raise RuntimeError("runtime not started")
         return self._cohorts
+
+    @property
+    def export(self) -> ExportService:
+        if self._export is None:
+            raise RuntimeError("runtime not started")
+        return self._export
 
     @property
     def datasets(self) -> DatasetService:
@@ -140,6 +149,10 @@ class Runtime:
         self._datasets = DatasetService(
             self.db, self.search, on_change=self.indexer.wake if self.indexer else None
         )
+        base = config.public_base_url
+        self._export = ExportService(self.db, base, CatalogFacts(
+            f"{base}/dcat/catalog", config.catalog_title, config.catalog_description,
+            config.catalog_publisher, base + "/", config.catalog_admin_email))
         return self
 
     def start_scheduler(self) -> None:

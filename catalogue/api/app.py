@@ -10,7 +10,7 @@ import uuid
 from flask import Flask, Response, g, request
 
 from catalogue import __version__
-from catalogue.api import cohorts, harvest, system, v1
+from catalogue.api import cohorts, dcat, harvest, system, v1
 from catalogue.api.errors import register_error_handlers
 from catalogue.config import Config, load_config
 from catalogue.errors import CatalogueError, Unauthenticated
@@ -75,6 +75,7 @@ def create_app(
     app.register_blueprint(v1.bp)
     app.register_blueprint(harvest.bp)
     app.register_blueprint(cohorts.bp)
+    app.register_blueprint(dcat.bp)
 
     @app.get("/")
     def home() -> Response:

@@ -159,8 +159,10 @@ def update_aggregates(db: Any, dataset_id: str, floor: int, source: str | None =
     with db.transaction() as conn:
         protected = protect(aggregate_counts(conn, dataset_id), floor, source=source)
         conn.execute(
-            "UPDATE datasets SET aggregates = %s, updated_at = now() WHERE id = %s",
-            (Jsonb(protected), dataset_id))
+            # unchanged aggregates leave the dataset unchanged (its export and harvesters too)
+            "UPDATE datasets SET aggregates = %s, updated_at = now(), version = version + 1 "
+            "WHERE id = %s AND aggregates IS DISTINCT FROM %s",
+            (Jsonb(protected), dataset_id, Jsonb(protected)))
         conn.execute("INSERT INTO outbox (entity, entity_id) VALUES ('dataset', %s)",
                      (dataset_id,))
     return protected

@@ -345,6 +345,10 @@ class Profile(abc.ABC):
             return URIRef(ds.identifier)
         return URIRef(f"{base_uri.rstrip('/')}/datasets/{quote(ds.identifier, safe='')}")
 
+    def root(self, graph: Graph, ds: Dataset) -> Node | None:
+        """The node of ``ds`` in a graph made by :meth:`serialise` (None if there is none)."""
+        return self._root(graph, ds)
+
     def _root(self, graph: Graph, ds: Dataset) -> Node | None:
         if ds.iri and (URIRef(ds.iri), None, None) in graph:
             return URIRef(ds.iri)

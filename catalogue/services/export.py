@@ -1,0 +1,323 @@
+"""The catalogue as DCAT-AP for other data spaces: keyset pages with Hydra links, incremental
+listings with deletions announced, single datasets and catalogue records.
+
+Only published datasets are described. A dataset that was published once and is not any more
+(withdrawn, or back to draft) appears in incremental listings as a ``dcat:CatalogRecord`` with
+``adms:status`` ``changetype/deleted`` and nothing else. Descriptions are the provider's own
+graph with the record-derived aggregates (already privacy-protected) in place of the declared
+values (:meth:`Dataset.with_aggregates`); datasets without an IRI of their own get
+``{base}/dcat/datasets/{id}``, which this service dereferences.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from rdflib import BNode, Graph, URIRef
+
+from catalogue.dcat import export as rdf
+from catalogue.dcat.namespaces import EUCAIM
+from catalogue.dcat.profiles import get_profile
+from catalogue.errors import CatalogueError, NotFound, ValidationError
+from catalogue.model.dataset import Dataset
+from catalogue.ontology import get_vocabulary
+from catalogue.store.datasets import DatasetRepository
+from catalogue.store.db import Database, is_uuid
+from catalogue.store.exports import ExportRepository, Selection
+
+log = logging.getLogger(__name__)
+
+EUCAIM_NS = str(EUCAIM)
+#: bump when rendering changes, so cached fragments are made again
+RENDER_VERSION = "1"
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 100
+
+
+class Gone(CatalogueError):
+    status = 410
+    code = "gone"
+
+    def default_message(self) -> str:
+        return "withdrawn"
+
+
+@dataclass
+class Page:
+    """One page of an export: its validators and its body (bytes, streamed)."""
+
+    fmt: str
+    total: int
+    ids: list[str]
+    next_cursor: str | None
+    last_cursor: str | None
+    etag: str
+    last_modified: datetime | None
+    body: Callable[[], Iterator[bytes]]
+
+
+def _public_source(url: str | None) -> str | None:
+    """A harvest source URL fit for publication: http(s), no credentials, query or fragment."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+class ExportService:
+    def __init__(self, db: Database, base_url: str, catalog: rdf.CatalogFacts | None = None,
+                 profile: str = "eucaim") -> None:
+        self.db = db
+        self.base = base_url.rstrip("/")
+        self.catalog_iri = f"{self.base}/dcat/catalog"
+        self.catalog = catalog or rdf.CatalogFacts(
+            self.catalog_iri, "Cancer Imaging Catalogue", "Cancer imaging datasets.",
+            "Cancer Imaging Catalogue operator", self.base + "/")
+        self.profile = get_profile(profile)
+
+    # -- IRIs ---------------------------------------------------------------------------------
+    def dataset_iri(self, row: dict[str, Any]) -> str:
+        return str(row["iri"]) if row.get("iri") else f"{self.base}/dcat/datasets/{row['id']}"
+
+    def record_iri(self, dataset_id: Any) -> str:
+        return f"{self.base}/dcat/records/{dataset_id}"
+
+    # -- rendering ------------------------------------------------------------------------------
+    def render_key(self, row: dict[str, Any]) -> str:
+        return f"{RENDER_VERSION}|{row['version']}|{row['updated_at'].isoformat()}|{self.base}"
+
+    def _record(self, row: dict[str, Any]) -> rdf.RecordFacts:
+        deleted = row["status"] != "published"
+        source = _public_source(row.get("source_url")) if row.get("source_kind") == "dcat" \
+            else None
+        return rdf.RecordFacts(
+            record=self.record_iri(row["id"]), dataset=self.dataset_iri(row),
+            issued=row["published_at"] or row["created_at"], modified=row["updated_at"],
+            deleted=deleted, created=row["version"] == 1,
+            source_url=None if deleted else source,
+            harvested_at=row["updated_at"] if source else None)
+
+    def dataset_graph(self, ds: Dataset, iri: str) -> Graph:
+        """``ds`` as its DCAT-AP graph, aggregates applied, rooted at ``iri``."""
+        graph = self.profile.serialise(replace(_published_terms(ds), iri=ds.iri or iri),
+                                       self.base + "/")
+        root = self.profile.root(graph, ds)
+        if isinstance(root, BNode):  # a description whose dataset had no IRI gets ours
+            target = URIRef(iri)
+            for p, o in list(graph.predicate_objects(root)):
+                graph.remove((root, p, o))
+                graph.add((target, p, o))
+            for s, p in list(graph.subject_predicates(root)):
+                graph.remove((s, p, root))
+                graph.add((s, p, target))
+        return graph
+
+    def _fragment(self, row: dict[str, Any], ds: Dataset | None, fmt: str) -> bytes:
+        scope = str(row["id"]).replace("-", "")[:12]
+        record = rdf.record_graph(self._record(row))
+        if ds is None:
+            return rdf.render(record, fmt, scope)
+        graph = self.dataset_graph(ds, self.dataset_iri(row))
+        for triple in record:
+            graph.add(triple)
+        return rdf.render(graph, fmt, scope)
+
+    def fragments(self, conn: Any, rows: list[dict[str, Any]], fmt: str) -> list[bytes]:
+        """The fragment of each row: cached when its key matches, else rendered (and stored)."""
+        out: list[bytes | None] = []
+        missing: list[int] = []
+        for i, row in enumerate(rows):
+            live = row["status"] == "published"
+            if live and row.get("cached_key") == self.render_key(row):
+                out.append(bytes(row["cached_body"]))
+            elif live:
+                out.append(None)
+                missing.append(i)
+            else:
+                out.append(self._fragment(row, None, fmt))
+        if missing:
+            datasets = {d.id: d for d in DatasetRepository(conn).get_many(
+                [str(rows[i]["id"]) for i in missing])}
+            fresh = []
+            for i in missing:
+                row = rows[i]
+                ds = datasets.get(str(row["id"]))
+                body = self._fragment(row, ds, fmt) if ds is not None else b""
+                out[i] = body
+                if ds is not None:
+                    fresh.append((str(row["id"]), fmt, self.render_key(row), body))
+            ExportRepository(conn).save_fragments(fresh)
+        return [b or b"" for b in out]
+
+    # -- pages ----------------------------------------------------------------------------------
+    def page(self, fmt: str, selection: Selection, cursor: str | None, size: int,
+             url: Callable[[str | None], str]) -> Page:
+        """One keyset page of ``selection`` after ``cursor`` (a dataset id). ``url(cursor)``
+        makes the URL of the page starting after ``cursor`` (None: the first page)."""
+        if cursor is not None and not is_uuid(cursor):
+            raise ValidationError("cursor: not one this catalogue gave out")
+        size = max(1, min(size, MAX_PAGE_SIZE))
+        with self.db.transaction() as conn:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            repo = ExportRepository(conn)
+            total = repo.count(selection)
+            rows = repo.page(selection, cursor, size, fmt)
+            last = repo.start_of_last_page(selection, size, total)
+            changed = repo.last_change(replace(selection, include_deleted=True))
+            ids = [str(r["id"]) for r in rows]
+            next_cursor = ids[-1] if len(rows) == size else None
+            if next_cursor is not None and repo.page(selection, next_cursor, 1) == []:
+                next_cursor = None
+            digest = hashlib.sha256()
+            digest.update(f"{fmt}|{selection}|{cursor}|{size}|{total}|{last}|{self.base}|"
+                          f"{RENDER_VERSION}|{changed}".encode())
+            for r in rows:
+                digest.update(f"|{r['id']}:{r['version']}:{r['updated_at']}:{r['status']}"
+                              .encode())
+            etag = '"' + digest.hexdigest()[:32] + '"'
+
+            def body() -> Iterator[bytes]:
+                with self.db.transaction() as c2:
+                    fragments = self.fragments(c2, rows, fmt)
+                live = [self.dataset_iri(r) for r in rows if r["status"] == "published"]
+                head = rdf.catalog_graph(self.catalog, live,
+                                         [self.record_iri(r["id"]) for r in rows], changed)
+                links = rdf.PageLinks(
+                    collection=self.catalog_iri, page=url(cursor), total=total, first=url(None),
+                    next=url(next_cursor) if next_cursor else None,
+                    last=url(last) if total > size else url(None))
+                for triple in rdf.hydra_graph(links):
+                    head.add(triple)
+                yield from rdf.join(fmt, [rdf.render(head, fmt, "catalog"), *fragments])
+
+        return Page(fmt, total, ids, next_cursor, last, etag, changed, body)
+
+    def dump(self, fmt: str, selection: Selection, size: int = 500) -> Iterator[bytes]:
+        """The whole selection as one document, one keyset page in memory at a time."""
+        env = rdf.envelope(fmt)
+        yield env.head
+        cursor: str | None = None
+        first = True
+        with self.db.transaction() as conn:
+            head = rdf.catalog_graph(self.catalog, (), (), ExportRepository(conn).last_change(
+                replace(selection, include_deleted=True)))
+        part = rdf.render(head, fmt, "catalog")
+        yield part
+        first = not part
+        while True:
+            with self.db.transaction() as conn:
+                rows = ExportRepository(conn).page(selection, cursor, size, fmt)
+                fragments = self.fragments(conn, rows, fmt)
+                links = rdf.catalog_graph(
+                    self.catalog, [self.dataset_iri(r) for r in rows
+                                   if r["status"] == "published"],
+                    [self.record_iri(r["id"]) for r in rows])
+            for fragment in [rdf.render(_only_links(links, self.catalog_iri), fmt, "catalog"),
+                             *fragments]:
+                if not fragment:
+                    continue
+                if not first and env.separator:
+                    yield env.separator
+                first = False
+                yield fragment
+            if len(rows) < size:
+                break
+            cursor = str(rows[-1]["id"])
+        if env.tail:
+            yield env.tail
+
+    # -- single resources -----------------------------------------------------------------------
+    def _row(self, dataset_id: str, fmt: str | None = None) -> dict[str, Any]:
+        if not is_uuid(dataset_id):
+            raise NotFound(f"dataset {dataset_id!r} not found")
+        with self.db.transaction() as conn:
+            row = ExportRepository(conn).one(dataset_id, fmt)
+        if row is None or (row["status"] != "published" and row["published_at"] is None):
+            raise NotFound(f"dataset {dataset_id!r} not found")
+        return row
+
+    def dataset(self, dataset_id: str, fmt: str) -> tuple[dict[str, Any], bytes]:
+        """A published dataset's description and record as one document; withdrawn: Gone."""
+        row = self._row(dataset_id, fmt)
+        if row["status"] != "published":
+            raise Gone(f"dataset {dataset_id!r} was withdrawn")
+        with self.db.transaction() as conn:
+            fragment = self.fragments(conn, [row], fmt)[0]
+        return row, rdf.document(fmt, [fragment])
+
+    def record(self, dataset_id: str, fmt: str) -> tuple[dict[str, Any], bytes]:
+        """The catalogue record of a dataset (also of a withdrawn one: it says so)."""
+        row = self._row(dataset_id)
+        return row, rdf.document(fmt, [rdf.render(rdf.record_graph(self._record(row)), fmt,
+                                                  str(row["id"]).replace("-", "")[:12])])
+
+    def ids_for_iri(self, iri: str) -> list[str]:
+        prefix = f"{self.base}/dcat/datasets/"
+        if iri.startswith(prefix) and is_uuid(iri[len(prefix):]):
+            return [iri[len(prefix):]]
+        with self.db.transaction() as conn:
+            return ExportRepository(conn).by_iri(iri)
+
+    def earliest(self) -> datetime | None:
+        with self.db.transaction() as conn:
+            return ExportRepository(conn).earliest()
+
+    def validators(self, row: dict[str, Any], fmt: str) -> tuple[str, datetime]:
+        key = f"{fmt}|{self.render_key(row)}|{row['status']}".encode()
+        return '"' + hashlib.sha256(key).hexdigest()[:32] + '"', row["updated_at"]
+
+
+#: record-derived attributes whose values are codes or names (``CT``, ``CHEST``, ``SIEMENS``)
+#: where EUCAIM-DCAT-AP requires EUCAIM hyper-ontology classes, with the vocabulary that maps
+#: codes to them (None: no mapping known)
+_EUCAIM_TERMS: tuple[tuple[str, str | None], ...] = (
+    ("modalities", "modalities"), ("body_parts", "body_parts"),
+    ("manufacturers", None), ("sexes", None))
+
+
+def _published_terms(ds: Dataset) -> Dataset:
+    """``ds`` with its aggregates applied, and their codes written as EUCAIM classes.
+
+    A code is written as the EUCAIM class its vocabulary concept matches exactly. Codes
+    without one cannot be said in EUCAIM-DCAT-AP: when none of an attribute's values can, the
+    provider's declared values stay (the record-derived ones remain visible in search and the
+    JSON API)."""
+    if not ds.aggregates:
+        return ds
+    applied = ds.with_aggregates()
+    changes: dict[str, Any] = {"aggregates": {}}
+    for attr, vocabulary in _EUCAIM_TERMS:
+        if not ds.aggregates.get(attr):
+            continue
+        vocab = get_vocabulary(vocabulary) if vocabulary else None
+        values = []
+        for value in getattr(applied, attr):
+            if value.startswith(EUCAIM_NS):
+                values.append(value)
+                continue
+            concept = vocab.resolve(value) if vocab else None
+            match = next((m for m in concept.match_iris if m.startswith(EUCAIM_NS)), None) \
+                if concept else None
+            if match and match not in values:
+                values.append(match)
+        changes[attr] = values or getattr(ds, attr)
+    return replace(applied, **changes)
+
+
+def _only_links(graph: Graph, catalog: str) -> Graph:
+    """The catalogue's ``dcat:dataset``/``dcat:record`` statements of ``graph``."""
+    out = Graph(bind_namespaces="none")
+    node = URIRef(catalog)
+    for p, o in graph.predicate_objects(node):
+        if p in (rdf.DCAT.dataset, rdf.DCAT.record):
+            out.add((node, p, o))
+    return out

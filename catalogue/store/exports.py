@@ -1,0 +1,146 @@
+"""Queries behind the DCAT-AP export and OAI-PMH: keyset pages of datasets and their records,
+and the cache of rendered fragments (``dataset_exports``).
+
+Pages are keyset pages ordered by dataset id: a dataset's place never moves, so a harvester
+paging while datasets are added, edited or withdrawn never sees one twice and never misses one
+that existed when it started (a dataset added meanwhile is seen at most once; the next
+incremental harvest finds it in any case).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from catalogue.store.db import Connection
+
+#: the row columns an export page needs (no distributions: fragments are cached)
+_COLUMNS = (
+    "d.id, d.identifier, d.organisation_id, d.iri, d.status, d.version, d.created_at, "
+    "d.updated_at, d.published_at, d.withdrawn_at, d.source_id, d.last_seen_run, "
+    "s.kind AS source_kind, s.url AS source_url, r.finished_at AS harvested_at"
+)
+_FROM = (
+    "FROM datasets d LEFT JOIN harvest_sources s ON s.id = d.source_id "
+    "LEFT JOIN harvest_runs r ON r.id = d.last_seen_run"
+)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which datasets a listing holds.
+
+    Without ``since`` (a complete listing): the published datasets. With ``since``: the
+    datasets changed after it (``updated_at > since``) that are published, plus those that
+    were published once and are not any more (announced as deleted). ``until`` bounds changes
+    from above (OAI-PMH), ``organisation`` restricts to one provider.
+    """
+
+    since: datetime | None = None
+    until: datetime | None = None
+    organisation: str | None = None
+    include_deleted: bool | None = None  # default: only with ``since``
+
+    def where(self, alias: str = "d") -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        deleted = self.include_deleted if self.include_deleted is not None \
+            else self.since is not None
+        if deleted:
+            clauses.append(f"({alias}.status = 'published' OR {alias}.published_at IS NOT NULL)")
+        else:
+            clauses.append(f"{alias}.status = 'published'")
+        if self.since is not None:
+            clauses.append(f"{alias}.updated_at > %s")
+            params.append(self.since)
+        if self.until is not None:
+            clauses.append(f"{alias}.updated_at <= %s")
+            params.append(self.until)
+        if self.organisation is not None:
+            clauses.append(f"{alias}.organisation_id = %s")
+            params.append(self.organisation)
+        return " AND ".join(clauses), params
+
+
+class ExportRepository:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def count(self, selection: Selection) -> int:
+        where, params = selection.where()
+        row = self.conn.execute(f"SELECT count(*) AS n FROM datasets d WHERE {where}",
+                                params).fetchone()
+        assert row is not None
+        return int(row["n"])
+
+    def page(self, selection: Selection, after: str | None, limit: int,
+             fmt: str | None = None) -> list[dict[str, Any]]:
+        """Up to ``limit`` rows after the dataset id ``after``, with the cached fragment in
+        ``fmt`` (``cached_key``, ``cached_body``) when there is one."""
+        where, params = selection.where()
+        if after is not None:
+            where += " AND d.id > %s"
+            params.append(after)
+        cache = ""
+        columns = _COLUMNS
+        if fmt is not None:
+            cache = " LEFT JOIN dataset_exports e ON e.dataset_id = d.id AND e.format = %s"
+            columns += ", e.render_key AS cached_key, e.body AS cached_body"
+            params.insert(0, fmt)
+        rows = self.conn.execute(
+            f"SELECT {columns} {_FROM}{cache} WHERE {where} ORDER BY d.id LIMIT %s",
+            [*params, limit],
+        ).fetchall()
+        return list(rows)
+
+    def start_of_last_page(self, selection: Selection, size: int, total: int) -> str | None:
+        """The id after which the last page of ``size`` starts (None: the last page is the
+        first)."""
+        if total <= size:
+            return None
+        offset = ((total - 1) // size) * size - 1
+        where, params = selection.where()
+        row = self.conn.execute(
+            f"SELECT d.id FROM datasets d WHERE {where} ORDER BY d.id OFFSET %s LIMIT 1",
+            [*params, offset],
+        ).fetchone()
+        return str(row["id"]) if row else None
+
+    def one(self, dataset_id: str, fmt: str | None = None) -> dict[str, Any] | None:
+        params: list[Any] = [dataset_id]
+        cache, columns = "", _COLUMNS
+        if fmt is not None:
+            cache = " LEFT JOIN dataset_exports e ON e.dataset_id = d.id AND e.format = %s"
+            columns += ", e.render_key AS cached_key, e.body AS cached_body"
+            params.insert(0, fmt)
+        row = self.conn.execute(f"SELECT {columns} {_FROM}{cache} WHERE d.id = %s",
+                                params).fetchone()
+        return dict(row) if row else None
+
+    def by_iri(self, iri: str) -> list[str]:
+        rows = self.conn.execute(
+            "SELECT id FROM datasets WHERE iri = %s AND (status = 'published' OR "
+            "published_at IS NOT NULL) ORDER BY id", (iri,)).fetchall()
+        return [str(r["id"]) for r in rows]
+
+    def last_change(self, selection: Selection) -> datetime | None:
+        where, params = selection.where()
+        row = self.conn.execute(f"SELECT max(d.updated_at) AS m FROM datasets d WHERE {where}",
+                                params).fetchone()
+        return row["m"] if row else None
+
+    def earliest(self) -> datetime | None:
+        row = self.conn.execute("SELECT min(updated_at) AS m FROM datasets WHERE status = "
+                                "'published' OR published_at IS NOT NULL").fetchone()
+        return row["m"] if row else None
+
+    def save_fragments(self, rows: list[tuple[str, str, str, bytes]]) -> None:
+        """Store rendered fragments: (dataset id, format, render key, body)."""
+        if not rows:
+            return
+        with self.conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO dataset_exports (dataset_id, format, render_key, body) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (dataset_id, format) DO UPDATE SET "
+                "render_key = excluded.render_key, body = excluded.body", rows)

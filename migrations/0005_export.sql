@@ -1,0 +1,15 @@
+-- DCAT-AP export and OAI-PMH (issue 7): rendered fragments of each dataset per export format,
+-- so that exports concatenate stored bytes instead of re-serialising the catalogue; indexes for
+-- keyset paging, incremental harvesting (modified since) and lookups by dataset IRI.
+
+CREATE TABLE dataset_exports (
+    dataset_id  uuid NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+    format      text NOT NULL,
+    render_key  text NOT NULL,    -- renderer version, dataset version and change time, base URI
+    body        bytea NOT NULL,
+    PRIMARY KEY (dataset_id, format)
+);
+
+CREATE INDEX datasets_published_id ON datasets (id) WHERE status = 'published';
+CREATE INDEX datasets_updated ON datasets (updated_at, id);
+CREATE INDEX datasets_iri ON datasets (iri) WHERE iri IS NOT NULL;

@@ -1,0 +1,354 @@
+"""The DCAT-AP export end to end: real PostgreSQL, the HTTP layer, every RDF format, SHACL."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from rdflib import Graph, Literal, URIRef
+from rdflib.compare import isomorphic
+
+from catalogue.dcat.formats import parse_rdf
+from catalogue.dcat.namespaces import ADMS, DCAT, DCT, EUCAIM, FOAF, HEALTHDCATAP, HYDRA, RDF
+from catalogue.dcat.validation import get_validator
+from catalogue.model.identity import SYSTEM, Organisation, Role, User
+from catalogue.privacy.aggregates import protect
+from catalogue.runtime import Runtime
+from catalogue.testing.dcat_generator import EUCAIM_PREFIX, record
+from catalogue.testing.dcat_server import PREFIXES
+from tests.integration.test_api_auth import auth
+
+PROVIDER = "https://provider.example"
+FORMATS = {"turtle": "text/turtle", "rdfxml": "application/rdf+xml",
+           "jsonld": "application/ld+json", "nt": "application/n-triples"}
+CHANGED = URIRef("http://purl.org/adms/changetype/")
+
+
+def turtle(i: int, version: str = "1.0.0") -> bytes:
+    _, text = record(i, version=version)
+    return (PREFIXES + EUCAIM_PREFIX + text.replace("@@BASE@@", PROVIDER)).encode()
+
+
+def post(client: Any, token: str, org: str, i: int, status: str = "published",
+         version: str = "1.0.0") -> str:
+    r = client.post(f"/api/v1/datasets?organisation_id={org}&status={status}",
+                    data=turtle(i, version), headers={**auth(token),
+                                                       "Content-Type": "text/turtle"})
+    assert r.status_code in (200, 201), r.json
+    return str(r.json["id"])
+
+
+def iri(i: int) -> URIRef:
+    return URIRef(f"{PROVIDER}/dataset/gen-{i:06d}")
+
+
+@pytest.fixture
+def world(runtime: Runtime, client: Any) -> dict[str, Any]:
+    ids = runtime.identities
+    tokens: dict[str, str] = {}
+    for org, country in (("org-a", "ES"), ("org-b", "DE")):
+        ids.create_organisation(SYSTEM, Organisation(org, f"Provider {org[-1].upper()}", country))
+        ids.create_user(SYSTEM, User("", f"prov-{org[-1]}", Role.PROVIDER, org))
+        tokens[org] = ids.issue_token(SYSTEM, f"prov-{org[-1]}").secret
+    datasets = {}
+    for i in range(23):
+        org = "org-a" if i % 2 else "org-b"
+        datasets[i] = post(client, tokens[org], org, i)
+    drafts = {i: post(client, tokens["org-a"], "org-a", i, status="draft") for i in (100, 101)}
+    return {"tokens": tokens, "datasets": datasets, "drafts": drafts}
+
+
+def pages(client: Any, fmt: str = "nt", size: int = 7, query: str = "",
+          headers: dict[str, str] | None = None) -> list[tuple[Any, Graph]]:
+    """Every page of the export, following hydra:next from the first."""
+    url: str | None = f"/dcat/catalog?format={fmt}&page_size={size}{query}"
+    out = []
+    seen = set()
+    while url:
+        assert url not in seen
+        seen.add(url)
+        r = client.get(url, headers=headers or {})
+        assert r.status_code == 200, r.data[:500]
+        graph = parse_rdf(r.data, content_type=r.mimetype)
+        out.append((r, graph))
+        nxt = list(graph.objects(None, HYDRA.next))
+        assert len(nxt) <= 1
+        url = str(nxt[0]).replace("http://127.0.0.1:8080", "") if nxt else None
+    return out
+
+
+def listed(graph: Graph) -> list[URIRef]:
+    return [o for o in graph.objects(None, DCAT.dataset) if isinstance(o, URIRef)]
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_pages_list_every_published_dataset_once(client: Any, world: dict[str, Any],
+                                                 fmt: str) -> None:
+    got = pages(client, fmt)
+    assert len(got) == 4  # 23 datasets, 7 per page
+    seen = [ds for _, graph in got for ds in listed(graph)]
+    assert len(seen) == len(set(seen)) == 23
+    assert set(seen) == {iri(i) for i in range(23)}  # drafts 100 and 101 never appear
+    first = got[0][1]
+    catalog = URIRef("http://127.0.0.1:8080/dcat/catalog")
+    assert (catalog, RDF.type, DCAT.Catalog) in first
+    assert first.value(catalog, HYDRA.totalItems) == Literal(23)
+    view = first.value(catalog, HYDRA.view)
+    assert first.value(view, HYDRA.last) is not None
+    # hydra:last leads to the page hydra:next finally reaches
+    last_url = str(first.value(view, HYDRA.last)).replace("http://127.0.0.1:8080", "")
+    last = parse_rdf(client.get(last_url).data, content_type=FORMATS[fmt])
+    assert set(listed(last)) == set(listed(got[-1][1]))
+    assert list(got[-1][1].objects(None, HYDRA.next)) == []
+    for response, graph in got:
+        assert response.mimetype == FORMATS[fmt]
+        # every listed dataset is described on its page, with its record
+        for ds in listed(graph):
+            assert (ds, RDF.type, DCAT.Dataset) in graph
+            assert (ds, DCT.title, None) in graph
+            records = list(graph.subjects(FOAF.primaryTopic, ds))
+            assert len(records) == 1
+            assert graph.value(records[0], ADMS.status) == CHANGED + "created"
+            assert graph.value(records[0], DCT.modified) is not None
+
+
+def test_page_formats_describe_the_same_graph(client: Any, world: dict[str, Any]) -> None:
+    graphs = {fmt: pages(client, fmt, size=50)[0][1] for fmt in FORMATS}
+    reference = graphs["nt"]
+    assert len(reference) > 23 * 30
+    for fmt, graph in graphs.items():
+        # the page URL differs by format; the rest is the same graph
+        assert isomorphic(_without_view(graph), _without_view(reference)), fmt
+
+
+def _without_view(graph: Graph) -> Graph:
+    out = Graph()
+    views = set(graph.objects(None, HYDRA.view))
+    for s, p, o in graph:
+        if s in views or o in views:
+            continue
+        out.add((s, p, o))
+    return out
+
+
+def test_content_negotiation(client: Any, world: dict[str, Any]) -> None:
+    for media in FORMATS.values():
+        r = client.get("/dcat/catalog", headers={"Accept": f"text/html;q=0.5, {media}"})
+        assert r.status_code == 200 and r.mimetype == media
+        assert r.headers["Vary"] == "Accept"
+    assert client.get("/dcat/catalog").mimetype == "text/turtle"  # no preference: Turtle
+    # ?format= wins over Accept
+    r = client.get("/dcat/catalog?format=jsonld", headers={"Accept": "text/turtle"})
+    assert r.mimetype == "application/ld+json"
+    bad = client.get("/dcat/catalog?format=pdf")
+    assert bad.status_code == 400 and "format" in bad.json["error"]["message"]
+    for query in ("page_size=0", "page_size=5000", "cursor=nope", "modified_since=yesterday"):
+        r = client.get(f"/dcat/catalog?{query}")
+        assert r.status_code == 400, query
+        assert query.split("=")[0] in r.json["error"]["message"]
+
+
+def test_export_conforms_to_the_shapes_the_input_was_validated_with(
+        runtime: Runtime, client: Any, world: dict[str, Any]) -> None:
+    # one dataset carries record-derived aggregates, as after a FHIR/OMOP/DICOMweb ingest
+    counts = {"subjects": 140, "studies": 420, "modalities": {"MR": 90, "CT": 3},
+              "body_parts": {"CHEST": 100}, "manufacturers": {"SIEMENS": 50},
+              "sexes": {"female": 70, "male": 70}, "age_bands": {"50": 40, "55": 60, "90": 2},
+              "study_years": {"2021": 200, "2022": 220}}
+    with runtime.database.transaction() as conn:
+        conn.execute("UPDATE datasets SET aggregates = %s::jsonb, updated_at = now(), "
+                     "version = version + 1 WHERE id = %s",
+                     (_json(protect(counts)), world["datasets"][4]))
+    whole = Graph()
+    for _, graph in pages(client, "nt", size=10):
+        whole += graph
+    validator = get_validator()
+    issues = validator.validate(whole)
+    violations = [i.describe() for i in issues if i.severity == "violation"]
+    assert violations == []
+    # the aggregates are in, protected: exact counts above the floor, nothing below it
+    ds = iri(4)
+    assert whole.value(ds, HEALTHDCATAP.numberOfUniqueIndividuals).toPython() == 140
+    assert whole.value(ds, HEALTHDCATAP.numberOfRecords).toPython() == 420
+    assert whole.value(ds, HEALTHDCATAP.minTypicalAge).toPython() == 50
+    assert whole.value(ds, HEALTHDCATAP.maxTypicalAge).toPython() == 59  # band 90 has 2
+    # MR is written as its EUCAIM class; CT (3 studies, below the floor) is not named at all
+    assert set(whole.objects(ds, EUCAIM.hasImageModality)) == {EUCAIM.IMG1000022}
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value)
+
+
+def test_provider_triples_are_preserved(runtime: Runtime, client: Any,
+                                        world: dict[str, Any]) -> None:
+    extra = (PREFIXES + EUCAIM_PREFIX + record(7)[1].replace("@@BASE@@", PROVIDER).replace(
+        "dcat:version", '<https://provider.example/ns#localNote> "kept"@de ;\n  '
+        '<https://provider.example/ns#scanner> [ <https://provider.example/ns#tesla> 3 ] ;\n'
+        '  dcat:version')).encode()
+    r = client.put(f"/api/v1/datasets/{world['datasets'][7]}?status=published", data=extra,
+                   headers={**auth(world["tokens"]["org-a"]), "Content-Type": "text/turtle"})
+    assert r.status_code == 200, r.json
+    original = parse_rdf(extra, content_type="text/turtle")
+    for fmt, media in FORMATS.items():
+        r = client.get(f"/dcat/datasets/{world['datasets'][7]}?format={fmt}")
+        assert r.status_code == 200 and r.mimetype == media
+        exported = parse_rdf(r.data, content_type=media)
+        # every provider triple is in the export (blank nodes compared by structure)
+        reached = Graph()
+        for triple in exported:
+            if (triple[0], RDF.type, DCAT.CatalogRecord) not in exported and \
+                    triple[1] != FOAF.primaryTopic:
+                reached.add(triple)
+        assert isomorphic(_ground(original), _ground(reached)), fmt
+
+
+def _ground(graph: Graph) -> Graph:
+    """``graph`` without statements about the catalogue's own records."""
+    out = Graph()
+    for s, p, o in graph:
+        if p in (DCAT.record,) or (s, RDF.type, DCAT.CatalogRecord) in graph or \
+                str(s).startswith(str(CHANGED)):
+            continue
+        out.add((s, p, o))
+    return out
+
+
+def test_single_dataset_and_record(client: Any, world: dict[str, Any]) -> None:
+    ident = world["datasets"][3]
+    r = client.get(f"/dcat/datasets/{ident}", headers={"Accept": "application/ld+json"})
+    assert r.status_code == 200 and r.mimetype == "application/ld+json"
+    graph = parse_rdf(r.data, content_type="application/ld+json")
+    assert (iri(3), RDF.type, DCAT.Dataset) in graph
+    rec = f"http://127.0.0.1:8080/dcat/records/{ident}"
+    assert (URIRef(rec), FOAF.primaryTopic, iri(3)) in graph
+    assert client.get(f"/dcat/datasets/{world['drafts'][100]}").status_code == 404
+    assert client.get(f"/dcat/records/{world['drafts'][100]}").status_code == 404
+    assert client.get("/dcat/datasets/not-a-uuid").status_code == 404
+    r = client.delete(f"/api/v1/datasets/{ident}", headers=auth(world["tokens"]["org-a"]))
+    assert r.status_code == 200
+    assert client.get(f"/dcat/datasets/{ident}").status_code == 410
+    gone = parse_rdf(client.get(f"/dcat/records/{ident}?format=nt").data,
+                     content_type="application/n-triples")
+    assert gone.value(URIRef(rec), ADMS.status) == CHANGED + "deleted"
+    assert (iri(3), RDF.type, DCAT.Dataset) not in gone
+
+
+def test_conditional_requests(client: Any, world: dict[str, Any]) -> None:
+    first = client.get("/dcat/catalog?page_size=5")
+    etag, modified = first.headers["ETag"], first.headers["Last-Modified"]
+    assert client.get("/dcat/catalog?page_size=5",
+                      headers={"If-None-Match": etag}).status_code == 304
+    assert client.get("/dcat/catalog?page_size=5",
+                      headers={"If-Modified-Since": modified}).status_code == 304
+    # another format or page size is another representation
+    assert client.get("/dcat/catalog?page_size=5&format=nt",
+                      headers={"If-None-Match": etag}).status_code == 200
+    one = client.get(f"/dcat/datasets/{world['datasets'][2]}")
+    assert client.get(f"/dcat/datasets/{world['datasets'][2]}",
+                      headers={"If-None-Match": one.headers["ETag"]}).status_code == 304
+    time.sleep(1.1)  # Last-Modified has one-second resolution
+    post(client, world["tokens"]["org-b"], "org-b", 2, version="2.0.0")  # an edit
+    again = client.get("/dcat/catalog?page_size=5", headers={"If-None-Match": etag})
+    assert again.status_code == 200 and again.headers["ETag"] != etag
+    assert client.get("/dcat/catalog?page_size=5",
+                      headers={"If-Modified-Since": modified}).status_code == 200
+    assert client.get(f"/dcat/datasets/{world['datasets'][2]}",
+                      headers={"If-None-Match": one.headers["ETag"]}).status_code == 200
+
+
+def test_incremental_listing_has_exactly_the_changes(client: Any,
+                                                     world: dict[str, Any]) -> None:
+    tokens, ds = world["tokens"], world["datasets"]
+    time.sleep(0.05)
+    since = datetime.now(UTC)
+    time.sleep(0.05)
+    post(client, tokens["org-b"], "org-b", 0, version="2.0.0")  # changed
+    assert client.delete(f"/api/v1/datasets/{ds[5]}",
+                         headers=auth(tokens["org-a"])).status_code == 200  # withdrawn
+    post(client, tokens["org-a"], "org-a", 50)  # new
+    assert client.post(f"/api/v1/datasets/{world['drafts'][100]}/publish",
+                       headers=auth(tokens["org-a"])).status_code == 200  # published draft
+    post(client, tokens["org-a"], "org-a", 102, status="draft")  # a new draft: not listed
+    query = "&modified_since=" + since.isoformat().replace("+00:00", "Z")
+    got = pages(client, "turtle", size=2, query=query)
+    live = [d for _, g in got for d in listed(g)]
+    assert sorted(live) == sorted([iri(0), iri(50), iri(100)])
+    whole = Graph()
+    for _, g in got:
+        whole += g
+    statuses = {whole.value(r, FOAF.primaryTopic): whole.value(r, ADMS.status)
+                for r in whole.subjects(RDF.type, DCAT.CatalogRecord)}
+    assert statuses == {iri(0): CHANGED + "updated", iri(50): CHANGED + "created",
+                        iri(100): CHANGED + "updated", iri(5): CHANGED + "deleted"}
+    assert (iri(5), RDF.type, DCAT.Dataset) not in whole  # announced, not described
+    assert whole.value(URIRef("http://127.0.0.1:8080/dcat/catalog"),
+                       HYDRA.totalItems) == Literal(4)
+    # the complete listing no longer has the withdrawn dataset and has the new ones
+    everything = {d for _, g in pages(client, "nt", size=50) for d in listed(g)}
+    assert iri(5) not in everything and {iri(50), iri(100)} <= everything
+    assert len(everything) == 24
+
+
+def test_paging_while_datasets_are_written(runtime: Runtime, client: Any,
+                                           world: dict[str, Any]) -> None:
+    """A harvester paging (2 per page, slowly) while a provider adds, edits and withdraws
+    datasets: nothing that was there throughout is skipped, nothing is listed twice."""
+    tokens, ds = world["tokens"], world["datasets"]
+    withdrawn = {1, 9}
+    done = threading.Event()
+    errors: list[str] = []
+    app = client.application
+
+    def writer() -> None:
+        other = app.test_client()
+        try:
+            for n in range(200, 230):
+                org = "org-a" if n % 2 else "org-b"
+                r = other.post(f"/api/v1/datasets?organisation_id={org}&status=published",
+                               data=turtle(n), headers={**auth(tokens[org]),
+                                                        "Content-Type": "text/turtle"})
+                if r.status_code not in (200, 201):
+                    errors.append(str(r.json))
+                if n % 5 == 0:  # edit an existing dataset: its place must not move
+                    i = (n // 5) % 23
+                    org_i = "org-a" if i % 2 else "org-b"
+                    other.post(f"/api/v1/datasets?organisation_id={org_i}&status=published",
+                               data=turtle(i, version=f"3.{n}"),
+                               headers={**auth(tokens[org_i]), "Content-Type": "text/turtle"})
+                if n == 210:
+                    for i in withdrawn:
+                        org_i = "org-a" if i % 2 else "org-b"
+                        other.delete(f"/api/v1/datasets/{ds[i]}", headers=auth(tokens[org_i]))
+                time.sleep(0.01)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    seen: list[URIRef] = []
+    rounds = 0
+    url: str | None = "/dcat/catalog?format=nt&page_size=2"
+    while url:
+        r = client.get(url)
+        assert r.status_code == 200
+        graph = parse_rdf(r.data, content_type="application/n-triples")
+        seen.extend(listed(graph))
+        nxt = next(graph.objects(None, HYDRA.next), None)
+        url = str(nxt).replace("http://127.0.0.1:8080", "") if nxt else None
+        rounds += 1
+        time.sleep(0.02)
+    thread.join()
+    assert not errors
+    assert done.is_set() and rounds > 12
+    assert len(seen) == len(set(seen)), "a dataset was listed twice"
+    throughout = {iri(i) for i in range(23)} - {iri(i) for i in withdrawn}
+    assert throughout <= set(seen), f"skipped: {sorted(throughout - set(seen))}"
+    # and a fresh pass afterwards has exactly the final catalogue
+    final = [d for _, g in pages(client, "nt", size=9) for d in listed(g)]
+    assert len(final) == len(set(final)) == 23 - len(withdrawn) + 30
