@@ -32,7 +32,6 @@ from catalogue.dcat.namespaces import (
     DCAT,
     DCATAP,
     DCT,
-    ELI,
     FOAF,
     HYDRA,
     PREFIXES,
@@ -182,7 +181,7 @@ class Envelope:
     tail: bytes
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def envelope(fmt: str) -> Envelope:
     if fmt == "turtle":
         head = "".join(f"@prefix {p}: <{ns}> .\n" for p, ns in PREFIXES.items()) + "\n"
@@ -299,8 +298,9 @@ def catalog_graph(facts: CatalogFacts, datasets: Iterable[str] = (),
         graph.add((contact, RDF.type, CV.ContactPoint))
         graph.add((contact, CV.email, Literal(facts.contact_email)))
     for law in facts.legislation:
+        # not typed here: datasets on the page cite the same IRI, and a harvester cutting
+        # their descriptions would take the page's statements about it along
         graph.add((cat, DCATAP.applicableLegislation, URIRef(law)))
-        graph.add((URIRef(law), RDF.type, ELI.LegalResource))
     graph.add((cat, FOAF.homepage, URIRef(facts.homepage)))
     graph.add((URIRef(facts.homepage), RDF.type, FOAF.Document))
     if modified is not None:

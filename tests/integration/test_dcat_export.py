@@ -352,3 +352,24 @@ def test_paging_while_datasets_are_written(runtime: Runtime, client: Any,
     # and a fresh pass afterwards has exactly the final catalogue
     final = [d for _, g in pages(client, "nt", size=9) for d in listed(g)]
     assert len(final) == len(set(final)) == 23 - len(withdrawn) + 30
+
+
+def test_cli_dump_is_one_document_with_every_published_dataset(
+        config: Any, client: Any, world: dict[str, Any], tmp_path: Any) -> None:
+    from click.testing import CliRunner
+
+    from catalogue.cli import main
+
+    env = {"CATALOGUE_DATABASE_URL": config.database_url, "CATALOGUE_DATA_DIR": config.data_dir,
+           "CATALOGUE_SECRET_KEY": config.secret_key, "CATALOGUE_ENV": "test"}
+    for fmt, media in FORMATS.items():
+        out = tmp_path / f"catalogue.{fmt}"
+        result = CliRunner().invoke(main, ["export", "dcat", "--format", fmt, "-o", str(out)],
+                                    env=env, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        graph = parse_rdf(out.read_bytes(), content_type=media)
+        assert set(listed(graph)) == {iri(i) for i in range(23)}, fmt
+        assert len(list(graph.subjects(RDF.type, DCAT.Catalog))) == 1
+        assert len(list(graph.subjects(RDF.type, DCAT.CatalogRecord))) == 23
+    bad = CliRunner().invoke(main, ["export", "dcat", "--format", "pdf"], env=env)
+    assert bad.exit_code == 2 and "format" in bad.output
