@@ -937,6 +937,55 @@ def cohorts_queries(ctx: click.Context, limit: int, username: str | None) -> Non
                    f"{(row['question_hash'] or '')[:12]}")
 
 
+@main.group("export")
+def export_group() -> None:
+    """The catalogue as DCAT-AP for other data spaces (the same content as /dcat/catalog)."""
+
+
+@export_group.command("dcat")
+@click.option("--format", "fmt", default="turtle", show_default=True,
+              help="turtle|ttl, rdfxml|rdf, jsonld, nt")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default="-",
+              show_default=True, help="File to write ('-': standard output).")
+@click.option("--modified-since", default=None,
+              help="ISO 8601: only datasets changed since, withdrawn ones as deleted records.")
+@click.option("--organisation", default=None, help="Only this provider's datasets.")
+@click.pass_context
+@handle_errors
+def export_dcat(ctx: click.Context, fmt: str, output: str, modified_since: str | None,
+                organisation: str | None) -> None:
+    """Write the whole catalogue as one DCAT-AP document, streamed page by page (memory does
+    not grow with the catalogue)."""
+    from datetime import UTC, datetime
+
+    from catalogue.dcat.export import UnknownFormat, choose_format
+    from catalogue.store.exports import Selection
+
+    try:
+        name = choose_format(fmt)
+    except UnknownFormat as exc:
+        raise click.BadParameter(str(exc), param_hint="--format") from None
+    since = None
+    if modified_since:
+        try:
+            since = datetime.fromisoformat(modified_since.replace("Z", "+00:00"))
+        except ValueError:
+            raise click.BadParameter("not an ISO 8601 date or date-time",
+                                     param_hint="--modified-since") from None
+        since = since if since.tzinfo else since.replace(tzinfo=UTC)
+    with _runtime(ctx, with_search=False) as rt:
+        chunks = rt.export.dump(name, Selection(since=since, organisation=organisation))
+        if output == "-":
+            stream = click.get_binary_stream("stdout")
+            for chunk in chunks:
+                stream.write(chunk)
+            stream.flush()
+        else:
+            with open(output, "wb") as handle:
+                for chunk in chunks:
+                    handle.write(chunk)
+
+
 @main.group("bench")
 def bench_group() -> None:
     """Benchmarks, reported as ratios against baselines measured in the same run."""

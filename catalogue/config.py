@@ -297,9 +297,9 @@ SETTINGS: tuple[Setting, ...] = (
         "catalog_admin_email",
         "CATALOGUE_CATALOG_ADMIN_EMAIL",
         str,
-        "admin@localhost",
-        "Contact address of the catalogue's publisher in the export and in the OAI-PMH "
-        "`Identify` answer (`adminEmail`, required by the protocol).",
+        "admin@example.org",
+        "Set it in production. Contact address of the catalogue's publisher in the export "
+        "and in the OAI-PMH `Identify` answer (`adminEmail`, required by the protocol).",
     ),
     Setting(
         "indexer_batch",
@@ -390,7 +390,7 @@ class Config:
     catalog_description: str = (
         "Cancer imaging datasets described with DCAT-AP 3, HealthDCAT-AP and EUCAIM-DCAT-AP.")
     catalog_publisher: str = "Cancer Imaging Catalogue operator"
-    catalog_admin_email: str = "admin@localhost"
+    catalog_admin_email: str = "admin@example.org"
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property

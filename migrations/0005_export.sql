@@ -13,3 +13,8 @@ CREATE TABLE dataset_exports (
 CREATE INDEX datasets_published_id ON datasets (id) WHERE status = 'published';
 CREATE INDEX datasets_updated ON datasets (updated_at, id);
 CREATE INDEX datasets_iri ON datasets (iri) WHERE iri IS NOT NULL;
+
+-- A run that could not read its whole source (a broken page, a paging loop, an OAI error after
+-- the first page) still ends 'completed' with what it read; it must not become the starting
+-- point of the next incremental run, or the pages it missed would never be asked for again.
+ALTER TABLE harvest_runs ADD COLUMN complete boolean NOT NULL DEFAULT true;

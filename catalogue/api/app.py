@@ -10,7 +10,7 @@ import uuid
 from flask import Flask, Response, g, request
 
 from catalogue import __version__
-from catalogue.api import cohorts, dcat, harvest, system, v1
+from catalogue.api import cohorts, dcat, harvest, oai, system, v1
 from catalogue.api.errors import register_error_handlers
 from catalogue.config import Config, load_config
 from catalogue.errors import CatalogueError, Unauthenticated
@@ -76,6 +76,7 @@ def create_app(
     app.register_blueprint(harvest.bp)
     app.register_blueprint(cohorts.bp)
     app.register_blueprint(dcat.bp)
+    app.register_blueprint(oai.bp)
 
     @app.get("/")
     def home() -> Response:

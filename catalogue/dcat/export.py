@@ -141,6 +141,7 @@ def ox_triples(graph: Iterable[tuple[Node, Node, Node]], scope: str) -> list[ox.
 
 _RDFXML_HEAD = re.compile(rb"\A<\?xml[^>]*\?>\s*<rdf:RDF[^>]*>\s*", re.S)
 _RDFXML_TAIL = re.compile(rb"\s*</rdf:RDF>\s*\Z")
+_NOT_XML = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]|\xef\xbf[\xbe\xbf]")
 
 
 def fragment(triples: list[ox.Triple], fmt: str) -> bytes:
@@ -159,6 +160,8 @@ def fragment(triples: list[ox.Triple], fmt: str) -> bytes:
         return b"\n".join(lines[start:]).strip() + b"\n"
     if fmt == "rdfxml":
         body = _RDFXML_HEAD.sub(b"", body, count=1)
+        # XML 1.0 has no way to write these (not even as references); Oxigraph writes them raw
+        body = _NOT_XML.sub(b"", body)
         return _RDFXML_TAIL.sub(b"", body, count=1) + b"\n"
     # JSON-LD: Oxigraph writes an expanded array of node objects
     body = body.strip()

@@ -6,6 +6,15 @@ whose content hash is unchanged, validate new or changed ones (SHACL), upsert by
 datasets of this source that were not seen are withdrawn (kept for audit). Guards: a page seen
 twice (paging loop), too many pages, too many bytes. A page that cannot be read or parsed is
 reported with its URL and the run goes on without deletion sync.
+
+Deletions are also read when announced: a ``dcat:CatalogRecord`` whose ``adms:status`` is
+``changetype/deleted`` (incremental DCAT pages), or an OAI-PMH record whose header says
+``status="deleted"``, withdraws the dataset of this organisation with that IRI. Announcements
+are applied once the run has read everything it will read, and a dataset that the run also
+describes (on any page, before or after) is never withdrawn by them: a description wins.
+
+A source URL that is an OAI-PMH ``ListRecords`` request is read by :mod:`catalogue.harvest.oai`
+(one response = one page) instead of Hydra paging; the rest of the pipeline is the same.
 """
 
 from __future__ import annotations
@@ -24,17 +33,19 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from rdflib import Graph, URIRef
-from rdflib.namespace import Namespace
+from rdflib.namespace import RDF, Namespace
 
 from catalogue.dcat.description import Description
 from catalogue.dcat.fastcut import PageIndex, can_cut, index_page
 from catalogue.dcat.formats import RdfError, detect_format, parse_rdf
+from catalogue.dcat.namespaces import ADMS, DCAT, FOAF
 from catalogue.dcat.profiles import get_profile
 from catalogue.dcat.profiles.base import canonical_ntriples
 from catalogue.dcat.validation import get_validator
 from catalogue.errors import CatalogueError
+from catalogue.harvest import oai
 from catalogue.harvest.base import Harvester, RunContext, SourceUnreadable
-from catalogue.harvest.http import FetchError, FetchPolicy, fetch
+from catalogue.harvest.http import FetchError, FetchPolicy, fetch, redact_url
 from catalogue.model.dataset import Dataset, DatasetStatus
 from catalogue.services.codes import unknown_code_warnings
 from catalogue.store.audit import enqueue
@@ -47,6 +58,8 @@ ACCEPT = (
     "text/turtle, application/n-triples;q=0.9, application/ld+json;q=0.9, "
     "application/rdf+xml;q=0.8, application/trig;q=0.7"
 )
+#: ``adms:status`` of a catalogue record whose dataset was withdrawn at the source
+DELETED = URIRef("http://purl.org/adms/changetype/deleted")
 
 
 @dataclass(frozen=True)
@@ -65,6 +78,11 @@ class Page:
     last_modified: str | None = None
     content: bytes = b""
     next: str | None = None
+    oai: bool = False  # an OAI-PMH response: no conditional requests, no page state
+    deleted: list[str] = field(default_factory=list)  # IRIs announced deleted (OAI headers)
+    described: list[str] = field(default_factory=list)  # IRIs of live OAI records
+    failures: list[dict[str, Any]] = field(default_factory=list)  # records read before the cut
+    expect_datasets: bool = True  # False: a page without datasets is not worth a warning
 
 
 def _quick_next(content: bytes, url: str) -> str | None:
@@ -108,6 +126,34 @@ class Extracted:
     failures: list[dict[str, Any]] = field(default_factory=list)
     parse_error: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    deleted: list[str] = field(default_factory=list)  # IRIs of records announced deleted
+    described: list[str] = field(default_factory=list)  # IRIs of the datasets on the page
+
+
+@dataclass
+class Announced:
+    """What one run learnt about deletions: IRIs announced deleted, and what it described
+    (IRIs and identifiers), which a deletion of the same dataset in the same run never beats."""
+
+    deleted: set[str] = field(default_factory=set)
+    described_iris: set[str] = field(default_factory=set)
+    described_ids: set[str] = field(default_factory=set)
+
+
+def deleted_topics(page: Graph | PageIndex) -> list[str]:
+    """IRIs of the datasets whose catalogue record on ``page`` (canonicalised) says
+    ``adms:status <http://purl.org/adms/changetype/deleted>``."""
+    topics: set[str] = set()
+    if isinstance(page, PageIndex):
+        for pairs in page.by_subject.values():
+            if (ADMS.status, DELETED) in pairs:
+                topics.update(str(o) for p, o in pairs
+                              if p == FOAF.primaryTopic and isinstance(o, URIRef))
+    else:
+        for record in page.subjects(ADMS.status, DELETED):
+            topics.update(str(o) for o in page.objects(record, FOAF.primaryTopic)
+                          if isinstance(o, URIRef))
+    return sorted(topics)
 
 
 def extract_page(profile: Any, page: Graph | PageIndex, url: str, organisation_id: str,
@@ -117,17 +163,32 @@ def extract_page(profile: Any, page: Graph | PageIndex, url: str, organisation_i
     out = Extracted()
     started = time.perf_counter()
     describe: Callable[[Any], Graph | Description]
+    typed: Callable[[Any], bool]
     if isinstance(page, PageIndex):
         nodes = page.dataset_nodes()
         describe = page.description
+        out.deleted = deleted_topics(page)
+
+        def typed(node: Any) -> bool:
+            return DCAT.Dataset in page.types.get(node, ())
     else:
         graph = profile.canonicalise(page)
         nodes = profile.dataset_nodes(graph)
+        out.deleted = deleted_topics(graph)
 
         def describe(node: Any) -> Graph:
             return profile.description(graph, node)
 
+        def typed(node: Any) -> bool:
+            return (node, RDF.type, DCAT.Dataset) in graph
+
+    if out.deleted:
+        # a deleted dataset's record may come with a stub of it (``a dcat:Resource``): not a
+        # dataset to read, unless the page really describes one
+        gone = set(out.deleted)
+        nodes = [n for n in nodes if str(n) not in gone or typed(n)]
     out.nodes = len(nodes)
+    out.described = [str(n) for n in nodes if isinstance(n, URIRef)]
     validator = _LazyValidator()
     validating = 0.0
     for node in nodes:
@@ -209,6 +270,13 @@ class DcatHarvester(Harvester):
         self.workers = workers if workers is not None else min(2, os.cpu_count() or 1)
 
     # -- reading ------------------------------------------------------------------------------
+    def _policy(self, ctx: RunContext) -> FetchPolicy:
+        return FetchPolicy(
+            max_bytes=self.limits.max_page_bytes,
+            allow_private=ctx.allow_private,
+            allowed_origins=ctx.allowed_origins,
+        )
+
     def _read(self, ctx: RunContext, url: str, state: dict[str, Any]) -> tuple[bytes, Page]:
         if url.startswith("file://") or not urlsplit(url).scheme:
             path = Path(url[len("file://") :] if url.startswith("file://") else url)
@@ -220,15 +288,10 @@ class DcatHarvester(Harvester):
                 raise FetchError(
                     f"cannot read {path}: {exc.strerror}", url=str(path), kind="connection"
                 ) from None
-        policy = FetchPolicy(
-            max_bytes=self.limits.max_page_bytes,
-            allow_private=ctx.allow_private,
-            allowed_origins=ctx.allowed_origins,
-        )
         cached = state.get(url, {})
         result = fetch(
             url,
-            policy,
+            self._policy(ctx),
             etag=cached.get("etag"),
             last_modified=cached.get("last_modified"),
             accept=ACCEPT,
@@ -305,6 +368,14 @@ class DcatHarvester(Harvester):
             yield page
             url = nxt
 
+    def oai_pages(self, ctx: RunContext) -> Iterator[Page]:
+        """The responses of an OAI-PMH ``ListRecords`` source, each a parsed page."""
+        for got in oai.list_records(ctx, self._policy(ctx), max_pages=self.limits.max_pages,
+                                    max_total_bytes=self.limits.max_total_bytes):
+            yield Page(redact_url(got.url), got.graph, oai=True, deleted=got.deleted,
+                       described=got.live, failures=got.failures,
+                       expect_datasets=bool(got.live))
+
     @staticmethod
     def _next(graph: Graph, url: str) -> str | None:
         for pred in (HYDRA.next, HYDRA.nextPage):
@@ -317,12 +388,16 @@ class DcatHarvester(Harvester):
     def run(self, ctx: RunContext) -> None:
         page_state: dict[str, Any] = ctx.state.setdefault("pages", {})
         stored = self._stored_digests(ctx)
+        announced = Announced()
         executor: ProcessPoolExecutor | None = None
         pending: deque[tuple[Page, Future[Extracted] | Extracted]] = deque()
+        pages = self.oai_pages(ctx) if oai.is_list_records(ctx.url) else \
+            self.pages(ctx, defer_parsing=self.workers > 1)
         try:
-            for page in self.pages(ctx, defer_parsing=self.workers > 1):
+            for page in pages:
                 if page.not_modified:
                     ids = page_state.get(page.url, {}).get("identifiers", [])
+                    announced.described_ids.update(ids)
                     self._mark_seen(ctx, ids)
                     ctx.count("seen", len(ids))
                     ctx.count("unchanged", len(ids))
@@ -344,15 +419,17 @@ class DcatHarvester(Harvester):
                 while pending and (len(pending) > 2 * self.workers or
                                    not isinstance(pending[0][1], Future) or
                                    pending[0][1].done()):
-                    self._finish(ctx, *pending.popleft())
+                    self._finish(ctx, *pending.popleft(), announced)
             while pending:
-                self._finish(ctx, *pending.popleft())
+                self._finish(ctx, *pending.popleft(), announced)
+            # only now: a later page may still have described a dataset announced deleted
+            self._withdraw_announced(ctx, announced)
         finally:
             if executor is not None:
                 executor.shutdown(wait=True, cancel_futures=True)
 
     def _finish(self, ctx: RunContext, page: Page,
-                outcome: Future[Extracted] | Extracted) -> None:
+                outcome: Future[Extracted] | Extracted, announced: Announced) -> None:
         page_state: dict[str, Any] = ctx.state.setdefault("pages", {})
         try:
             result = outcome.result() if isinstance(outcome, Future) else outcome
@@ -366,19 +443,31 @@ class DcatHarvester(Harvester):
             ctx.complete = False
             ctx.error(f"page is not valid RDF: {result.parse_error}", location=page.url)
             return
-        if result.nodes == 0:
+        deleted = result.deleted + page.deleted
+        announced.deleted.update(deleted)
+        announced.described_iris.update(result.described, page.described)
+        if result.nodes == 0 and page.expect_datasets and not deleted and not page.failures:
             ctx.error("no dcat:Dataset found on this page", location=page.url,
                       severity="warning")
-        ctx.count("seen", result.nodes)
-        ctx.count("failed", len(result.failures))
-        for failure in result.failures:
+        failures = page.failures + result.failures
+        ctx.count("seen", result.nodes + len(page.failures))
+        ctx.count("failed", len(failures))
+        for failure in failures:
             ctx.error(failure["message"], record=failure["record"], location=page.url)
+            if failure["record"]:
+                announced.described_ids.add(failure["record"])
+        # an OAI record that could not be read keeps its dataset's last good version: seen
+        self._mark_seen_iris(ctx, [f["record"] for f in page.failures if f["record"]])
         self._mark_seen(ctx, result.unchanged)
         ctx.count("unchanged", len(result.unchanged))
         started = time.perf_counter()
         before = ctx.counts["failed"] + ctx.counts["invalid"]
         page_ids = self._apply(ctx, result.records, page.url) + result.unchanged
+        announced.described_ids.update(page_ids)
         ctx.timed("apply", time.perf_counter() - started)
+        if page.oai:  # OAI responses are always fetched: no validators, no page state
+            ctx.tick()
+            return
         # a page with rejected or failed records is fetched in full next time, so they are
         # reconsidered (fixed rules, another validation mode) instead of skipped as 304
         retry = ctx.counts["failed"] + ctx.counts["invalid"] > before
@@ -493,6 +582,44 @@ class DcatHarvester(Harvester):
                 "AND identifier = ANY(%s)",
                 (ctx.run_id, ctx.organisation_id, identifiers),
             )
+
+    def _mark_seen_iris(self, ctx: RunContext, iris: list[str]) -> None:
+        if ctx.dry_run or not ctx.run_id or not iris:
+            return
+        with ctx.db.transaction() as conn:
+            conn.execute(
+                "UPDATE datasets SET last_seen_run = %s WHERE organisation_id = %s "
+                "AND (iri = ANY(%s) OR (iri IS NULL AND identifier = ANY(%s)))",
+                (ctx.run_id, ctx.organisation_id, iris, iris),
+            )
+
+    def _withdraw_announced(self, ctx: RunContext, announced: Announced) -> int:
+        """Withdraw this organisation's datasets announced deleted by the source (matched by
+        IRI, else by identifier when the dataset has no IRI) that the run did not describe."""
+        iris = sorted(announced.deleted - announced.described_iris)
+        if not iris:
+            return 0
+        where = ("organisation_id = %s AND status <> 'withdrawn' AND (iri = ANY(%s) OR "
+                 "(iri IS NULL AND identifier = ANY(%s))) AND NOT (identifier = ANY(%s))")
+        params: list[Any] = [ctx.organisation_id, iris, iris, sorted(announced.described_ids)]
+        if ctx.run_id:
+            where += " AND last_seen_run IS DISTINCT FROM %s"
+            params.append(ctx.run_id)
+        with ctx.db.transaction() as conn:
+            if ctx.dry_run:
+                row = conn.execute(f"SELECT count(*) AS n FROM datasets WHERE {where}",
+                                   params).fetchone()
+                ctx.count("withdrawn", row["n"] if row else 0)
+                return row["n"] if row else 0
+            rows = conn.execute(
+                "UPDATE datasets SET status = 'withdrawn', withdrawn_at = now(), "
+                f"updated_at = now(), version = version + 1 WHERE {where} RETURNING id",
+                params,
+            ).fetchall()
+            ids = [str(r["id"]) for r in rows]
+            enqueue(conn, "dataset", ids)
+        ctx.count("withdrawn", len(ids))
+        return len(ids)
 
     def sync_deletions(self, ctx: RunContext) -> int:
         """Withdraw this source's datasets that the (complete) run did not see."""

@@ -405,7 +405,8 @@ class HarvestService:
             interval = schedule_interval(source.schedule)
             with self.db.transaction() as conn:
                 repo = HarvestRepository(conn)
-                repo.finish_run(run.id, status, ctx.counts, error)
+                repo.finish_run(run.id, status, ctx.counts, error,
+                                complete=status == "completed" and ctx.complete)
                 if not dry_run:
                     repo.save_state(
                         source.id,

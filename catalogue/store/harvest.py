@@ -165,12 +165,15 @@ class HarvestRepository:
         )
 
     def finish_run(
-        self, run_id: str, status: str, counts: dict[str, int], error: str | None = None
+        self, run_id: str, status: str, counts: dict[str, int], error: str | None = None,
+        complete: bool = True,
     ) -> HarvestRun:
+        """``complete=False``: the run read only part of its source (it still counts as
+        completed, but the next incremental run starts from an earlier complete one)."""
         row = self.conn.execute(
             "UPDATE harvest_runs SET status = %s, counts = %s, error = %s, finished_at = now(), "
-            "heartbeat_at = now() WHERE id = %s RETURNING *",
-            (status, Jsonb(counts), error, run_id),
+            "heartbeat_at = now(), complete = %s WHERE id = %s RETURNING *",
+            (status, Jsonb(counts), error, complete, run_id),
         ).fetchone()
         assert row is not None
         return _run(row)
@@ -193,7 +196,7 @@ class HarvestRepository:
     def last_completed(self, source_id: str) -> HarvestRun | None:
         row = self.conn.execute(
             "SELECT * FROM harvest_runs WHERE source_id = %s AND status = 'completed' "
-            "AND NOT dry_run ORDER BY started_at DESC LIMIT 1",
+            "AND complete AND NOT dry_run ORDER BY started_at DESC LIMIT 1",
             (source_id,),
         ).fetchone()
         return _run(row) if row else None

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 BASE = "@@BASE@@"  # placeholder in record Turtle for the server's origin
 PREFIXES = """@prefix dcat: <http://www.w3.org/ns/dcat#> .
@@ -67,7 +67,7 @@ def render_page(source: DcatSource, base: str, page: int, since: str | None) -> 
     records = _selected(source, since)
     pages = source.page_count(records)
     chunk = records[(page - 1) * source.page_size : page * source.page_size]
-    suffix = f"&modified_since={since}" if since else ""
+    suffix = f"&modified_since={quote(since, safe='')}" if since else ""
     view = [
         f"<{base}/catalog?page={page}{suffix}> a hydra:PartialCollectionView ;",
         f"  hydra:first <{base}/catalog?page=1{suffix}> ;",

@@ -373,3 +373,22 @@ def test_cli_dump_is_one_document_with_every_published_dataset(
         assert len(list(graph.subjects(RDF.type, DCAT.CatalogRecord))) == 23
     bad = CliRunner().invoke(main, ["export", "dcat", "--format", "pdf"], env=env)
     assert bad.exit_code == 2 and "format" in bad.output
+
+
+def test_awkward_text_stays_well_formed_in_every_format(client: Any,
+                                                        world: dict[str, Any]) -> None:
+    title = 'Tumours & "margins" <T2> \u0001\u0008 \ufffe end'
+    r = client.post("/api/v1/datasets", json={
+        "identifier": "awkward", "organisation_id": "org-a", "status": "published",
+        "title": {"en": title}, "description": {"en": "a\nb\tc ]]> </rdf:RDF>"}},
+        headers=auth(world["tokens"]["org-a"]))
+    assert r.status_code == 201, r.json
+    for fmt, media in FORMATS.items():
+        body = client.get(f"/dcat/datasets/{r.json['id']}?format={fmt}")
+        assert body.status_code == 200
+        graph = parse_rdf(body.data, content_type=media)
+        titles = {str(t) for t in graph.objects(None, DCT.title)}
+        kept = title if fmt != "rdfxml" else 'Tumours & "margins" <T2>   end'
+        assert kept in titles, (fmt, titles)
+        descriptions = {str(t) for t in graph.objects(None, DCT.description)}
+        assert "a\nb\tc ]]> </rdf:RDF>" in descriptions

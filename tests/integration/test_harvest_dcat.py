@@ -300,6 +300,42 @@ def test_incremental_runs_ask_for_changes_only_and_never_withdraw(orgs: Runtime)
     assert sum(1 for d in _datasets(orgs).values() if d["status"] == "published") == 20
 
 
+def test_an_incomplete_incremental_run_is_not_the_next_starting_point(orgs: Runtime) -> None:
+    """A run that stopped at a broken page ends 'completed' with what it read, but the next
+    incremental run asks for changes since the last *complete* run, so the pages it could not
+    read are asked for again."""
+    from datetime import UTC, datetime, timedelta
+
+    old = datetime.now(UTC) - timedelta(days=30)
+    records = generate_records(30, record)
+    for r in records:
+        r.modified = old
+    source = DcatSource(records, page_size=10)
+    with DcatServer(source) as server:
+        registered = orgs.harvest.register(SYSTEM, HarvestSource(
+            id="", organisation_id="org-a", kind="dcat", url=server.url,
+            allow_private=True, config={"incremental": True}))
+        origins = frozenset({server.origin})
+        full = orgs.harvest.run_source(SYSTEM, registered.id, allowed_origins=origins)
+        assert full.status == "completed" and full.counts["created"] == 30
+        for i in range(30):  # everything changes; the second page breaks during the next run
+            source.records[i] = Record(*record(i, version="2.0.0"))
+        source.corrupt_page = 2
+        broken = orgs.harvest.run_source(SYSTEM, registered.id, allowed_origins=origins)
+        assert broken.status == "completed" and broken.counts["updated"] == 10
+        source.corrupt_page = None
+        source.requests.clear()
+        again = orgs.harvest.run_source(SYSTEM, registered.id, allowed_origins=origins)
+    assert again.counts["updated"] == 20  # pages 2 and 3 were asked for again
+    since = {p.split("modified_since=")[1].split("&")[0] for p in source.requests}
+    assert len(since) == 1
+    from urllib.parse import unquote
+
+    asked = datetime.fromisoformat(unquote(since.pop()))
+    first_run = orgs.harvest.get_run(SYSTEM, full.run_id)[0]
+    assert asked == first_run.started_at  # the complete run's start, not the broken one's
+
+
 def test_scheduled_sources_run_when_due(orgs: Runtime) -> None:
     source = DcatSource(generate_records(5, record), page_size=10)
     with DcatServer(source) as server:
