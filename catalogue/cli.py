@@ -1134,5 +1134,30 @@ def bench_search(ctx: click.Context, datasets: int, queries: int, out: str | Non
     _report("search", figures, out)
 
 
+@bench_group.command("export")
+@click.option("--datasets", type=click.IntRange(min=1), default=100_000, show_default=True)
+@click.option("--small", type=click.IntRange(min=1), default=10_000, show_default=True,
+              help="Catalogue size of the first memory measurement.")
+@click.option("--page-size", type=click.IntRange(min=1, max=1000), default=1000,
+              show_default=True)
+@click.option("--sample", type=click.IntRange(min=1), default=5000, show_default=True,
+              help="Datasets whose prepared graphs the serializer baseline serialises.")
+@click.option("--json", "out", default=None, help="Where to write the JSON results.")
+@click.option("--keep", is_flag=True, help="Keep the temporary data folder.")
+@click.pass_context
+@handle_errors
+def bench_export(ctx: click.Context, datasets: int, small: int, page_size: int, sample: int,
+                 out: str | None, keep: bool) -> None:
+    """Export the catalogue as DCAT-AP over HTTP in every format vs Oxigraph serialising the
+    same per-dataset graphs alone; peak RSS of a whole-catalogue dump, small vs full."""
+    from catalogue.bench import export
+
+    with _bench_runtime(keep) as rt:
+        figures = export.run(rt, datasets=datasets, small=small, page_size=page_size,
+                             sample=sample, progress=lambda m: click.echo(m, err=True))
+    click.echo(export.table(figures), err=True)
+    _report("export", figures, out)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

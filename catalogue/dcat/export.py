@@ -340,6 +340,16 @@ def hydra_graph(links: PageLinks) -> Graph:
     return graph
 
 
+def links(catalog: str, datasets: Iterable[str], records: Iterable[str], fmt: str) -> bytes:
+    """The catalogue's ``dcat:dataset`` and ``dcat:record`` statements as a fragment, made
+    straight as Oxigraph terms (a page has thousands of them)."""
+    cat = ox.NamedNode(catalog)
+    dataset, rec = ox.NamedNode(str(DCAT.dataset)), ox.NamedNode(str(DCAT.record))
+    triples = [ox.Triple(cat, dataset, ox.NamedNode(iri)) for iri in datasets]
+    triples += [ox.Triple(cat, rec, ox.NamedNode(iri)) for iri in records]
+    return fragment(triples, fmt)
+
+
 def render(graph: Iterable[tuple[Node, Node, Node]], fmt: str, scope: str = "c") -> bytes:
     return fragment(ox_triples(graph, scope), fmt)
 

@@ -109,7 +109,7 @@ class ExportService:
     def dataset_graph(self, ds: Dataset, iri: str) -> Graph:
         """``ds`` as its DCAT-AP graph, aggregates applied, rooted at ``iri``."""
         graph = self.profile.serialise(replace(_published_terms(ds), iri=ds.iri or iri),
-                                       self.base + "/")
+                                       self.base + "/", prefixes=False)
         root = self.profile.root(graph, ds)
         if isinstance(root, BNode):  # a description whose dataset had no IRI gets ours
             target = URIRef(iri)
@@ -121,18 +121,20 @@ class ExportService:
                 graph.add((s, p, target))
         return graph
 
-    def _fragment(self, row: dict[str, Any], ds: Dataset | None, fmt: str) -> bytes:
+    def _triples(self, row: dict[str, Any], ds: Dataset | None) -> list[Any]:
         scope = str(row["id"]).replace("-", "")[:12]
-        record = rdf.record_graph(self._record(row))
-        if ds is None:
-            return rdf.render(record, fmt, scope)
-        graph = self.dataset_graph(ds, self.dataset_iri(row))
-        for triple in record:
-            graph.add(triple)
-        return rdf.render(graph, fmt, scope)
+        graph = rdf.record_graph(self._record(row))
+        if ds is not None:
+            description = self.dataset_graph(ds, self.dataset_iri(row))
+            for triple in graph:
+                description.add(triple)
+            graph = description
+        return rdf.ox_triples(graph, scope)
 
     def fragments(self, conn: Any, rows: list[dict[str, Any]], fmt: str) -> list[bytes]:
-        """The fragment of each row: cached when its key matches, else rendered (and stored)."""
+        """The fragment of each row: stored when its key matches, else rendered. A dataset
+        rendered for one format is rendered (and stored) in every format at once: building its
+        graph is the expensive part, serialising it is cheap."""
         out: list[bytes | None] = []
         missing: list[int] = []
         for i, row in enumerate(rows):
@@ -143,7 +145,7 @@ class ExportService:
                 out.append(None)
                 missing.append(i)
             else:
-                out.append(self._fragment(row, None, fmt))
+                out.append(rdf.fragment(self._triples(row, None), fmt))
         if missing:
             datasets = {d.id: d for d in DatasetRepository(conn).get_many(
                 [str(rows[i]["id"]) for i in missing])}
@@ -151,10 +153,16 @@ class ExportService:
             for i in missing:
                 row = rows[i]
                 ds = datasets.get(str(row["id"]))
-                body = self._fragment(row, ds, fmt) if ds is not None else b""
-                out[i] = body
-                if ds is not None:
-                    fresh.append((str(row["id"]), fmt, self.render_key(row), body))
+                if ds is None:  # gone since the page was read
+                    out[i] = b""
+                    continue
+                triples = self._triples(row, ds)
+                key = self.render_key(row)
+                for name in rdf.EXPORT_FORMATS:
+                    body = rdf.fragment(triples, name)
+                    fresh.append((str(row["id"]), name, key, body))
+                    if name == fmt:
+                        out[i] = body
             ExportRepository(conn).save_fragments(fresh)
         return [b or b"" for b in out]
 
@@ -189,15 +197,17 @@ class ExportService:
                 with self.db.transaction() as c2:
                     fragments = self.fragments(c2, rows, fmt)
                 live = [self.dataset_iri(r) for r in rows if r["status"] == "published"]
-                head = rdf.catalog_graph(self.catalog, live,
-                                         [self.record_iri(r["id"]) for r in rows], changed)
+                head = rdf.catalog_graph(self.catalog, (), (), changed)
                 links = rdf.PageLinks(
                     collection=self.catalog_iri, page=url(cursor), total=total, first=url(None),
                     next=url(next_cursor) if next_cursor else None,
                     last=url(last) if total > size else url(None))
                 for triple in rdf.hydra_graph(links):
                     head.add(triple)
-                yield from rdf.join(fmt, [rdf.render(head, fmt, "catalog"), *fragments])
+                listing = rdf.links(self.catalog_iri, live,
+                                    [self.record_iri(r["id"]) for r in rows], fmt)
+                yield from rdf.join(fmt, [rdf.render(head, fmt, "catalog"), listing,
+                                          *fragments])
 
         return Page(fmt, total, ids, next_cursor, last, etag, changed, body)
 
@@ -217,12 +227,11 @@ class ExportService:
             with self.db.transaction() as conn:
                 rows = ExportRepository(conn).page(selection, cursor, size, fmt)
                 fragments = self.fragments(conn, rows, fmt)
-                links = rdf.catalog_graph(
-                    self.catalog, [self.dataset_iri(r) for r in rows
-                                   if r["status"] == "published"],
-                    [self.record_iri(r["id"]) for r in rows])
-            for fragment in [rdf.render(_only_links(links, self.catalog_iri), fmt, "catalog"),
-                             *fragments]:
+                listing = rdf.links(
+                    self.catalog_iri, [self.dataset_iri(r) for r in rows
+                                       if r["status"] == "published"],
+                    [self.record_iri(r["id"]) for r in rows], fmt)
+            for fragment in [listing, *fragments]:
                 if not fragment:
                     continue
                 if not first and env.separator:
@@ -257,8 +266,7 @@ class ExportService:
     def record(self, dataset_id: str, fmt: str) -> tuple[dict[str, Any], bytes]:
         """The catalogue record of a dataset (also of a withdrawn one: it says so)."""
         row = self._row(dataset_id)
-        return row, rdf.document(fmt, [rdf.render(rdf.record_graph(self._record(row)), fmt,
-                                                  str(row["id"]).replace("-", "")[:12])])
+        return row, rdf.document(fmt, [rdf.fragment(self._triples(row, None), fmt)])
 
     def ids_for_iri(self, iri: str) -> list[str]:
         prefix = f"{self.base}/dcat/datasets/"
@@ -311,13 +319,3 @@ def _published_terms(ds: Dataset) -> Dataset:
                 values.append(match)
         changes[attr] = values or getattr(ds, attr)
     return replace(applied, **changes)
-
-
-def _only_links(graph: Graph, catalog: str) -> Graph:
-    """The catalogue's ``dcat:dataset``/``dcat:record`` statements of ``graph``."""
-    out = Graph(bind_namespaces="none")
-    node = URIRef(catalog)
-    for p, o in graph.predicate_objects(node):
-        if p in (rdf.DCAT.dataset, rdf.DCAT.record):
-            out.add((node, p, o))
-    return out

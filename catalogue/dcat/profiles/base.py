@@ -317,14 +317,16 @@ class Profile(abc.ABC):
 
     # -- serialise side -----------------------------------------------------------------------
 
-    def serialise(self, ds: Dataset, base_uri: str = "http://localhost/") -> Graph:
+    def serialise(self, ds: Dataset, base_uri: str = "http://localhost/",
+                  prefixes: bool = True) -> Graph:
         """``ds`` as a DCAT graph with canonical namespaces.
 
         With a stored description (``ds.graph``) the result is that description, with only the
         properties whose values differ from ``ds`` (edited attributes or fields, record-derived
         ``ds.aggregates``) rewritten: an unchanged dataset round-trips exactly. Without one, the
         whole description is built from ``ds``; the dataset IRI is ``ds.iri``, else an
-        ``http(s)`` identifier, else ``{base_uri}datasets/{identifier}``.
+        ``http(s)`` identifier, else ``{base_uri}datasets/{identifier}``. ``prefixes=False``
+        skips binding the canonical prefixes (for callers that serialise with Oxigraph).
         """
         ds = ds.with_aggregates()
         if ds.graph:
@@ -332,11 +334,11 @@ class Profile(abc.ABC):
             node = self._root(graph, ds)
             if node is not None:
                 self._merge(graph, node, ds)
-                return bind_prefixes(graph)
+                return bind_prefixes(graph) if prefixes else graph
         graph = Graph()
         node = self._mint(ds, base_uri)
         self._write(graph, node, ds)
-        return bind_prefixes(graph)
+        return bind_prefixes(graph) if prefixes else graph
 
     def _mint(self, ds: Dataset, base_uri: str) -> URIRef:
         if ds.iri:
