@@ -178,13 +178,13 @@ class ExportService:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             repo = ExportRepository(conn)
             total = repo.count(selection)
-            rows = repo.page(selection, cursor, size, fmt)
+            rows = repo.page(selection, cursor, size + 1, fmt)  # one more: is there a next?
             last = repo.start_of_last_page(selection, size, total)
-            changed = repo.last_change(replace(selection, include_deleted=True))
+            changed = repo.last_change()
+            more = len(rows) > size
+            rows = rows[:size]
             ids = [str(r["id"]) for r in rows]
-            next_cursor = ids[-1] if len(rows) == size else None
-            if next_cursor is not None and repo.page(selection, next_cursor, 1) == []:
-                next_cursor = None
+            next_cursor = ids[-1] if more else None
             digest = hashlib.sha256()
             digest.update(f"{fmt}|{selection}|{cursor}|{size}|{total}|{last}|{self.base}|"
                           f"{RENDER_VERSION}|{changed}".encode())
@@ -206,8 +206,9 @@ class ExportService:
                     head.add(triple)
                 listing = rdf.links(self.catalog_iri, live,
                                     [self.record_iri(r["id"]) for r in rows], fmt)
-                yield from rdf.join(fmt, [rdf.render(head, fmt, "catalog"), listing,
-                                          *fragments])
+                # one chunk per page: the server writes it in one go, not fragment by fragment
+                yield b"".join(rdf.join(fmt, [rdf.render(head, fmt, "catalog"), listing,
+                                              *fragments]))
 
         return Page(fmt, total, ids, next_cursor, last, etag, changed, body)
 
@@ -218,8 +219,7 @@ class ExportService:
         cursor: str | None = None
         first = True
         with self.db.transaction() as conn:
-            head = rdf.catalog_graph(self.catalog, (), (), ExportRepository(conn).last_change(
-                replace(selection, include_deleted=True)))
+            head = rdf.catalog_graph(self.catalog, (), (), ExportRepository(conn).last_change())
         part = rdf.render(head, fmt, "catalog")
         yield part
         first = not part

@@ -124,10 +124,10 @@ class ExportRepository:
             "published_at IS NOT NULL) ORDER BY id", (iri,)).fetchall()
         return [str(r["id"]) for r in rows]
 
-    def last_change(self, selection: Selection) -> datetime | None:
-        where, params = selection.where()
-        row = self.conn.execute(f"SELECT max(d.updated_at) AS m FROM datasets d WHERE {where}",
-                                params).fetchone()
+    def last_change(self) -> datetime | None:
+        """When any dataset last changed: a listing cannot have changed after it (an index-only
+        scan, unlike the listing's own maximum; conservative for filtered listings)."""
+        row = self.conn.execute("SELECT max(updated_at) AS m FROM datasets").fetchone()
         return row["m"] if row else None
 
     def earliest(self) -> datetime | None:
