@@ -8,6 +8,7 @@
 #   CATALOGUE_TEST_SEARCH_URL    use this OpenSearch cluster instead of starting one
 #   CATALOGUE_TEST_DATABASE_URL  use this PostgreSQL server instead of the embedded one
 #   TEST_WORKERS                 pytest-xdist workers (default 2)
+#   CATALOGUE_CHROMIUM           the Chromium binary for the browser tests (default: chromium)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$(pwd)"
@@ -50,6 +51,14 @@ if ! { command -v Orthanc >/dev/null || [ -x /usr/sbin/Orthanc ]; } \
     echo "Orthanc is missing and neither root nor sudo is available" >&2; exit 1; fi
   $SUDO apt-get update
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y orthanc orthanc-dicomweb
+fi
+
+step "Chromium (Debian package, for the browser tests driven by Playwright)"
+if ! command -v chromium >/dev/null && [ -z "${CATALOGUE_CHROMIUM:-}" ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else
+    echo "Chromium is missing and neither root nor sudo is available" >&2; exit 1; fi
+  $SUDO apt-get update
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
 fi
 
 step "Test suite"

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import html
 import logging
 import time
 import uuid
+from datetime import timedelta
 
 from flask import Flask, Response, g, request
 
-from catalogue import __version__
+from catalogue import web
 from catalogue.api import cohorts, dcat, harvest, oai, system, v1
 from catalogue.api.errors import register_error_handlers
 from catalogue.config import Config, load_config
-from catalogue.errors import CatalogueError, Unauthenticated
+from catalogue.errors import Unauthenticated
 from catalogue.model.identity import ANONYMOUS
 from catalogue.runtime import Runtime
 
@@ -28,14 +28,18 @@ def create_app(
     config = config or (runtime.config if runtime else load_config())
     if runtime is None:
         runtime = Runtime(config).start(background_indexer=background_indexer)
-    app = Flask("catalogue")
+    app = Flask("catalogue", static_folder=None)  # static files: catalogue/web/static
     app.config.update(
         SECRET_KEY=runtime.secret_key,
         MAX_CONTENT_LENGTH=config.max_request_bytes,
         JSON_SORT_KEYS=False,
+        # the web pages' sign-in session (catalogue.web.auth); the JSON API never reads it
+        SESSION_COOKIE_NAME="catalogue_session",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=config.production,
+        SESSION_COOKIE_SECURE=config.production
+        or config.public_base_url.startswith("https://"),
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["catalogue"] = runtime
@@ -78,29 +82,7 @@ def create_app(
     app.register_blueprint(dcat.bp)
     app.register_blueprint(oai.bp)
 
-    @app.get("/")
-    def home() -> Response:
-        try:
-            page = runtime.datasets.search(g.identity, size=100)
-            rows = "".join(
-                f'<li><a href="/api/v1/datasets/{html.escape(d.id or "")}">'
-                f"{html.escape(d.label())}</a> — {html.escape(', '.join(d.countries))} · "
-                f"{html.escape(', '.join(d.modalities))}</li>"
-                for d in page.items
-            )
-            summary = f"<p>{page.total} published datasets.</p><ul>{rows}</ul>"
-        except CatalogueError as exc:
-            summary = f"<p>Search is unavailable right now: {html.escape(exc.message)}</p>"
-        body = (
-            "<!doctype html><html lang=en><head><meta charset=utf-8>"
-            "<meta name=viewport content='width=device-width, initial-scale=1'>"
-            "<title>Cancer Imaging Catalogue</title><style>body{font:16px/1.5 system-ui,"
-            "sans-serif;max-width:56rem;margin:auto;padding:1rem}</style></head><body>"
-            f"<h1>Cancer Imaging Catalogue</h1><p>Version {__version__}. "
-            "<a href=/api/docs>API documentation</a> · <a href=/readyz>status</a></p>"
-            f"{summary}</body></html>"
-        )
-        return Response(body, mimetype="text/html")
+    web.register(app)
 
     def close_runtime() -> None:
         runtime.close()

@@ -50,6 +50,7 @@ class DatasetPage:
     highlights: dict[str, dict[str, str]] = field(default_factory=dict)
     next_after: int | None = None  # cursor for the next page (sorted searches)
     sort: str = "relevance"
+    organisations: dict[str, str] = field(default_factory=dict)  # id → name, for display
 
 
 class DatasetService:
@@ -289,6 +290,7 @@ class DatasetService:
             next_after=(result.cursors[-1] if request.sort and result.cursors
                         and len(result.ids) == request.size else None),
             sort=request.sort or "relevance",
+            organisations=names,
         )
 
     def list_for_organisation(

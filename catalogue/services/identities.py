@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import secrets
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from catalogue.errors import Forbidden, NotFound, Unauthenticated, ValidationError
 from catalogue.model.identity import (
@@ -158,13 +159,28 @@ class IdentityService:
             valid = hmac.compare_digest(expected, hash_secret(secret))
             if row is None or not valid:
                 raise Unauthenticated("the bearer token is not valid")
-            if row["revoked_at"] is not None:
-                raise Unauthenticated("the bearer token was revoked")
-            if row["expires_at"] is not None and row["expires_at"] <= datetime.now(UTC):
-                raise Unauthenticated("the bearer token has expired")
-            if not row["active"]:
-                raise Unauthenticated("the account is deactivated")
-            repo.touch(token_id)
+            return self._usable(repo, row, token_id)
+
+    def resume(self, token_id: str) -> Identity:
+        """The identity of a token whose secret was checked earlier (a browser session signed
+        with the server secret holds only the token's id): checked again for revocation,
+        expiry and the account's state, so that a session ends with its token."""
+        with self.db.transaction() as conn:
+            repo = TokenRepository(conn)
+            row = repo.find_for_auth(token_id)
+            if row is None:
+                raise Unauthenticated("the token of this session no longer exists")
+            return self._usable(repo, row, token_id)
+
+    @staticmethod
+    def _usable(repo: TokenRepository, row: dict[str, Any], token_id: str) -> Identity:
+        if row["revoked_at"] is not None:
+            raise Unauthenticated("the bearer token was revoked")
+        if row["expires_at"] is not None and row["expires_at"] <= datetime.now(UTC):
+            raise Unauthenticated("the bearer token has expired")
+        if not row["active"]:
+            raise Unauthenticated("the account is deactivated")
+        repo.touch(token_id)
         return Identity(
             user_id=str(row["user_id"]),
             username=row["username"],
