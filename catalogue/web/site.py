@@ -59,6 +59,14 @@ class NavItem:
 #: the main navigation, in order (areas for signed-in roles pass ``visible``)
 NAV: tuple[NavItem, ...] = (
     NavItem("web.search", "Search datasets", section=("web.dataset",), aliases=("web.home",)),
+    NavItem("web.cohorts", "Cohorts", section=("web.cohorts_count",),
+            visible=lambda i: i.authenticated and i.role == "researcher"),
+    NavItem("web.provider_home", "Provider", section=(
+        "web.provider_upload", "web.provider_dataset", "web.provider_replace",
+        "web.provider_publish", "web.provider_withdraw", "web.provider_sources",
+        "web.provider_new_source", "web.provider_source", "web.provider_run_source",
+        "web.provider_run"),
+        visible=lambda i: i.authenticated and (i.is_admin or i.role == "provider")),
 )
 
 
