@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from catalogue.web import auth, cohorts, datasets, provider, search  # noqa: F401 - register the pages' routes
+from catalogue.web import admin, auth, cohorts, datasets, provider, search  # noqa: F401 - register the pages' routes
 from catalogue.web.site import bp
 
 __all__ = ["bp", "register"]

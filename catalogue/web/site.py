@@ -67,6 +67,10 @@ NAV: tuple[NavItem, ...] = (
         "web.provider_new_source", "web.provider_source", "web.provider_run_source",
         "web.provider_run"),
         visible=lambda i: i.authenticated and (i.is_admin or i.role == "provider")),
+    NavItem("web.admin_home", "Admin", section=tuple(f"web.admin_{e}" for e in (
+        "organisations", "organisations_create", "users", "users_create", "user_active",
+        "tokens", "tokens_issue", "token_revoke", "budgets", "budgets_reset", "audit")),
+        visible=lambda i: i.authenticated and i.is_admin),
 )
 
 
