@@ -12,6 +12,11 @@ OpenSearch/Elasticsearch when ``CATALOGUE_SEARCH_URL`` is set):
   (engine plus reading the hits from PostgreSQL, facet labels, highlights; the API adds token
   checks, JSON and HTTP). Latencies are p50/p95 in ms; the ratios API/engine are the API's
   overhead.
+- the server-rendered search page ``GET /search`` (same parameters as the API, same served app,
+  same query mix; deep paging uses the API's ``after`` cursor of the same page), body read in
+  full: p50/p95 in ms per query type and overall, against the API measured in the same run
+  (ratio web/API); and the page weight of a typical search (HTML plus the CSS and JS files the
+  page references, each counted once, uncompressed as served) against its budget.
 The issue's targets are reported next to the measured values; nothing is asserted here.
 """
 
@@ -29,6 +34,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from typing import Any
 
 from catalogue.errors import CatalogueError, Conflict, ValidationError
@@ -58,6 +64,11 @@ TARGETS: dict[str, dict[str, float | None]] = {
     "tantivy": {"bulk_docs_per_s": 50_000, "api_p95_ms": 25, "api_engine_ratio": None},
     "opensearch": {"bulk_docs_per_s": 5_000, "api_p95_ms": 50, "api_engine_ratio": 1.3},
 }
+#: the web search page's targets (issue 8), whatever the engine
+WEB_TARGET_P95_MS = 100
+PAGE_WEIGHT_BUDGET_BYTES = 300_000  # 300 KB (decimal: the stricter reading)
+#: the query type whose first query gives "a typical search" for the page weight
+PAGE_WEIGHT_QUERY = "text_facet"
 _MODALITY_WORDS = {"MR": "MRI", "PT": "PET", "MG": "mammography", "US": "ultrasound"}
 
 
@@ -87,6 +98,8 @@ class _Timings:
     engine: list[float] = field(default_factory=list)
     totals: list[int] = field(default_factory=list)
     mismatched: int = 0  # API total != engine total
+    web: list[float] = field(default_factory=list)  # the search page, GET /search
+    web_bytes: list[int] = field(default_factory=list)  # its HTML
 
 
 def run(runtime: Runtime, datasets: int = 100_000, queries: int = 300, seed: int = 0,
@@ -117,6 +130,9 @@ def run(runtime: Runtime, datasets: int = 100_000, queries: int = 300, seed: int
         depth = max(1, min(DEEP_PAGES, load.published // PAGE_SIZE))  # tiny corpora: shallower
         with serve(runtime, threads=4) as base:
             timings = _search(runtime, backend, base, ANONYMOUS, plan, depth)
+            say("weighing the search page")
+            weight = _page_weight(_Client(base),
+                                  next(q for q in plan if q.kind == PAGE_WEIGHT_QUERY))
     finally:
         if cleanup and family != "tantivy":  # tantivy's indices live in the data folder
             _drop_indices(backend)
@@ -147,10 +163,15 @@ def run(runtime: Runtime, datasets: int = 100_000, queries: int = 300, seed: int
     for kind in QUERY_TYPES:
         t = timings[kind]
         figures[f"q_{kind}"] = {**_latency(t.api, t.service, t.engine),
-                                "mean_total": round(sum(t.totals) / max(len(t.totals), 1))}
+                                "mean_total": round(sum(t.totals) / max(len(t.totals), 1)),
+                                **_web_latency(t.web, t.api),
+                                "web_html_p50_bytes": round(percentile(
+                                    [float(b) for b in t.web_bytes], 0.5))}
         everything.api += t.api
         everything.service += t.service
         everything.engine += t.engine
+        everything.web += t.web
+        everything.web_bytes += t.web_bytes
     overall = _latency(everything.api, everything.service, everything.engine)
     figures.update({
         "api_p50_ms": overall["api_p50_ms"],
@@ -168,6 +189,17 @@ def run(runtime: Runtime, datasets: int = 100_000, queries: int = 300, seed: int
             overall["ratio_p50"], overall["ratio_p95"]) <= targets["api_engine_ratio"],
         "totals_compared": sum(len(t.totals) for t in timings.values()),
         "totals_mismatched": sum(t.mismatched for t in timings.values()),
+    })
+    web = _web_latency(everything.web, everything.api)
+    figures.update({
+        "web_p50_ms": web["web_p50_ms"],
+        "web_p95_ms": web["web_p95_ms"],
+        "web_target_p95_ms": WEB_TARGET_P95_MS,
+        "web_meets_p95_target": web["web_meets_p95_target"],
+        "ratio_web_api_p50": web["ratio_web_api_p50"],
+        "ratio_web_api_p95": web["ratio_web_api_p95"],
+        "web_html_max_bytes": max(everything.web_bytes),
+        **weight,
     })
     return figures
 
@@ -349,16 +381,30 @@ class _Client:
 
     def get(self, query: Query, after: int | None = None) -> tuple[float, dict[str, Any]]:
         url = f"{self.base}/api/v1/datasets?{urllib.parse.urlencode(query.args(after))}"
-        request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
+        elapsed, body = self._fetch(url, "application/json", f"a {query.kind} search")
+        return elapsed, json.loads(body)
+
+    def page_url(self, query: Query, after: int | None = None) -> str:
+        """The search page for ``query``: the API's parameters (blank values left out, as the
+        page would redirect to that address)."""
+        pairs = [(k, v) for k, v in query.args(after) if v.strip()]
+        return f"{self.base}/search?{urllib.parse.urlencode(pairs)}"
+
+    def page(self, query: Query, after: int | None = None) -> tuple[float, bytes]:
+        """The server-rendered search page, its body read in full."""
+        return self._fetch(self.page_url(query, after), "text/html",
+                           f"a {query.kind} search page")
+
+    def _fetch(self, url: str, accept: str, what: str) -> tuple[float, bytes]:
+        request = urllib.request.Request(url, headers={"Accept": accept})  # noqa: S310
         started = time.perf_counter()
         try:
             with self.opener.open(request, timeout=60) as resp:
                 body = resp.read()
         except urllib.error.HTTPError as exc:
-            raise RuntimeError(f"the API answered {exc.code} to a {query.kind} search: "
+            raise RuntimeError(f"the server answered {exc.code} to {what}: "
                                f"{exc.read()[:300]!r}") from None
-        elapsed = time.perf_counter() - started
-        return elapsed, json.loads(body)
+        return time.perf_counter() - started, body
 
 
 def _search(runtime: Runtime, backend: SearchBackend, base: str, identity: Identity,
@@ -366,14 +412,20 @@ def _search(runtime: Runtime, backend: SearchBackend, base: str, identity: Ident
     alias = backend.logical_name("datasets")
     client = _Client(base)
 
-    def api(query: Query) -> tuple[float, int]:
+    def api(query: Query) -> tuple[float, int, int | None]:
+        """(time, total, the ``after`` cursor of the timed page)."""
         after = None
         for _ in range(depth - 1 if query.kind == "deep_page" else 0):
             after = client.get(query, after)[1]["next_after"]
             if after is None:
                 raise RuntimeError(f"next_after ended before page {depth}")
         elapsed, body = client.get(query, after)  # timed: the last page
-        return elapsed, int(body["total"])
+        return elapsed, int(body["total"]), after
+
+    def web(query: Query, after: int | None) -> tuple[float, int]:
+        """The search page for the same page of hits as the API call (same cursor)."""
+        elapsed, body = client.page(query, after)
+        return elapsed, len(body)
 
     def service(query: Query) -> float:
         after = None
@@ -395,21 +447,71 @@ def _search(runtime: Runtime, backend: SearchBackend, base: str, identity: Ident
         return time.perf_counter() - started, result.total
 
     for query in plan[: 5 * len(QUERY_TYPES)]:  # warm-up: five of each type, untimed
-        api(query)
+        web(query, api(query)[2])
         service(query)
         engine(query)
     timings = {kind: _Timings() for kind in QUERY_TYPES}
     for query in plan:
-        api_s, api_total = api(query)
+        api_s, api_total, after = api(query)
+        web_s, web_bytes = web(query, after)
         service_s = service(query)
         engine_s, engine_total = engine(query)
         t = timings[query.kind]
         t.api.append(api_s * 1000)
+        t.web.append(web_s * 1000)
+        t.web_bytes.append(web_bytes)
         t.service.append(service_s * 1000)
         t.engine.append(engine_s * 1000)
         t.totals.append(api_total)
         t.mismatched += api_total != engine_total
     return timings
+
+
+class _Assets(HTMLParser):
+    """The stylesheets and scripts a page references, in order, each once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.css: list[str] = []
+        self.js: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "link" and "stylesheet" in (a.get("rel") or "").split() and a.get("href"):
+            found, url = self.css, a["href"] or ""
+        elif tag == "script" and a.get("src"):
+            found, url = self.js, a["src"] or ""
+        else:
+            return
+        if url not in self.css and url not in self.js:
+            found.append(url)
+
+
+def _page_weight(client: _Client, query: Query) -> dict[str, Any]:
+    """Bytes of the search page for ``query``: its HTML, plus every CSS and JS file it
+    references (fetched by their URLs in the HTML, each counted once), as served (the app does
+    not compress)."""
+    url = client.page_url(query)
+    html = client.page(query)[1]
+    assets = _Assets()
+    assets.feed(html.decode("utf-8"))
+    sizes: dict[str, int] = {}
+    for ref in [*assets.css, *assets.js]:
+        sizes[ref] = len(client._fetch(urllib.parse.urljoin(url, ref), "*/*", ref)[1])
+    css = sum(sizes[ref] for ref in assets.css)
+    js = sum(sizes[ref] for ref in assets.js)
+    total = len(html) + css + js
+    return {
+        "page_weight_query": url.removeprefix(client.base),
+        "page_html_bytes": len(html),
+        "page_css_bytes": css,
+        "page_js_bytes": js,
+        "page_assets": {ref.split("?")[0]: size for ref, size in sizes.items()},
+        "page_weight_bytes": total,
+        "page_weight_budget_bytes": PAGE_WEIGHT_BUDGET_BYTES,
+        "page_weight_budget_ratio": round(total / PAGE_WEIGHT_BUDGET_BYTES, 3),
+        "page_weight_meets_budget": total <= PAGE_WEIGHT_BUDGET_BYTES,
+    }
 
 
 def _params(query: Query, after: int | None = None) -> SearchParams:
@@ -437,3 +539,14 @@ def _latency(api: list[float], service: list[float], engine: list[float]) -> dic
     out["ratio_p50"] = round(figures["api_p50_ms"] / figures["engine_p50_ms"], 2)
     out["ratio_p95"] = round(figures["api_p95_ms"] / figures["engine_p95_ms"], 2)
     return out
+
+
+def _web_latency(web: list[float], api: list[float]) -> dict[str, Any]:
+    """The search page's p50/p95 against the API's for the same searches in the same run."""
+    p50, p95 = percentile(web, 0.5), percentile(web, 0.95)
+    return {
+        "web_p50_ms": round(p50, 2), "web_p95_ms": round(p95, 2),
+        "ratio_web_api_p50": round(p50 / percentile(api, 0.5), 2),
+        "ratio_web_api_p95": round(p95 / percentile(api, 0.95), 2),
+        "web_meets_p95_target": p95 <= WEB_TARGET_P95_MS,
+    }

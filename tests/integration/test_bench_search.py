@@ -40,11 +40,33 @@ def test_small_run_reports_sane_figures(runtime: Runtime) -> None:
             assert per_type[key] > 0, (kind, key)
         assert per_type["api_p50_ms"] <= per_type["api_p95_ms"]
         assert per_type["mean_total"] > 0, kind
+        # the web search page, timed in the same run against the API
+        for key in ("web_p50_ms", "web_p95_ms", "ratio_web_api_p50", "ratio_web_api_p95",
+                    "web_html_p50_bytes"):
+            assert per_type[key] > 0, (kind, key)
+        assert per_type["web_p50_ms"] <= per_type["web_p95_ms"]
+        assert isinstance(per_type["web_meets_p95_target"], bool)
     # deep pages: the cursor moves the hits, the total still counts the whole listing
     assert figures["q_deep_page"]["mean_total"] == figures["published"]
     assert figures["deep_pages"] == search.DEEP_PAGES
     assert figures["totals_compared"] == QUERIES * len(search.QUERY_TYPES)
     assert figures["totals_mismatched"] == 0
+    for key in ("web_p50_ms", "web_p95_ms", "ratio_web_api_p50", "ratio_web_api_p95"):
+        assert figures[key] > 0, key
+    assert figures["web_target_p95_ms"] == 100
+    assert isinstance(figures["web_meets_p95_target"], bool)
+    # page weight: the HTML of a typical search plus the CSS and JS it references, each once
+    assert figures["page_weight_query"].startswith("/search?")
+    assert figures["page_html_bytes"] > 0
+    assert figures["web_html_max_bytes"] >= figures["page_html_bytes"]
+    assets = figures["page_assets"]
+    assert any(a.endswith(".css") for a in assets) and any(a.endswith(".js") for a in assets)
+    assert all(size > 0 for size in assets.values())
+    assert figures["page_css_bytes"] + figures["page_js_bytes"] == sum(assets.values())
+    assert figures["page_weight_bytes"] == figures["page_html_bytes"] + sum(assets.values())
+    assert figures["page_weight_budget_bytes"] == 300_000
+    assert figures["page_weight_budget_ratio"] > 0
+    assert isinstance(figures["page_weight_meets_budget"], bool)
     json.dumps(figures)  # the CLI writes them as JSON
 
     # everything is in PostgreSQL and in the fresh (now current) index; the outbox is empty
