@@ -1140,7 +1140,7 @@ def bench_search(ctx: click.Context, datasets: int, queries: int, out: str | Non
               help="Catalogue size of the first memory measurement.")
 @click.option("--page-size", type=click.IntRange(min=1, max=1000), default=1000,
               show_default=True)
-@click.option("--sample", type=click.IntRange(min=1), default=5000, show_default=True,
+@click.option("--sample", type=click.IntRange(min=1), default=10_000, show_default=True,
               help="Datasets whose prepared graphs the serializer baseline serialises.")
 @click.option("--json", "out", default=None, help="Where to write the JSON results.")
 @click.option("--keep", is_flag=True, help="Keep the temporary data folder.")
@@ -1148,8 +1148,9 @@ def bench_search(ctx: click.Context, datasets: int, queries: int, out: str | Non
 @handle_errors
 def bench_export(ctx: click.Context, datasets: int, small: int, page_size: int, sample: int,
                  out: str | None, keep: bool) -> None:
-    """Export the catalogue as DCAT-AP over HTTP in every format vs Oxigraph serialising the
-    same per-dataset graphs alone; peak RSS of a whole-catalogue dump, small vs full."""
+    """Export the catalogue as DCAT-AP over HTTP in every format (cold and warm) vs Oxigraph
+    serialising the same per-dataset graphs alone; peak RSS of a whole-catalogue dump, small
+    vs full."""
     from catalogue.bench import export
 
     with _bench_runtime(keep) as rt:
