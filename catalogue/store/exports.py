@@ -85,12 +85,19 @@ class ExportRepository:
         cache = ""
         columns = _COLUMNS
         if fmt is not None:
+            # bounded by the cursor too: otherwise the join scans the fragments' key from the
+            # start on every page, and deep pages get slower (199 ms vs 7 ms at 90,000)
             cache = " LEFT JOIN dataset_exports e ON e.dataset_id = d.id AND e.format = %s"
+            join: list[Any] = [fmt]
+            if after is not None:
+                cache += " AND e.dataset_id > %s"
+                join.append(after)
             columns += ", e.render_key AS cached_key, e.body AS cached_body"
-            params.insert(0, fmt)
+            params = join + params
+        # binary results: fragments arrive as bytes, not hex text to decode
         rows = self.conn.execute(
             f"SELECT {columns} {_FROM}{cache} WHERE {where} ORDER BY d.id LIMIT %s",
-            [*params, limit],
+            [*params, limit], binary=True,
         ).fetchall()
         return list(rows)
 

@@ -43,8 +43,11 @@ def test_small_run_exports_every_dataset_once_in_every_format(runtime: Runtime) 
     assert set(figures["formats"]) == set(rdf.EXPORT_FORMATS)
     for fmt, entry in figures["formats"].items():
         for key in ("warm_per_s", "cold_per_s", "cold_slice_warm_per_s", "oxigraph_alone_per_s",
-                    "stored_alone_per_s", "ratio_warm", "ratio_cold", "ratio_stored_alone"):
+                    "stored_alone_per_s", "ratio_warm", "ratio_stored_alone"):
             assert entry[key] > 0, (fmt, key)
+        # a ratio, rounded: a first render can be a thousandth of Oxigraph alone
+        cold_ratio = entry["cold_per_s"] / entry["oxigraph_alone_per_s"]
+        assert abs(entry["ratio_cold"] - cold_ratio) < 0.002, fmt
         assert len(entry["warm_rounds_per_s"]) == export.ROUNDS
         assert entry["warm_per_s"] == max(entry["warm_rounds_per_s"])
         assert entry["pages"] == -(-DATASETS // PAGE)
