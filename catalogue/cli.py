@@ -956,23 +956,19 @@ def export_dcat(ctx: click.Context, fmt: str, output: str, modified_since: str |
                 organisation: str | None) -> None:
     """Write the whole catalogue as one DCAT-AP document, streamed page by page (memory does
     not grow with the catalogue)."""
-    from datetime import UTC, datetime
-
     from catalogue.dcat.export import UnknownFormat, choose_format
+    from catalogue.errors import ValidationError
+    from catalogue.services.export import parse_instant
     from catalogue.store.exports import Selection
 
     try:
         name = choose_format(fmt)
     except UnknownFormat as exc:
         raise click.BadParameter(str(exc), param_hint="--format") from None
-    since = None
-    if modified_since:
-        try:
-            since = datetime.fromisoformat(modified_since.replace("Z", "+00:00"))
-        except ValueError:
-            raise click.BadParameter("not an ISO 8601 date or date-time",
-                                     param_hint="--modified-since") from None
-        since = since if since.tzinfo else since.replace(tzinfo=UTC)
+    try:
+        since = parse_instant(modified_since, "modified_since")
+    except ValidationError as exc:
+        raise click.BadParameter(exc.message, param_hint="--modified-since") from None
     with _runtime(ctx, with_search=False) as rt:
         chunks = rt.export.dump(name, Selection(since=since, organisation=organisation))
         if output == "-":

@@ -17,7 +17,7 @@ from flask import Blueprint, Response, request
 from catalogue.api.routing import int_arg, op, runtime
 from catalogue.dcat.export import UnknownFormat, choose_format, media_type
 from catalogue.errors import ValidationError
-from catalogue.services.export import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from catalogue.services.export import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, parse_instant
 from catalogue.store.exports import Selection
 
 bp = Blueprint("dcat", __name__, url_prefix="/dcat")
@@ -31,22 +31,6 @@ def export_format() -> str:
         return choose_format(request.args.get("format"), list(request.accept_mimetypes))
     except UnknownFormat as exc:
         raise ValidationError(str(exc)) from None
-
-
-def parse_instant(raw: str | None, name: str) -> datetime | None:
-    """An ISO 8601 date or date-time (UTC when no offset is given)."""
-    if raw is None or raw == "":
-        return None
-    text = raw.strip().replace(" ", "+")  # a '+' offset decoded from an unescaped query
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValidationError(
-            f"{name}: {raw!r} is not an ISO 8601 date or date-time "
-            "(e.g. 2026-11-28 or 2026-11-28T10:00:00Z)") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _http_date(value: datetime) -> str:

@@ -15,7 +15,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -60,6 +60,22 @@ class Page:
     etag: str
     last_modified: datetime | None
     body: Callable[[], Iterator[bytes]]
+
+
+def parse_instant(raw: str | None, name: str) -> datetime | None:
+    """An ISO 8601 date or date-time (UTC when no offset is given)."""
+    if raw is None or raw == "":
+        return None
+    text = raw.strip().replace(" ", "+")  # a '+' offset decoded from an unescaped query
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValidationError(
+            f"{name}: {raw!r} is not an ISO 8601 date or date-time "
+            "(e.g. 2026-11-28 or 2026-11-28T10:00:00Z)") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _public_source(url: str | None) -> str | None:
@@ -214,35 +230,24 @@ class ExportService:
 
     def dump(self, fmt: str, selection: Selection, size: int = 500) -> Iterator[bytes]:
         """The whole selection as one document, one keyset page in memory at a time."""
-        env = rdf.envelope(fmt)
-        yield env.head
-        cursor: str | None = None
-        first = True
+        return rdf.join(fmt, self._dump_parts(fmt, selection, size))
+
+    def _dump_parts(self, fmt: str, selection: Selection, size: int) -> Iterator[bytes]:
         with self.db.transaction() as conn:
             head = rdf.catalog_graph(self.catalog, (), (), ExportRepository(conn).last_change())
-        part = rdf.render(head, fmt, "catalog")
-        yield part
-        first = not part
+        yield rdf.render(head, fmt, "catalog")
+        cursor: str | None = None
         while True:
             with self.db.transaction() as conn:
                 rows = ExportRepository(conn).page(selection, cursor, size, fmt)
                 fragments = self.fragments(conn, rows, fmt)
-                listing = rdf.links(
-                    self.catalog_iri, [self.dataset_iri(r) for r in rows
-                                       if r["status"] == "published"],
-                    [self.record_iri(r["id"]) for r in rows], fmt)
-            for fragment in [listing, *fragments]:
-                if not fragment:
-                    continue
-                if not first and env.separator:
-                    yield env.separator
-                first = False
-                yield fragment
+            yield rdf.links(self.catalog_iri, [self.dataset_iri(r) for r in rows
+                                               if r["status"] == "published"],
+                            [self.record_iri(r["id"]) for r in rows], fmt)
+            yield from fragments
             if len(rows) < size:
-                break
+                return
             cursor = str(rows[-1]["id"])
-        if env.tail:
-            yield env.tail
 
     # -- single resources -----------------------------------------------------------------------
     def _row(self, dataset_id: str, fmt: str | None = None) -> dict[str, Any]:

@@ -97,25 +97,24 @@ def _assert_equal_catalogues(first: Runtime, second: Runtime) -> None:
             assert _comparable(theirs) == _comparable(ds), identifier
 
 
-def test_hydra_round_trip_and_incremental_harvest(runtime: Runtime, client: Any,
-                                                  world: dict[str, Any],  # noqa: F811
-                                                  second: Runtime) -> None:
+def _harvest_twice(runtime: Runtime, client: Any, world: dict[str, Any],  # noqa: F811
+                   second: Runtime,
+                   path: str) -> tuple[Any, Any]:
+    """``second`` harvests ``runtime`` served over HTTP at ``path`` (a full run, after which
+    both catalogues must be equal), then the source changes (one dataset edited, one withdrawn,
+    one new) and ``second`` harvests again incrementally: (full run, incremental run)."""
     _aggregate_one(runtime, world["datasets"][4])
     with serve(runtime) as base:
         _base(runtime, base)
         source = second.harvest.register(SYSTEM, HarvestSource(
-            id="", organisation_id="node-a", kind="dcat",
-            url=f"{base}/dcat/catalog?page_size=5", allow_private=True,
+            id="", organisation_id="node-a", kind="dcat", url=base + path, allow_private=True,
             config={"incremental": True}))
         origin = frozenset({base})
         full = second.harvest.run_source(SYSTEM, source.id, allowed_origins=origin)
         assert full.status == "completed", full.as_dict()
         assert full.counts["created"] == 23 and full.counts.get("invalid", 0) == 0
         _assert_equal_catalogues(runtime, second)
-        there = _all(second)
-        assert there["gen-000004"].number_of_individuals == 140  # the protected aggregate
 
-        # changes at the source: one edited, one withdrawn, one new, a draft published
         tokens, ds = world["tokens"], world["datasets"]
         post(client, tokens["org-b"], "org-b", 0, version="2.0.0")
         assert client.delete(f"/api/v1/datasets/{ds[5]}",
@@ -123,11 +122,19 @@ def test_hydra_round_trip_and_incremental_harvest(runtime: Runtime, client: Any,
                              ).status_code == 200
         post(client, tokens["org-a"], "org-a", 50)
         delta = second.harvest.run_source(SYSTEM, source.id, allowed_origins=origin)
+    return full, delta
+
+
+def test_hydra_round_trip_and_incremental_harvest(runtime: Runtime, client: Any,
+                                                  world: dict[str, Any],  # noqa: F811
+                                                  second: Runtime) -> None:
+    _, delta = _harvest_twice(runtime, client, world, second, "/dcat/catalog?page_size=5")
     assert delta.status == "completed", delta.as_dict()
     assert delta.counts["seen"] == 2  # only what changed was fetched
     assert delta.counts["created"] == 1 and delta.counts["updated"] == 1
     assert delta.counts["withdrawn"] == 1
     there = _all(second)
+    assert there["gen-000004"].number_of_individuals == 140  # the protected aggregate
     assert there["gen-000005"].status.value == "withdrawn"
     assert there["gen-000000"].fields.get("version") == "2.0.0" or \
         "2.0.0" in json.dumps(_comparable(there["gen-000000"]))
@@ -137,26 +144,8 @@ def test_hydra_round_trip_and_incremental_harvest(runtime: Runtime, client: Any,
 def test_oai_pmh_round_trip_and_incremental_harvest(runtime: Runtime, client: Any,
                                                     world: dict[str, Any],  # noqa: F811
                                                     second: Runtime) -> None:
-    _aggregate_one(runtime, world["datasets"][4])
-    with serve(runtime) as base:
-        _base(runtime, base)
-        source = second.harvest.register(SYSTEM, HarvestSource(
-            id="", organisation_id="node-a", kind="dcat",
-            url=f"{base}/oai?verb=ListRecords&metadataPrefix=dcat_ap", allow_private=True,
-            config={"incremental": True}))
-        origin = frozenset({base})
-        full = second.harvest.run_source(SYSTEM, source.id, allowed_origins=origin)
-        assert full.status == "completed", full.as_dict()
-        assert full.counts["created"] == 23 and full.counts.get("invalid", 0) == 0
-        _assert_equal_catalogues(runtime, second)
-
-        tokens, ds = world["tokens"], world["datasets"]
-        post(client, tokens["org-b"], "org-b", 0, version="2.0.0")
-        assert client.delete(f"/api/v1/datasets/{ds[5]}",
-                             headers={"Authorization": f"Bearer {tokens['org-a']}"}
-                             ).status_code == 200
-        post(client, tokens["org-a"], "org-a", 50)
-        delta = second.harvest.run_source(SYSTEM, source.id, allowed_origins=origin)
+    _, delta = _harvest_twice(runtime, client, world, second,
+                              "/oai?verb=ListRecords&metadataPrefix=dcat_ap")
     assert delta.status == "completed", delta.as_dict()
     assert delta.counts["created"] == 1 and delta.counts["updated"] == 1
     assert delta.counts["withdrawn"] == 1
