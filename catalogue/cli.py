@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from functools import wraps
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -236,6 +237,23 @@ def db_group() -> None:
     """Database schema."""
 
 
+@contextmanager
+def _database_url(config: Config) -> Iterator[str]:
+    """The configured database's URL; on the embedded default, the data folder's server, started
+    for the command if it is not running (and stopped afterwards if this command started it)."""
+    if config.database_url:
+        yield config.database_url
+        return
+    from catalogue.store.embedded import EmbeddedPostgres
+
+    embedded = EmbeddedPostgres(Path(config.data_dir))
+    url = embedded.start()
+    try:
+        yield url
+    finally:
+        embedded.stop()
+
+
 @db_group.command("upgrade")
 @click.pass_context
 @handle_errors
@@ -243,32 +261,75 @@ def db_upgrade(ctx: click.Context) -> None:
     """Apply pending migrations (each in its own transaction)."""
     from catalogue.store import migrations
     from catalogue.store.db import Database
-    from catalogue.store.embedded import EmbeddedPostgres
 
     config = _config(ctx)
-    embedded = None
-    url = config.database_url
-    if not url:
-        from pathlib import Path
+    with _database_url(config) as url:
+        db = Database(url, timeout=config.database_timeout)
+        try:
+            db.open(wait=False)
+            applied = migrations.upgrade(db)
+        finally:
+            db.close()
+    click.echo(
+        f"applied {len(applied)} migration(s)"
+        + (": " + ", ".join(m.path.name for m in applied) if applied
+           else "; the schema is up to date")
+    )
 
-        embedded = EmbeddedPostgres(Path(config.data_dir))
-        url = embedded.start()
-    db = Database(url, timeout=config.database_timeout)
-    try:
-        db.open(wait=False)
-        applied = migrations.upgrade(db)
-        click.echo(
-            f"applied {len(applied)} migration(s)"
-            + (
-                ": " + ", ".join(m.path.name for m in applied)
-                if applied
-                else "; the schema is up to date"
-            )
-        )
-    finally:
-        db.close()
-        if embedded:
-            embedded.stop()
+
+@db_group.command("backup")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
+              help="The backup file to write (pg_dump custom format).")
+@click.pass_context
+@handle_errors
+def db_backup(ctx: click.Context, output: str) -> None:
+    """Back up the system of record (pg_dump, one consistent snapshot, safe while the catalogue
+    runs). The search indices are not included: restore rebuilds them. Keep the server secret
+    separately."""
+    from catalogue.store.backup import backup
+
+    config = _config(ctx)
+    with _database_url(config) as url:
+        report = backup(url, Path(output))
+    rows = ", ".join(f"{k} {v}" for k, v in report.rows.items() if v)
+    click.echo(f"wrote {report.path} ({report.bytes:,} bytes, schema version "
+               f"{report.schema_version}, {report.seconds:.1f} s): {rows or 'no rows'}")
+    if not config.secret_key:
+        click.echo(f"note: the server secret is not in the backup; keep "
+                   f"{Path(config.data_dir) / 'secret.key'} with it", err=True)
+
+
+@db_group.command("restore")
+@click.argument("backup_file", type=click.Path(dir_okay=False, exists=True))
+@click.option("--clean", is_flag=True,
+              help="Replace the tables of a non-empty database (default: refuse).")
+@click.option("--rebuild-index/--no-rebuild-index", default=True, show_default=True,
+              help="Rebuild the search indices from the restored database.")
+@click.pass_context
+@handle_errors
+def db_restore(ctx: click.Context, backup_file: str, clean: bool, rebuild_index: bool) -> None:
+    """Restore a backup made by `catalogue db backup` (one transaction: all or nothing), apply
+    newer migrations, and rebuild the search indices from it."""
+    from catalogue.store import migrations
+    from catalogue.store.backup import restore
+    from catalogue.store.db import Database
+
+    config = _config(ctx)
+    with _database_url(config) as url:
+        result = restore(url, Path(backup_file), clean=clean)
+        db = Database(url, timeout=config.database_timeout)
+        try:
+            db.open(wait=False)
+            applied = migrations.upgrade(db)
+        finally:
+            db.close()
+    rows = ", ".join(f"{k} {v}" for k, v in result["rows"].items() if v)
+    click.echo(f"restored schema version {result['schema_version']} in "
+               f"{result['seconds']:.1f} s: {rows or 'no rows'}")
+    if applied:
+        click.echo("then applied " + ", ".join(m.path.name for m in applied))
+    if rebuild_index:
+        ctx.invoke(index_rebuild, which="all")
 
 
 @db_group.command("status")
