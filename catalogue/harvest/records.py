@@ -21,6 +21,7 @@ from catalogue.harvest.base import RECORD_COUNTERS, Harvester, RunContext, Sourc
 from catalogue.model.records import SubjectRecord
 from catalogue.privacy.aggregates import protect
 from catalogue.privacy.pseudonymise import Pseudonymiser
+from catalogue.store.db import is_uuid
 from catalogue.store.records import KnownHashes, RecordRepository, WriteCounts, aggregate_counts
 
 log = logging.getLogger(__name__)
@@ -134,8 +135,8 @@ class RecordHarvester(Harvester):
     @staticmethod
     def _check_dataset(ctx: RunContext) -> None:
         with ctx.db.transaction() as conn:
-            row = conn.execute("SELECT organisation_id FROM datasets WHERE id::text = %s",
-                               (ctx.dataset_id,)).fetchone()
+            row = conn.execute("SELECT organisation_id FROM datasets WHERE id = %s",
+                               (ctx.dataset_id,)).fetchone() if is_uuid(ctx.dataset_id) else None
         if row is None or row["organisation_id"] != ctx.organisation_id:
             raise SourceUnreadable(
                 f"dataset {ctx.dataset_id} does not exist in organisation {ctx.organisation_id}")

@@ -81,10 +81,11 @@ class DatasetRepository:
         out: dict[str, list[Distribution]] = {i: [] for i in dataset_ids}
         if not dataset_ids:
             return out
+        # uuid[] (not dataset_id::text): the index on dataset_id is used, no scan of the table
         rows = self.conn.execute(
-            "SELECT * FROM distributions WHERE dataset_id::text = ANY(%s) "
+            "SELECT * FROM distributions WHERE dataset_id = ANY(%s::uuid[]) "
             "ORDER BY dataset_id, position",
-            (dataset_ids,),
+            ([i for i in dataset_ids if is_uuid(i)],),
         ).fetchall()
         for r in rows:
             out[str(r["dataset_id"])].append(
@@ -121,8 +122,9 @@ class DatasetRepository:
     def get_many(self, ids: list[str]) -> list[Dataset]:
         if not ids:
             return []
+        # uuid[] (not id::text): a primary-key lookup, not a scan of every dataset
         rows = self.conn.execute(
-            "SELECT * FROM datasets WHERE id::text = ANY(%s)", (ids,)
+            "SELECT * FROM datasets WHERE id = ANY(%s::uuid[])", ([i for i in ids if is_uuid(i)],)
         ).fetchall()
         dists = self._distributions([str(r["id"]) for r in rows])
         return [_from_row(r, dists[str(r["id"])]) for r in rows]
