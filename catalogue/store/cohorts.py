@@ -8,7 +8,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from catalogue.model.identity import Identity
-from catalogue.store.db import Connection
+from catalogue.store.db import Connection, is_uuid
 
 
 class CohortLedger:
@@ -37,7 +37,11 @@ class CohortLedger:
 
     def spent(self, scope: str, scope_id: str, window: timedelta) -> float:
         """ε spent by a user or an organisation in the rolling window (since its last reset)."""
-        column = "user_id::text" if scope == "user" else "organisation_id"
+        # user_id = uuid (not user_id::text): the (user_id, at) index is used, so the cost does
+        # not grow with the audit log
+        if scope == "user" and not is_uuid(scope_id):
+            return 0.0  # no question can be recorded under a user id that is not a uuid
+        column = "user_id" if scope == "user" else "organisation_id"
         row = self.conn.execute(
             f"SELECT coalesce(sum(epsilon), 0) AS spent FROM cohort_queries "
             f"WHERE {column} = %s AND at > now() - %s AND at > coalesce("
