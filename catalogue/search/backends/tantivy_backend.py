@@ -47,7 +47,12 @@ from catalogue.search.query import (
 )
 
 TEXT_ANALYZER = "catalogue_text"
-_WRITER_HEAP = 64_000_000
+# Indexing threads of the one writer: analysing the multilingual text is the cost of a bulk
+# build, and a second thread nearly doubles it on two cores (20,000 realistic dataset
+# documents: 3,246/s with one thread and 64 MB, 5,742/s with two and 128 MB). The heap is
+# shared by the threads (tantivy needs at least 15 MB each).
+_WRITER_THREADS = max(1, min(2, os.cpu_count() or 1))
+_WRITER_HEAP = 64_000_000 * _WRITER_THREADS
 
 
 def _analyzer_name(fdef: FieldDef) -> str:
@@ -105,7 +110,8 @@ class _OpenIndex:
     def get_writer(self) -> Any:
         if self.writer is None:
             try:
-                self.writer = self.index.writer(heap_size=_WRITER_HEAP, num_threads=1)
+                self.writer = self.index.writer(heap_size=_WRITER_HEAP,
+                                                num_threads=_WRITER_THREADS)
             except ValueError as exc:
                 raise SearchUnavailable(
                     f"the tantivy index {self.path.name} is locked by another process "
