@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -99,6 +101,34 @@ class ExportService:
             self.catalog_iri, "Cancer Imaging Catalogue", "Cancer imaging datasets.",
             "Cancer Imaging Catalogue operator", self.base + "/")
         self.profile = get_profile(profile)
+        # (selection, page size, last change) -> (when, total, start of the last page): a
+        # harvester walks many pages of one listing; counting it and finding its last page
+        # once per listing state, not on every page, is most of a page's own cost. Entries
+        # live SHAPE_TTL seconds at most: `last_change` is stamped at transaction start, so a
+        # long write transaction can commit under an unchanged maximum, and the total it
+        # changes is then at most that stale (the page's own rows are always read fresh).
+        self._shapes: dict[tuple[str, int, Any], tuple[float, int, str | None]] = {}
+        self._shapes_lock = threading.Lock()
+
+    SHAPE_TTL = 5.0
+    _SHAPES_MAX = 256
+
+    def _shape(self, repo: ExportRepository, selection: Selection, size: int,
+               changed: Any) -> tuple[int, str | None]:
+        """(total, start of the last page) of ``selection`` in pages of ``size``."""
+        key = (str(selection), size, changed)
+        now = time.monotonic()
+        with self._shapes_lock:
+            hit = self._shapes.get(key)
+        if hit is not None and now - hit[0] < self.SHAPE_TTL:
+            return hit[1], hit[2]
+        total = repo.count(selection)
+        last = repo.start_of_last_page(selection, size, total)
+        with self._shapes_lock:
+            if len(self._shapes) >= self._SHAPES_MAX:
+                self._shapes.clear()
+            self._shapes[key] = (now, total, last)
+        return total, last
 
     # -- IRIs ---------------------------------------------------------------------------------
     def dataset_iri(self, row: dict[str, Any]) -> str:
@@ -193,10 +223,9 @@ class ExportService:
         with self.db.transaction() as conn:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             repo = ExportRepository(conn)
-            total = repo.count(selection)
-            rows = repo.page(selection, cursor, size + 1, fmt)  # one more: is there a next?
-            last = repo.start_of_last_page(selection, size, total)
             changed = repo.last_change()
+            total, last = self._shape(repo, selection, size, changed)
+            rows = repo.page(selection, cursor, size + 1, fmt)  # one more: is there a next?
             more = len(rows) > size
             rows = rows[:size]
             ids = [str(r["id"]) for r in rows]

@@ -392,3 +392,28 @@ def test_awkward_text_stays_well_formed_in_every_format(client: Any,
         assert kept in titles, (fmt, titles)
         descriptions = {str(t) for t in graph.objects(None, DCT.description)}
         assert "a\nb\tc ]]> </rdf:RDF>" in descriptions
+
+
+def _total(client: Any, size: int = 7) -> int:
+    r = client.get(f"/dcat/catalog?format=nt&page_size={size}")
+    assert r.status_code == 200
+    graph = parse_rdf(r.data, content_type=r.mimetype)
+    return int(next(graph.objects(None, HYDRA.totalItems)))
+
+
+def test_totals_follow_every_change_and_a_late_commit_within_the_ttl(
+        runtime: Runtime, client: Any, world: dict[str, Any]) -> None:
+    """A listing's total and last page are computed once per listing state (not per page);
+    a write moves the state, and a commit that lands under an unchanged last-change stamp (a
+    transaction that started earlier) is counted once the short cache lifetime has passed."""
+    assert _total(client) == 23
+    post(client, world["tokens"]["org-a"], "org-a", 200)  # an ordinary write: seen at once
+    assert _total(client) == 24
+    # a transaction that started before the last write and commits after it: its updated_at
+    # is older than the catalogue's last change, so the cache key does not move
+    with runtime.database.transaction() as conn:
+        conn.execute("UPDATE datasets SET status = 'withdrawn', updated_at = updated_at - "
+                     "interval '1 hour' WHERE id = %s", (world["datasets"][3],))
+    runtime.export.SHAPE_TTL = 0.3  # type: ignore[misc]
+    time.sleep(0.35)
+    assert _total(client) == 23
