@@ -308,6 +308,15 @@ SETTINGS: tuple[Setting, ...] = (
         500,
         "Outbox entries applied to the search engine per bulk request.",
     ),
+    Setting(
+        "metrics_token",
+        "CATALOGUE_METRICS_TOKEN",
+        str,
+        "",
+        "Bearer token `GET /metrics` requires (give it to the Prometheus scrape job). Empty: "
+        "the endpoint is open, so keep it behind the firewall.",
+        secret=True,
+    ),
 )
 
 CONFIG_FILE_ENV = "CATALOGUE_CONFIG"
@@ -391,6 +400,7 @@ class Config:
         "Cancer imaging datasets described with DCAT-AP 3, HealthDCAT-AP and EUCAIM-DCAT-AP.")
     catalog_publisher: str = "Cancer Imaging Catalogue operator"
     catalog_admin_email: str = "admin@example.org"
+    metrics_token: str = ""
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property

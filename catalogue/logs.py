@@ -7,6 +7,11 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+#: structured fields a record may carry (``extra=``); nothing else is emitted, so a payload
+#: passed by mistake never reaches the log
+FIELDS = ("request_id", "method", "route", "path", "status", "duration_ms", "role",
+          "run_id", "source_id", "organisation_id", "kind", "counts")
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -16,6 +21,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        for name in FIELDS:
+            value = record.__dict__.get(name)
+            if value is not None:
+                entry[name] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)

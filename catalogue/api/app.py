@@ -14,6 +14,7 @@ from catalogue.api import cohorts, dcat, harvest, oai, system, v1
 from catalogue.api.errors import register_error_handlers
 from catalogue.config import Config, load_config
 from catalogue.errors import Unauthenticated
+from catalogue.metrics import UNMATCHED, Metrics
 from catalogue.model.identity import ANONYMOUS
 from catalogue.runtime import Runtime
 
@@ -43,6 +44,8 @@ def create_app(
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["catalogue"] = runtime
+    metrics = Metrics(runtime)
+    app.extensions["catalogue_metrics"] = metrics
     register_error_handlers(app)
 
     @app.before_request
@@ -51,7 +54,7 @@ def create_app(
         g.started = time.perf_counter()
         g.identity = ANONYMOUS
         header = request.headers.get("Authorization", "")
-        if header:
+        if header and request.path != "/metrics":  # /metrics checks its own scrape token
             scheme, _, token = header.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 raise Unauthenticated("use 'Authorization: Bearer <token>'")
@@ -63,15 +66,22 @@ def create_app(
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Frame-Options", "DENY")
-        elapsed = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
-        # ids, status and timing only: never bodies, queries or tokens
+        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        rule = request.url_rule.rule if request.url_rule is not None else None
+        metrics.observe(request.method, rule, response.status_code, elapsed)
+        identity = g.get("identity", ANONYMOUS)
+        # ids, route, status and timing only: never bodies, query strings, headers or tokens
         log.info(
             "%s %s %s %.1fms id=%s",
             request.method,
             request.path,
             response.status_code,
-            elapsed,
+            elapsed * 1000,
             g.get("request_id", ""),
+            extra={"request_id": g.get("request_id", ""), "method": request.method,
+                   "route": rule or UNMATCHED, "path": request.path,
+                   "status": response.status_code, "duration_ms": round(elapsed * 1000, 2),
+                   "role": getattr(identity.role, "value", None) or "anonymous"},
         )
         return response
 

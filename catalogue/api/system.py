@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from catalogue import __version__
 from catalogue.api.routing import OPERATIONS, op, runtime
+from catalogue.errors import Unauthenticated
+from catalogue.metrics import CONTENT_TYPE
 from catalogue.schemas import ErrorSchema, HealthSchema
 
 bp = Blueprint("system", __name__)
@@ -41,6 +44,28 @@ def readyz() -> Response:
     response = jsonify({"status": "ready" if ready else "unavailable", "details": details})
     response.status_code = 200 if ready else 503
     return response
+
+
+@op(
+    bp,
+    "GET",
+    "/metrics",
+    "Prometheus metrics: request latency, harvest outcomes, outbox lag, cohort questions and "
+    "budget refusals (Bearer CATALOGUE_METRICS_TOKEN when it is set)",
+    tag="system",
+    errors=(401,),
+)
+def metrics() -> Response:
+    rt = runtime()
+    expected = rt.config.metrics_token
+    if expected:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+                given.strip().encode(), expected.encode()):
+            raise Unauthenticated("send 'Authorization: Bearer <the metrics token>'")
+    body = current_app.extensions["catalogue_metrics"].exposition()
+    return Response(body, mimetype=None, content_type=CONTENT_TYPE,
+                    headers={"Cache-Control": "no-store"})
 
 
 def build_openapi(server_url: str = "/") -> dict[str, Any]:
