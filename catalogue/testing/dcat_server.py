@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,6 +49,7 @@ class DcatSource:
     redirect_page: tuple[int, str] | None = None  # page N redirects to this URL
     requests: list[str] = field(default_factory=list)
     not_modified: int = 0                  # 304 answers to conditional requests
+    page_delay: float = 0.0                # seconds before each page is answered (a slow source)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def page_count(self, records: list[Record]) -> int:
@@ -112,6 +114,8 @@ def make_handler(source: DcatSource) -> type[BaseHTTPRequestHandler]:
             if parts.path != "/catalog":
                 self.send_error(404)
                 return
+            if source.page_delay:
+                time.sleep(source.page_delay)
             if source.redirect_page and source.redirect_page[0] == page:
                 self.send_response(302)
                 self.send_header("Location", source.redirect_page[1])
