@@ -1043,9 +1043,38 @@ def export_dcat(ctx: click.Context, fmt: str, output: str, modified_since: str |
                     handle.write(chunk)
 
 
-@main.group("bench")
-def bench_group() -> None:
-    """Benchmarks, reported as ratios against baselines measured in the same run."""
+@main.group("bench", invoke_without_command=True)
+@click.option("--scale", type=click.Choice(["quick", "standard", "full"]), default="standard",
+              show_default=True, help="Sizes: quick (minutes), standard, full (the issues' "
+              "sizes; hours on 2 cores).")
+@click.option("--only", default=None,
+              help="Comma-separated: harvest,fhir,omop,search,cohorts,export,load.")
+@click.option("--json", "out", default=None,
+              help="Where to write the JSON results (default bench-results/all.json).")
+@click.pass_context
+@handle_errors
+def bench_group(ctx: click.Context, scale: str, only: str | None, out: str | None) -> None:
+    """Benchmarks, reported as ratios against baselines measured in the same run. Without a
+    subcommand: every benchmark, one summary table and one JSON file; exits 1 if any failed."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from catalogue.bench import all as every
+
+    names = [n.strip() for n in only.split(",") if n.strip()] if only else None
+    try:
+        report = every.run(scale, names, lambda: _bench_runtime(False),
+                           progress=lambda m: click.echo(m, err=True))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--only") from None
+    for line in every.table(report):
+        click.echo(line)
+    path = Path(out or "bench-results/all.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"benchmark": "all", **report}, indent=2, default=str))
+    click.echo(f"(written to {path})")
+    if report["failed"]:
+        click.echo(f"failed: {', '.join(report['failed'])}", err=True)
+        sys.exit(1)
 
 
 @contextmanager
@@ -1084,6 +1113,41 @@ def _report(name: str, figures: dict[str, Any], out: str | None) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps({"benchmark": name, **figures}, indent=2, default=str))
     click.echo(f"(written to {path})")
+
+
+@bench_group.command("load")
+@click.option("--clients", type=click.IntRange(1, 64), default=8, show_default=True,
+              help="Concurrent clients (keep-alive connections).")
+@click.option("--duration", type=click.FloatRange(1, 600), default=60.0, show_default=True,
+              help="Seconds of load.")
+@click.option("--workers", type=click.IntRange(1, 64), default=8, show_default=True,
+              help="Worker threads of the `catalogue serve` under test.")
+@click.option("--datasets", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--subjects", type=click.IntRange(min=10), default=50_000, show_default=True)
+@click.option("--studies", type=click.IntRange(min=10), default=150_000, show_default=True)
+@click.option("--providers", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "out", default=None, help="Where to write the JSON results.")
+@click.option("--keep", is_flag=True, help="Keep the temporary data folder.")
+@click.pass_context
+@handle_errors
+def bench_load(ctx: click.Context, clients: int, duration: float, workers: int, datasets: int,
+               subjects: int, studies: int, providers: int, seed: int, out: str | None,
+               keep: bool) -> None:
+    """Load test: N clients mixing searches, web pages, cohort counts and DCAT pages against a
+    real `catalogue serve` on loopback (synthetic catalogue); fails on any error."""
+    from catalogue.bench import load
+    from catalogue.bench.synthetic import Spec
+
+    spec = Spec(providers=providers, countries=min(15, providers), datasets=datasets,
+                subjects=subjects, studies=studies, seed=42 + seed)
+    figures = load.run(spec, clients=clients, duration=duration, workers=workers, seed=seed,
+                       keep=keep, progress=lambda m: click.echo(m, err=True))
+    for line in load.table(figures):
+        click.echo(line)
+    _report("load", figures, out)
+    if figures["errors"]:
+        raise CatalogueError(f"the load test saw {figures['errors']} failed requests")
 
 
 @bench_group.command("harvest")

@@ -17,6 +17,7 @@ share a blank node once concatenated.
 from __future__ import annotations
 
 import functools
+import logging
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -71,6 +72,8 @@ UPDATED = URIRef(CHANGETYPE + "updated")
 DELETED = URIRef(CHANGETYPE + "deleted")
 
 _OX_PREFIXES = dict(PREFIXES)
+
+log = logging.getLogger(__name__)
 
 
 class UnknownFormat(ValueError):
@@ -130,10 +133,22 @@ def _order(triple: tuple[Node, Node, Node]) -> tuple[int, str, str, str]:
 
 
 def ox_triples(graph: Iterable[tuple[Node, Node, Node]], scope: str) -> list[ox.Triple]:
-    """Oxigraph triples grouped by subject (IRIs first, types first) for readable output."""
+    """Oxigraph triples grouped by subject (IRIs first, types first) for readable output.
+
+    A triple with a term that is not a valid IRI (a bare code such as ``IMAGING`` stored where
+    the profile expects a vocabulary IRI, by an older import or a JSON client) is left out and
+    logged with the dataset's scope, never the value: one bad value must not fail the page
+    every harvester of the catalogue reads."""
     out = []
+    skipped = 0
     for s, p, o in sorted(graph, key=_order):
-        out.append(ox.Triple(to_ox(s, scope), to_ox(p, scope), to_ox(o, scope)))  # type: ignore[arg-type]
+        try:
+            out.append(ox.Triple(to_ox(s, scope), to_ox(p, scope), to_ox(o, scope)))  # type: ignore[arg-type]
+        except ValueError:
+            skipped += 1
+    if skipped:
+        log.warning("export of dataset %s: %d triple(s) with an invalid IRI left out", scope,
+                    skipped)
     return out
 
 

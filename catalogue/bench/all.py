@@ -1,0 +1,249 @@
+"""``catalogue bench``: every benchmark in one run, one summary table, one JSON file.
+
+Each benchmark runs in its own throw-away catalogue (as its own subcommand does) and reports its
+ratios against a baseline measured in the same run. A benchmark that fails is reported as failed
+and the others still run. The summary picks each benchmark's headline figures and the target its
+issue set; the JSON keeps every figure.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+from catalogue.runtime import Runtime
+
+RuntimeFactory = Callable[[], AbstractContextManager[Runtime]]
+
+#: benchmark sizes per scale (quick: minutes on a 2-core machine; full: the issues' sizes)
+SCALES: dict[str, dict[str, dict[str, Any]]] = {
+    "quick": {
+        "harvest": {"datasets": 500, "page_size": 100},
+        "fhir": {"patients": 300},
+        "omop": {"rows": 20_000},
+        "search": {"datasets": 2_000, "queries": 20},
+        "cohorts": {"subjects": 20_000, "studies": 60_000, "datasets": 200, "queries": 20},
+        "export": {"datasets": 1_000, "small": 300, "sample": 500, "rdflib_sample": 100},
+        "load": {"clients": 4, "duration": 15.0, "datasets": 100, "subjects": 5_000,
+                 "studies": 15_000},
+    },
+    "standard": {
+        "harvest": {"datasets": 2_000, "page_size": 100},
+        "fhir": {"patients": 1_000},
+        "omop": {"rows": 200_000},
+        "search": {"datasets": 20_000, "queries": 50},
+        "cohorts": {"subjects": 200_000, "studies": 600_000, "datasets": 1_000, "queries": 40},
+        "export": {"datasets": 20_000, "small": 5_000, "sample": 5_000, "rdflib_sample": 300},
+        "load": {"clients": 8, "duration": 60.0, "datasets": 1_000, "subjects": 50_000,
+                 "studies": 150_000},
+    },
+    "full": {
+        "harvest": {"datasets": 10_000, "page_size": 100},
+        "fhir": {"patients": 5_000},
+        "omop": {"rows": 1_000_000},
+        "search": {"datasets": 100_000, "queries": 100},
+        "cohorts": {"subjects": 1_000_000, "studies": 3_000_000, "datasets": 1_000,
+                    "queries": 200},
+        "export": {"datasets": 100_000, "small": 10_000, "sample": 10_000, "rdflib_sample": 500},
+        "load": {"clients": 8, "duration": 60.0, "datasets": 1_000, "subjects": 200_000,
+                 "studies": 600_000},
+    },
+}
+BENCHES = tuple(SCALES["quick"])
+
+
+@dataclass(frozen=True)
+class Row:
+    bench: str
+    measure: str
+    value: Any
+    baseline: Any = None
+    ratio: Any = None
+    target: str = ""
+    met: bool | None = None
+
+
+def _run_one(name: str, size: dict[str, Any], runtime: RuntimeFactory,
+             say: Callable[[str], None]) -> dict[str, Any]:
+    if name == "harvest":
+        from catalogue.bench import harvest
+        with runtime() as rt:
+            return harvest.run(rt, datasets=size["datasets"], page_size=size["page_size"])
+    if name == "fhir":
+        from catalogue.bench import fhir
+        with runtime() as rt:
+            return fhir.run(rt, patients=size["patients"])
+    if name == "omop":
+        from catalogue.bench import omop
+        with runtime() as rt:
+            return omop.run(rt, rows=size["rows"], progress=say)
+    if name == "search":
+        from catalogue.bench import search
+        os.environ.setdefault("CATALOGUE_SEARCH_INDEX_PREFIX", "catalogue-bench-")
+        with runtime() as rt:
+            return search.run(rt, datasets=size["datasets"], queries=size["queries"],
+                              cleanup=True, progress=say)
+    if name == "cohorts":
+        from catalogue.bench import cohorts
+        from catalogue.bench.synthetic import Spec
+        spec = Spec(datasets=size["datasets"], subjects=size["subjects"],
+                    studies=size["studies"])
+        with runtime() as rt:
+            return cohorts.run(rt, spec, queries=size["queries"], progress=say)
+    if name == "export":
+        from catalogue.bench import export
+        with runtime() as rt:
+            return export.run(rt, datasets=size["datasets"], small=size["small"],
+                              sample=size["sample"], rdflib_sample=size["rdflib_sample"],
+                              progress=say)
+    if name == "load":
+        from catalogue.bench import load
+        from catalogue.bench.synthetic import Spec
+        spec = Spec(datasets=size["datasets"], subjects=size["subjects"],
+                    studies=size["studies"])
+        return load.run(spec, clients=size["clients"], duration=size["duration"], progress=say)
+    raise ValueError(f"unknown benchmark {name!r}; choose from {', '.join(BENCHES)}")
+
+
+def run(scale: str, only: list[str] | None, runtime: RuntimeFactory,
+        progress: Callable[[str], None] | None = None,
+        sizes: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Run the chosen benchmarks at ``scale`` (``sizes`` overrides per benchmark); return
+    ``{"scale", "benches": {name: {"status", "seconds", "figures" | "error"}}, "rows"}``."""
+    say = progress or (lambda _message: None)
+    chosen = list(only or BENCHES)
+    for name in chosen:
+        if name not in BENCHES:
+            raise ValueError(f"unknown benchmark {name!r}; choose from {', '.join(BENCHES)}")
+    results: dict[str, Any] = {}
+    for name in chosen:
+        size = {**SCALES[scale][name], **(sizes or {}).get(name, {})}
+        say(f"== {name} {size}")
+        started = time.perf_counter()
+        try:
+            figures = _run_one(name, size, runtime, say)
+            failed = name == "load" and bool(figures.get("errors"))
+            results[name] = {"status": "failed" if failed else "ok", "size": size,
+                             "seconds": round(time.perf_counter() - started, 1),
+                             "figures": figures}
+            if failed:
+                results[name]["error"] = f"{figures['errors']} failed requests"
+        except Exception as exc:  # one benchmark's failure must not stop the others
+            results[name] = {"status": "failed", "size": size,
+                             "seconds": round(time.perf_counter() - started, 1),
+                             "error": f"{type(exc).__name__}: {exc}",
+                             "traceback": traceback.format_exc(limit=8)}
+            say(f"   {name} failed: {type(exc).__name__}: {exc}")
+    rows = [row.__dict__ for name in chosen for row in headline(name, results[name])]
+    return {"scale": scale, "benches": results, "rows": rows,
+            "failed": [n for n in chosen if results[n]["status"] != "ok"],
+            "load_average_end": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()}
+
+
+def _at_least(value: Any, target: float) -> bool | None:
+    return None if value is None else value >= target
+
+
+def _at_most(value: Any, target: float) -> bool | None:
+    return None if value is None else value <= target
+
+
+def headline(name: str, result: dict[str, Any]) -> list[Row]:
+    """The summary rows of one benchmark's figures."""
+    if result["status"] != "ok" and "figures" not in result:
+        return [Row(name, "FAILED: " + result.get("error", "?")[:80], None)]
+    f = result["figures"]
+    if name == "harvest":
+        return [
+            Row(name, "harvest datasets/s vs rdflib parsing alone",
+                f.get("harvest_datasets_per_s"), "rdflib parse", f.get("ratio_vs_rdflib_parse"),
+                "≥ 1.0×", _at_least(f.get("ratio_vs_rdflib_parse"), 1.0)),
+            Row(name, "vs the fastest parser alone", f.get("harvest_datasets_per_s"),
+                "fastest parse", f.get("ratio_vs_fastest_parse"), "≥ 0.5×",
+                _at_least(f.get("ratio_vs_fastest_parse"), 0.5)),
+        ]
+    if name == "fhir":
+        return [
+            Row(name, "FHIR NDJSON ingest vs validation alone, per core",
+                f.get("ingest_studies_per_s"), "fhir.resources validation",
+                f.get("ratio_ingest_vs_validation_per_core"), "≥ 0.5×",
+                _at_least(f.get("ratio_ingest_vs_validation_per_core"), 0.5)),
+            Row(name, "studies/s", f.get("ingest_studies_per_s"), None, None, "≥ 1,000/s",
+                _at_least(f.get("ingest_studies_per_s"), 1000)),
+        ]
+    if name == "omop":
+        return [Row(name, "image_occurrence rows/s vs a plain cursor scan",
+                    f.get("ingest_rows_per_s"), f.get("baseline_scan_rows_per_s"),
+                    f.get("ratio_vs_baseline_scan"), "≥ 20,000 rows/s",
+                    _at_least(f.get("ingest_rows_per_s"), 20_000))]
+    if name == "search":
+        tantivy = f.get("engine") == "tantivy"
+        return [
+            Row(name, f"API p95 ms vs the engine alone ({f.get('engine')})", f.get("api_p95_ms"),
+                f.get("engine_p95_ms"), f.get("ratio_api_engine_p95"),
+                "p95 ≤ 25 ms" if tantivy else "≤ 1.3×, p95 ≤ 50 ms",
+                _at_most(f.get("api_p95_ms"), 25) if tantivy else
+                (_at_most(f.get("ratio_api_engine_p95"), 1.3) and
+                 _at_most(f.get("api_p95_ms"), 50))),
+            Row(name, "bulk indexing docs/s", f.get("index_bulk_docs_per_s"), None, None,
+                "≥ 50,000/s" if tantivy else "≥ 5,000/s",
+                _at_least(f.get("index_bulk_docs_per_s"), 50_000 if tantivy else 5_000)),
+            Row(name, "web search page p95 ms vs the API", f.get("web_p95_ms"),
+                f.get("api_p95_ms"), f.get("ratio_web_api_p95"), "p95 ≤ 100 ms",
+                _at_most(f.get("web_p95_ms"), 100)),
+            Row(name, "search page weight bytes", f.get("page_weight_bytes"),
+                f.get("page_weight_budget_bytes"), f.get("page_weight_budget_ratio"),
+                "≤ 300 KB", f.get("page_weight_meets_budget")),
+        ]
+    if name == "cohorts":
+        return [Row(name, f"cohort count API p95 ms vs the bare engine ({f.get('engine')})",
+                    f.get("api_p95_ms"), f.get("engine_p95_ms"), f.get("ratio_api_engine_p95"),
+                    f"p95 ≤ {f.get('api_target_p95_ms')} ms", f.get("api_meets_p95_target"))]
+    if name == "export":
+        rows = []
+        for fmt, figures in (f.get("formats") or {}).items():
+            rows.append(Row(name, f"DCAT {fmt} datasets/s vs Oxigraph alone (warm)",
+                            figures.get("warm_per_s"), figures.get("oxigraph_alone_per_s"),
+                            figures.get("ratio_warm"), "≥ 0.7×",
+                            _at_least(figures.get("ratio_warm"), 0.7)))
+        rss = (f.get("rss") or {}).get("warm_turtle", {})
+        rows.append(Row(name, "peak RSS, small vs full catalogue (MB)", rss.get("full_mb"),
+                        rss.get("small_mb"), rss.get("ratio"), "flat", None))
+        return rows
+    if name == "load":
+        rows = [Row(name, f"{op} p95 ms under load ({f.get('clients')} clients)", o["p95_ms"],
+                    None, None, "-" if o["target_p95_ms"] is None else
+                    f"p95 ≤ {o['target_p95_ms']:.0f} ms", o["meets_target"])
+                for op, o in f["operations"].items()]
+        rows.append(Row(name, "requests/s, errors", f.get("per_s"), None, None, "0 errors",
+                        f.get("errors") == 0))
+        return rows
+    return []
+
+
+def table(report: dict[str, Any]) -> list[str]:
+    def show(value: Any) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, float):
+            return f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
+        if isinstance(value, int):
+            return f"{value:,}"
+        return str(value)
+
+    lines = [f"{'bench':8} {'measure':58} {'value':>10} {'baseline':>12} {'ratio':>7} "
+             f"{'target':>20}  met"]
+    for row in report["rows"]:
+        met = {None: "-", True: "yes", False: "NO"}[row["met"]]
+        lines.append(f"{row['bench']:8} {row['measure'][:58]:58} {show(row['value']):>10} "
+                     f"{show(row['baseline'])[:12]:>12} {show(row['ratio']):>7} "
+                     f"{row['target'][:20]:>20}  {met}")
+    for name, result in report["benches"].items():
+        lines.append(f"  {name}: {result['status']} in {result['seconds']} s"
+                     + (f" ({result['error']})" if result.get("error") else ""))
+    return lines

@@ -1,0 +1,341 @@
+"""Load test: concurrent clients against a real ``catalogue serve`` on loopback.
+
+A throw-away catalogue is filled with the synthetic federation (:mod:`catalogue.bench.synthetic`:
+providers, published datasets, pseudonymised subjects with studies and diagnoses), its indices
+are built, and ``catalogue serve`` is started as its own process on a free loopback port. N
+client threads (keep-alive connections, one each) then mix, for a fixed duration:
+
+* ``search``: ``GET /api/v1/datasets`` with text, facets, sort and paging;
+* ``search_page``: the server-rendered web search page (``/search``) with the same parameters;
+* ``dataset_page``: a dataset's web page (``/datasets/{id}``);
+* ``cohort_count``: ``POST /api/v1/cohorts/count``, typical 3-6-criteria questions grouped by
+  dataset, as a researcher;
+* ``dcat_page``: a page of ``/dcat/catalog`` in one of the four RDF formats.
+
+Reported per operation: requests, throughput, p50/p95/max latency, errors (any status other than
+200, or no answer), with the p95 target of the issue that set one. Zero errors are expected.
+
+Bench-only configuration, stated in the figures: the researcher's privacy budget is set so high
+that the run cannot exhaust it (the run measures speed, not the budget).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from catalogue.bench.cohorts import questions
+from catalogue.bench.search import percentile
+from catalogue.bench.synthetic import Spec, generate
+from catalogue.config import load_config
+from catalogue.model.identity import SYSTEM, Role, User
+from catalogue.runtime import Runtime
+
+#: operation -> (share of requests, p95 target in ms or None, where the target comes from)
+OPERATIONS: dict[str, tuple[float, float | None, str]] = {
+    "search": (0.30, 25.0, "issue 5: search API p95 on tantivy"),
+    "search_page": (0.15, 100.0, "issue 8: server render p95"),
+    "dataset_page": (0.15, 100.0, "issue 8: server render p95"),
+    "cohort_count": (0.20, 50.0, "issue 6: cohort count API p95 on tantivy"),
+    "dcat_page": (0.20, None, "issue 7 sets a rate target, not a latency"),
+}
+MAX_CLIENTS = 64
+MAX_DURATION = 600.0
+BENCH_BUDGET = "1e12"
+SEARCHES = (
+    "q=lung", "q=breast", "q=prostate", "q=colorectal&sort=-modified", "q=glioblastoma",
+    "modalities=CT", "modalities=MR&modalities=PT", "body_parts=CHEST", "q=lung&modalities=CT",
+    "countries=ES", "countries=DE&access_rights=restricted", "sort=-number_of_individuals",
+    "q=cancer&page=2", "sort=-modified&size=50", "sexes=female&q=breast",
+    "individuals_min=100", "q=adenocarcinoma", "conditions=snomed:93880001",
+)
+FORMATS = ("turtle", "nt", "rdfxml", "jsonld")
+
+
+@dataclass
+class _Stats:
+    ms: list[float] = field(default_factory=list)
+    errors: int = 0
+    samples: list[str] = field(default_factory=list)
+
+
+class _Client:
+    """One keep-alive connection; reconnects after a server-side close."""
+
+    def __init__(self, port: int, token: str) -> None:
+        self.port = port
+        self.token = token
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+
+    def request(self, method: str, path: str, body: Any = None,
+                auth: bool = False) -> tuple[int, bytes]:
+        status, data, _headers = self.exchange(method, path, body, auth)
+        return status, data
+
+    def exchange(self, method: str, path: str, body: Any = None,
+                 auth: bool = False) -> tuple[int, bytes, http.client.HTTPMessage]:
+        headers = {"Accept": "*/*"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        if auth:
+            headers["Authorization"] = f"Bearer {self.token}"
+        for attempt in (1, 2):
+            try:
+                self.conn.request(method, path, body=data, headers=headers)
+                response = self.conn.getresponse()
+                return response.status, response.read(), response.headers
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                self.conn.close()  # a closed keep-alive connection: once more on a new one
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _server(folder: Path, port: int, workers: int) -> Iterator[subprocess.Popen[bytes]]:
+    """``catalogue serve`` on the catalogue in ``folder``; stopped (SIGTERM, then SIGKILL) on
+    exit, whatever happens."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CATALOGUE_")}
+    env.update({"CATALOGUE_DATA_DIR": str(folder), "CATALOGUE_COHORT_BUDGET": BENCH_BUDGET,
+                "CATALOGUE_COHORT_ORGANISATION_BUDGET": BENCH_BUDGET,
+                "CATALOGUE_HARVEST_SCHEDULER": "false", "CATALOGUE_LOG_LEVEL": "WARNING",
+                "CATALOGUE_SEARCH_INDEX_PREFIX": os.environ.get(
+                    "CATALOGUE_SEARCH_INDEX_PREFIX", "catalogue-")})
+    if os.environ.get("CATALOGUE_DATABASE_URL"):
+        env["CATALOGUE_DATABASE_URL"] = os.environ["CATALOGUE_DATABASE_URL"]
+    log = open(folder / "serve.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "catalogue.cli", "serve", "--port", str(port),
+         "--workers", str(workers)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        log.close()
+
+
+def _wait_ready(port: int, proc: subprocess.Popen[bytes], folder: Path,
+                timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = (folder / "serve.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"catalogue serve exited with {proc.returncode}:\n{tail}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/readyz")
+            if conn.getresponse().status == 200:
+                conn.close()
+                return
+            conn.close()
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"catalogue serve was not ready within {timeout:.0f} s")
+
+
+def prepare(folder: Path, spec: Spec, say: Callable[[str], None]) -> dict[str, Any]:
+    """Fill the catalogue in ``folder``; return the researcher's token, dataset ids and the
+    preparation timings."""
+    config = load_config(environ={}, data_dir=str(folder), env="development",
+                         database_url=os.environ.get("CATALOGUE_DATABASE_URL", ""))
+    rt = Runtime(config).start(background_indexer=False)
+    try:
+        started = time.perf_counter()
+        with rt.database.transaction() as conn:
+            report = generate(conn, spec)
+        assert rt.indexer is not None
+        say(f"generated {report.datasets:,} datasets, {report.subjects:,} subjects, "
+            f"{report.studies:,} studies; indexing")
+        indexed = time.perf_counter()
+        rt.indexer.rebuild(index="datasets")
+        rt.indexer.batch_size = 5_000
+        rt.indexer.rebuild(index="subjects")
+        index_s = time.perf_counter() - indexed
+        rt.identities.create_user(SYSTEM, User("", "load-researcher", Role.RESEARCHER))
+        token = rt.identities.issue_token(SYSTEM, "load-researcher").secret
+        with rt.database.transaction() as conn:
+            ids = [str(r["id"]) for r in conn.execute(
+                "SELECT id FROM datasets WHERE status = 'published' ORDER BY id")]
+        return {"token": token, "datasets": ids, "generate_s": round(report.seconds, 1),
+                "index_s": round(index_s, 1), "prepare_s":
+                round(time.perf_counter() - started, 1)}
+    finally:
+        rt.close()
+
+
+def _dcat_pages(client: _Client, page_size: int) -> list[str]:
+    """Walk the whole DCAT listing once (this also renders every dataset's stored fragments,
+    as a harvester's first visit would); return every page's URL path."""
+    paths = [f"/dcat/catalog?format=turtle&page_size={page_size}"]
+    while True:
+        status, _body, headers = client.exchange("GET", paths[-1])
+        if status != 200:
+            raise RuntimeError(f"DCAT warm-up page answered {status}")
+        link = headers.get("Link", "")
+        nxt = [p.split(";")[0].strip().strip("<>") for p in link.split(",")
+               if 'rel="next"' in p]
+        if not nxt:
+            return paths
+        parts = urllib.parse.urlsplit(nxt[0])
+        paths.append(f"{parts.path}?{parts.query}")
+
+
+def run(spec: Spec, clients: int = 8, duration: float = 60.0, workers: int = 8,
+        seed: int = 0, page_size: int = 100, keep: bool = False,
+        progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Prepare, serve, load; return the figures (``errors`` must be 0)."""
+    say = progress or (lambda _message: None)
+    clients = max(1, min(clients, MAX_CLIENTS))
+    duration = max(1.0, min(duration, MAX_DURATION))
+    folder = Path(tempfile.mkdtemp(prefix="catalogue-bench-load-"))
+    try:
+        prepared = prepare(folder, spec, say)
+        port = _free_port()
+        with _server(folder, port, workers) as proc:
+            _wait_ready(port, proc, folder)
+            warm = _Client(port, prepared["token"])
+            say("warming up: walking the DCAT listing once (renders the export fragments)")
+            started = time.perf_counter()
+            pages = _dcat_pages(warm, page_size)
+            warm_s = time.perf_counter() - started
+            warm.close()
+            asked = questions(200, seed)
+            say(f"{clients} clients for {duration:.0f} s")
+            figures = _load(port, prepared, pages, asked, clients, duration, seed)
+            alive = proc.poll() is None
+        figures.update({
+            "clients": clients, "duration_s": duration, "server_workers": workers,
+            "datasets": spec.datasets, "subjects": spec.subjects, "studies_target": spec.studies,
+            "prepare_s": prepared["prepare_s"], "index_s": prepared["index_s"],
+            "dcat_warmup_s": round(warm_s, 1), "dcat_pages": len(pages),
+            "server_alive_at_end": alive, "cpus": os.cpu_count(),
+            "load_average_end": [round(x, 2) for x in os.getloadavg()],
+            "bench_configuration": "researcher and organisation privacy budgets set to "
+                                   f"{BENCH_BUDGET} (speed is measured, not the budget)",
+        })
+        if not alive:
+            figures["errors"] = figures.get("errors", 0) + 1
+        return figures
+    finally:
+        if not keep:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _load(port: int, prepared: dict[str, Any], pages: list[str],
+          asked: list[dict[str, Any]], clients: int, duration: float,
+          seed: int) -> dict[str, Any]:
+    stats = {name: _Stats() for name in OPERATIONS}
+    lock = threading.Lock()
+    names = list(OPERATIONS)
+    weights = [OPERATIONS[n][0] for n in names]
+    datasets = prepared["datasets"]
+    deadline = time.monotonic() + duration
+
+    def one(client: _Client, rnd: random.Random, name: str) -> tuple[int, bytes]:
+        if name == "search":
+            return client.request("GET", f"/api/v1/datasets?{rnd.choice(SEARCHES)}")
+        if name == "search_page":
+            return client.request("GET", f"/search?{rnd.choice(SEARCHES)}")
+        if name == "dataset_page":
+            return client.request("GET", f"/datasets/{rnd.choice(datasets)}")
+        if name == "cohort_count":
+            return client.request("POST", "/api/v1/cohorts/count", rnd.choice(asked), auth=True)
+        page = rnd.choice(pages).replace("format=turtle", f"format={rnd.choice(FORMATS)}")
+        return client.request("GET", page)
+
+    def worker(number: int) -> None:
+        rnd = random.Random(seed * 1000 + number)  # noqa: S311 - a workload mix, not secrets
+        client = _Client(port, prepared["token"])
+        try:
+            while time.monotonic() < deadline:
+                name = rnd.choices(names, weights)[0]
+                started = time.perf_counter()
+                try:
+                    status, body = one(client, rnd, name)
+                    problem = None if status == 200 else f"{status}: {body[:200]!r}"
+                except Exception as exc:  # no answer at all
+                    problem = f"{type(exc).__name__}: {exc}"
+                elapsed = (time.perf_counter() - started) * 1000
+                with lock:
+                    s = stats[name]
+                    s.ms.append(elapsed)
+                    if problem is not None:
+                        s.errors += 1
+                        if len(s.samples) < 5:
+                            s.samples.append(problem)
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(clients)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(duration + 180)
+    wall = time.perf_counter() - started
+    operations: dict[str, Any] = {}
+    for name, s in stats.items():
+        _share, target, source = OPERATIONS[name]
+        p95 = percentile(s.ms, 0.95) if s.ms else None
+        operations[name] = {
+            "requests": len(s.ms), "per_s": round(len(s.ms) / wall, 1),
+            "p50_ms": round(percentile(s.ms, 0.5), 1) if s.ms else None,
+            "p95_ms": round(p95, 1) if p95 is not None else None,
+            "max_ms": round(max(s.ms), 1) if s.ms else None,
+            "errors": s.errors, "error_samples": s.samples,
+            "target_p95_ms": target, "target_source": source,
+            "meets_target": None if target is None or p95 is None else p95 <= target,
+        }
+    total = sum(len(s.ms) for s in stats.values())
+    return {"operations": operations, "requests": total, "per_s": round(total / wall, 1),
+            "errors": sum(s.errors for s in stats.values()), "wall_s": round(wall, 1)}
+
+
+def table(figures: dict[str, Any]) -> list[str]:
+    lines = [f"{'operation':14} {'requests':>8} {'req/s':>7} {'p50 ms':>7} {'p95 ms':>7} "
+             f"{'max ms':>8} {'errors':>6} {'target':>7}  met"]
+    for name, op in figures["operations"].items():
+        target = "-" if op["target_p95_ms"] is None else f"{op['target_p95_ms']:.0f}"
+        met = {None: "-", True: "yes", False: "no"}[op["meets_target"]]
+        lines.append(f"{name:14} {op['requests']:>8} {op['per_s']:>7} {op['p50_ms']!s:>7} "
+                     f"{op['p95_ms']!s:>7} {op['max_ms']!s:>8} {op['errors']:>6} {target:>7}  "
+                     f"{met}")
+    lines.append(f"{'all':14} {figures['requests']:>8} {figures['per_s']:>7} "
+                 f"{'':>7} {'':>7} {'':>8} {figures['errors']:>6}")
+    return lines
