@@ -1056,6 +1056,8 @@ def export_dcat(ctx: click.Context, fmt: str, output: str, modified_since: str |
 def bench_group(ctx: click.Context, scale: str, only: str | None, out: str | None) -> None:
     """Benchmarks, reported as ratios against baselines measured in the same run. Without a
     subcommand: every benchmark, one summary table and one JSON file; exits 1 if any failed."""
+    # SIGTERM unwinds (finally blocks stop the benchmark's PostgreSQL and servers)
+    _install_signal_handlers()
     if ctx.invoked_subcommand is not None:
         return
     from catalogue.bench import all as every
