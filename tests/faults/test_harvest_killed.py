@@ -23,7 +23,7 @@ import pytest
 from catalogue.model.identity import SYSTEM, Organisation
 from catalogue.runtime import Runtime
 from catalogue.store.harvest import HarvestSource
-from catalogue.testing.dcat_generator import record
+from catalogue.testing.dcat_generator import CANCERS, record
 from catalogue.testing.dcat_server import DcatServer, DcatSource, generate_records
 from tests.conftest import make_config
 from tests.integration.test_search_resilience import REPO, cli_env, wait_until
@@ -34,7 +34,14 @@ RECORDS = 240
 def _datasets(rt: Runtime) -> list[dict[str, str]]:
     with rt.database.transaction() as conn:
         return [dict(r) for r in conn.execute(
-            "SELECT identifier, iri, status FROM datasets WHERE organisation_id = 'org-k'")]
+            "SELECT identifier, iri, status, title->>'en' AS title FROM datasets "
+            "WHERE organisation_id = 'org-k'")]
+
+
+def _title(i: int) -> str:
+    """The title record ``i`` of the generator carries (the ground truth)."""
+    cancer = CANCERS[i % len(CANCERS)][0]
+    return f"{cancer.capitalize()} imaging cohort {i}"
 
 
 @pytest.mark.slow
@@ -47,6 +54,9 @@ def test_killed_harvest_is_marked_failed_and_the_rerun_completes_it(
         source = DcatSource(generate_records(RECORDS, record), page_size=10, page_delay=0.4)
         truth = {r.identifier for r in source.records}
         assert len(truth) == RECORDS
+        titles = {f"gen-{i:06d}": _title(i) for i in range(RECORDS)}
+        assert set(titles) == truth and all(
+            f'dct:title "{titles[r.identifier]}"@en' in r.turtle for r in source.records)
         with DcatServer(source) as server:
             registered = rt.harvest.register(SYSTEM, HarvestSource(
                 id="", organisation_id="org-k", kind="dcat", url=server.url,
@@ -91,7 +101,12 @@ def test_killed_harvest_is_marked_failed_and_the_rerun_completes_it(
         assert set(identifiers) == truth                             # nothing lost
         iris = [d["iri"] for d in stored]
         assert len(set(iris)) == RECORDS
+        origin = f"http://{server.origin}"
+        assert all(d["iri"] == f"{origin}/dataset/{d['identifier']}" for d in stored), stored[:3]
         assert {d["status"] for d in stored} == {"published"}
+        wrong = {d["identifier"]: d["title"] for d in stored
+                 if d["title"] != titles[d["identifier"]]}
+        assert not wrong, list(wrong.items())[:5]  # every record stored with its own title
         # the search index converges on PostgreSQL (the CLI drained the outbox it filled)
         assert rt.indexer is not None
         rt.indexer.drain()

@@ -3,11 +3,15 @@
 Real parts: a private three-node OpenSearch 2.19 cluster (nodes in one JVM, started from Maven
 Central; never the session's cluster, since a node of it is stopped on purpose), the catalogue
 configured with every node's URL and one replica per shard, the real app over HTTP, client
-threads searching continuously. The first node in the catalogue's URL list (which also holds
-primaries and is the elected master when the cluster formed) is stopped: not one search fails
+threads searching continuously. One node is stopped, in turn the first node in the catalogue's
+URL list (which also holds primaries and is the elected master when the cluster formed) and the
+second one: not one search fails
 and every total stays right, writes made meanwhile reach the index (the cluster is yellow, not
 red), and after the node rejoins and the cluster is green again the index equals PostgreSQL.
-The engine stopped entirely is tested in tests/integration/test_search_resilience.py.
+Failover is the OpenSearch client's: a request refused by the stopped node marks that
+connection dead and is retried once on the next live node (``max_retries=1`` in
+``catalogue/search/backends/opensearch_backend.py``), so no request fails.
+The search engine entirely stopped is tested in tests/integration/test_search_resilience.py.
 """
 
 from __future__ import annotations
@@ -49,11 +53,13 @@ def _dataset(i: int) -> dict[str, Any]:
             "modalities": ["CT"] if i % 3 else ["MR"]}
 
 
-def test_one_node_down_reads_continue_from_replicas(three_nodes: OpenSearchCluster,
+@pytest.mark.parametrize("node", [1, 2], ids=["first-url-node", "second-node"])
+def test_one_node_down_reads_continue_from_replicas(three_nodes: OpenSearchCluster, node: int,
                                                     tmp_path: Path, db_url: str) -> None:
     cluster = three_nodes
+    cluster.wait_for_status("green", timeout=180)  # after the previous case's restart
     config = make_config(tmp_path, db_url, search_url=",".join(cluster.urls),
-                         search_replicas=1, search_index_prefix=f"f{os.getpid()}-",
+                         search_replicas=1, search_index_prefix=f"f{os.getpid()}-{node}-",
                          search_timeout=10.0)
     rt = Runtime(config).start()
     node_down = False
@@ -96,7 +102,7 @@ def test_one_node_down_reads_continue_from_replicas(three_nodes: OpenSearchClust
                 t.start()
             time.sleep(1.0)
             before = sum(outcomes.values())
-            cluster.stop_node(1)  # the first URL the catalogue knows
+            cluster.stop_node(node)  # node 1: the first URL the catalogue knows
             node_down = True
             health = cluster.health(cluster.running_urls[0])
             assert health["number_of_nodes"] == 2 and health["status"] in ("yellow", "green")
@@ -115,7 +121,7 @@ def test_one_node_down_reads_continue_from_replicas(three_nodes: OpenSearchClust
             assert _all_hit_ids(base, "q=lung") == _published_ids_sql(rt, "lung-%")
             assert _all_hit_ids(base, "") == _published_ids_sql(rt)
 
-            cluster.start_node(1)
+            cluster.start_node(node)
             node_down = False
             cluster.wait_for_status("green", timeout=180)
             for query in ("q=lung", "modalities=CT", "q=lung&modalities=CT", ""):
@@ -125,5 +131,5 @@ def test_one_node_down_reads_continue_from_replicas(three_nodes: OpenSearchClust
             assert len(_published_ids_sql(rt)) == 46
     finally:
         if node_down:
-            cluster.start_node(1)
+            cluster.start_node(node)
         rt.close()
