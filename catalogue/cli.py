@@ -1048,26 +1048,45 @@ def export_dcat(ctx: click.Context, fmt: str, output: str, modified_since: str |
               show_default=True, help="Sizes: quick (minutes), standard, full (the issues' "
               "sizes; hours on 2 cores).")
 @click.option("--only", default=None,
-              help="Comma-separated: harvest,fhir,omop,search,cohorts,export,load.")
-@click.option("--json", "out", default=None,
+              help="Comma-separated: harvest,fhir,omop,indexing,search,cohorts,export,load.")
+@click.option("--set", "overrides", multiple=True, metavar="BENCH.SIZE=N",
+              help="Override one size of the scale, e.g. --set harvest.datasets=200 "
+              "(repeatable).")
+@click.option("--out", "--json", "out", default=None,
               help="Where to write the JSON results (default bench-results/all.json).")
 @click.pass_context
 @handle_errors
-def bench_group(ctx: click.Context, scale: str, only: str | None, out: str | None) -> None:
+def bench_group(ctx: click.Context, scale: str, only: str | None, overrides: tuple[str, ...],
+                out: str | None) -> None:
     """Benchmarks, reported as ratios against baselines measured in the same run. Without a
     subcommand: every benchmark, one summary table and one JSON file; exits 1 if any failed."""
-    # SIGTERM unwinds (finally blocks stop the benchmark's PostgreSQL and servers)
-    _install_signal_handlers()
+    # SIGTERM unwinds (finally blocks stop the benchmark's PostgreSQL and servers); the
+    # previous handler is back when the command ends (it may run inside another program)
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _bench_sigterm)
+        ctx.call_on_close(lambda: signal.signal(signal.SIGTERM, previous))
     if ctx.invoked_subcommand is not None:
         return
     from catalogue.bench import all as every
 
     names = [n.strip() for n in only.split(",") if n.strip()] if only else None
+    sizes: dict[str, dict[str, Any]] = {}
+    for item in overrides:
+        key, _, value = item.partition("=")
+        bench, _, size = key.partition(".")
+        try:
+            sizes.setdefault(bench.strip(), {})[size.strip()] = (
+                float(value) if "." in value else int(value))
+        except ValueError:
+            raise click.BadParameter(f"{item!r} is not BENCH.SIZE=NUMBER",
+                                     param_hint="--set") from None
     try:
         report = every.run(scale, names, lambda: _bench_runtime(False),
-                           progress=lambda m: click.echo(m, err=True))
+                           progress=lambda m: click.echo(m, err=True), sizes=sizes)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--only") from None
+        raise click.BadParameter(str(exc), param_hint="--only/--set") from None
     for line in every.table(report):
         click.echo(line)
     path = Path(out or "bench-results/all.json")
@@ -1077,6 +1096,12 @@ def bench_group(ctx: click.Context, scale: str, only: str | None, out: str | Non
     if report["failed"]:
         click.echo(f"failed: {', '.join(report['failed'])}", err=True)
         sys.exit(1)
+
+
+def _bench_sigterm(signum: int, frame: Any) -> None:
+    """The first SIGTERM unwinds (cleanup runs) and the command exits 143, not 0."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise Terminate(128 + signum)
 
 
 @contextmanager
@@ -1232,6 +1257,27 @@ def bench_cohorts(ctx: click.Context, subjects: int, studies: int, datasets: int
         figures = cohorts.run(rt, spec, queries=queries, seed=seed, reuse=reuse is not None,
                               progress=lambda m: click.echo(m, err=True))
     _report("cohorts", figures, out)
+
+
+@bench_group.command("indexing")
+@click.option("--datasets", type=click.IntRange(min=1), default=20_000, show_default=True)
+@click.option("--subjects", type=click.IntRange(min=1), default=100_000, show_default=True)
+@click.option("--batch", type=click.IntRange(min=1), default=2_000, show_default=True,
+              help="Documents per bulk call (rebuild and engine alone).")
+@click.option("--json", "out", default=None, help="Where to write the JSON results.")
+@click.option("--keep", is_flag=True, help="Keep the temporary data folder.")
+@click.pass_context
+@handle_errors
+def bench_indexing(ctx: click.Context, datasets: int, subjects: int, batch: int,
+                   out: str | None, keep: bool) -> None:
+    """Index rebuild (datasets and subjects) vs the engine's bulk calls alone on the same
+    documents."""
+    from catalogue.bench import indexing
+
+    with _bench_runtime(keep) as rt:
+        figures = indexing.run(rt, datasets=datasets, subjects=subjects, batch=batch,
+                               progress=lambda m: click.echo(m, err=True))
+    _report("indexing", figures, out)
 
 
 @bench_group.command("search")

@@ -1,22 +1,18 @@
-"""The load test and the all-benchmarks harness at tiny sizes: a real `catalogue serve` process,
-embedded PostgreSQL and tantivy, real HTTP clients. Structure, zero errors and consistency
-only; no timing thresholds (the machine decides those)."""
+"""The load test at a tiny size: a real `catalogue serve` process, embedded PostgreSQL and
+tantivy, real HTTP clients. Structure, zero errors and consistency only; no timing thresholds
+(the machine decides those)."""
 
 from __future__ import annotations
 
 import json
-from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
-from catalogue.bench import all as every
 from catalogue.bench import load
 from catalogue.bench.synthetic import Spec
 from catalogue.cli import main
-from catalogue.runtime import Runtime
 
 TINY = Spec(providers=4, countries=3, datasets=24, subjects=600, studies=1_800)
 
@@ -41,40 +37,29 @@ def test_load_run_mixes_every_operation_without_errors() -> None:
     assert figures["dcat_pages"] >= 1 and figures["clients"] == 3
     assert "budget" in figures["bench_configuration"]
     assert any(line.startswith("cohort_count") for line in load.table(figures))
+    # the unloaded baseline of the same run, and the client side's own cost, are reported
+    assert figures["unloaded"]["requests"] > 0 and figures["unloaded"]["errors"] == 0
+    for op in figures["operations"].values():
+        assert op["unloaded_p95_ms"] is None or op["unloaded_p95_ms"] > 0
+    assert figures["client_cpu_ms_per_request"] > 0
+    assert 0 < figures["client_cpu_share_of_machine"] < 1
+    assert figures["server_cpu_s"] > 0
+
+
+@pytest.mark.slow
+def test_bench_load_command_writes_its_json(tmp_path: Path) -> None:
+    out = tmp_path / "load.json"
+    result = CliRunner().invoke(main, [
+        "bench", "load", "--clients", "2", "--duration", "2", "--workers", "4",
+        "--datasets", "12", "--subjects", "200", "--studies", "600", "--providers", "3",
+        "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "dataset_api" in result.output and "unloaded" in result.output
+    written = json.loads(out.read_text())
+    assert written["benchmark"] == "load" and written["errors"] == 0
+    assert set(written["operations"]) == set(load.OPERATIONS)
 
 
 def test_load_refuses_more_clients_than_its_bound() -> None:
     result = CliRunner().invoke(main, ["bench", "load", "--clients", "500"])
     assert result.exit_code == 2 and "500" in result.output
-
-
-class _Boom(AbstractContextManager[Runtime]):
-    def __enter__(self) -> Runtime:
-        raise RuntimeError("no catalogue for this benchmark")
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-
-def test_a_failing_benchmark_is_reported_and_the_others_still_run(tmp_path: Path) -> None:
-    """harvest gets a runtime that cannot start; load (which makes its own catalogue) runs."""
-    sizes = {"load": {"clients": 2, "duration": 2.0, "datasets": 12, "subjects": 200,
-                      "studies": 600}}
-    report = every.run("quick", ["harvest", "load"], lambda: _Boom(), sizes=sizes)
-    assert report["failed"] == ["harvest"]
-    assert report["benches"]["harvest"]["status"] == "failed"
-    assert "no catalogue for this benchmark" in report["benches"]["harvest"]["error"]
-    assert report["benches"]["load"]["status"] == "ok"
-    assert report["benches"]["load"]["figures"]["errors"] == 0
-    benches = [row["bench"] for row in report["rows"]]
-    assert benches[0] == "harvest" and report["rows"][0]["measure"].startswith("FAILED")
-    assert benches.count("load") == len(load.OPERATIONS) + 1
-    lines = every.table(report)
-    assert any("harvest: failed" in line for line in lines)
-    assert any("load: ok" in line for line in lines)
-    json.dumps(report, default=str)  # what `catalogue bench` writes
-
-
-def test_unknown_benchmark_is_a_clear_error() -> None:
-    result = CliRunner().invoke(main, ["bench", "--only", "harvest,nope"])
-    assert result.exit_code == 2 and "nope" in result.output
