@@ -33,6 +33,7 @@ from prometheus_client.registry import Collector
 
 from catalogue import __version__
 from catalogue.errors import CatalogueError
+from catalogue.store.audit import outbox_lag
 
 if TYPE_CHECKING:
     from catalogue.runtime import Runtime
@@ -93,9 +94,7 @@ class CatalogueCollector(Collector):
                 "questions": conn.execute(
                     "SELECT outcome, count(*) AS n FROM cohort_queries GROUP BY outcome"
                 ).fetchall(),
-                "outbox": conn.execute(
-                    "SELECT count(*) AS pending, coalesce(extract(epoch FROM now() - "
-                    "min(created_at)), 0) AS oldest FROM outbox").fetchall(),
+                "outbox": [outbox_lag(conn)],
                 "datasets": conn.execute(
                     "SELECT status, count(*) AS n FROM datasets GROUP BY status").fetchall(),
             }
@@ -134,14 +133,13 @@ class CatalogueCollector(Collector):
             "Cohort questions refused because a privacy budget was exhausted.")
         refusals.add_metric([], seen.get("refused", 0.0))
         yield refusals
-        outbox = rows["outbox"][0]
+        pending, oldest = rows["outbox"][0]
         yield GaugeMetricFamily("catalogue_outbox_pending",
                                 "Changes waiting to be applied to the search engine.",
-                                value=float(outbox["pending"]))
+                                value=float(pending))
         yield GaugeMetricFamily("catalogue_outbox_oldest_seconds",
                                 "Age of the oldest change waiting for the search engine "
-                                "(the indexer's lag; 0 when none waits).",
-                                value=float(outbox["oldest"] or 0))
+                                "(the indexer's lag; 0 when none waits).", value=oldest)
         datasets = GaugeMetricFamily("catalogue_datasets", "Datasets by status.",
                                      labels=["status"])
         for r in rows["datasets"]:

@@ -69,20 +69,21 @@ def create_app(
         elapsed = time.perf_counter() - g.get("started", time.perf_counter())
         rule = request.url_rule.rule if request.url_rule is not None else None
         metrics.observe(request.method, rule, response.status_code, elapsed)
-        identity = g.get("identity", ANONYMOUS)
-        # ids, route, status and timing only: never bodies, query strings, headers or tokens
-        log.info(
-            "%s %s %s %.1fms id=%s",
-            request.method,
-            request.path,
-            response.status_code,
-            elapsed * 1000,
-            g.get("request_id", ""),
-            extra={"request_id": g.get("request_id", ""), "method": request.method,
-                   "route": rule or UNMATCHED, "path": request.path,
-                   "status": response.status_code, "duration_ms": round(elapsed * 1000, 2),
-                   "role": getattr(identity.role, "value", None) or "anonymous"},
-        )
+        if log.isEnabledFor(logging.INFO):  # the structured fields cost a dict per request
+            identity = g.get("identity", ANONYMOUS)
+            # ids, route, status and timing only: never bodies, query strings, headers or tokens
+            log.info(
+                "%s %s %s %.1fms id=%s",
+                request.method,
+                request.path,
+                response.status_code,
+                elapsed * 1000,
+                g.get("request_id", ""),
+                extra={"request_id": g.get("request_id", ""), "method": request.method,
+                       "route": rule or UNMATCHED, "path": request.path,
+                       "status": response.status_code, "duration_ms": round(elapsed * 1000, 2),
+                       "role": getattr(identity.role, "value", None) or "anonymous"},
+            )
         return response
 
     app.register_blueprint(system.bp)

@@ -55,6 +55,7 @@ from catalogue.bench.synthetic import Spec, generate
 from catalogue.config import load_config
 from catalogue.model.identity import SYSTEM, Role, User
 from catalogue.runtime import Runtime
+from catalogue.testing.app_server import free_port
 
 #: operation -> (share of requests, p95 target in ms or None, where the target comes from)
 OPERATIONS: dict[str, tuple[float, float | None, str]] = {
@@ -121,14 +122,6 @@ class _Client:
 
     def close(self) -> None:
         self.conn.close()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -243,7 +236,7 @@ def run(spec: Spec, clients: int = 8, duration: float = 60.0, workers: int = 8,
     restore = _terminate_on_sigterm()
     try:
         prepared = prepare(folder, spec, say, researchers=clients)
-        port = _free_port()
+        port = free_port()
         with _server(folder, port, workers) as proc:
             _wait_ready(port, proc, folder)
             warm = _Client(port, prepared["token"])

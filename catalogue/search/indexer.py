@@ -23,6 +23,7 @@ from catalogue.model.dataset import Dataset
 from catalogue.ontology import get_vocabulary, normalise
 from catalogue.search.base import Action, Delete, SearchBackend, Upsert
 from catalogue.search.mappings import load_definition
+from catalogue.store.audit import outbox_lag
 from catalogue.store.datasets import DatasetRepository
 from catalogue.store.db import Database
 
@@ -299,14 +300,10 @@ class Indexer:
 
     def lag(self) -> dict[str, Any]:
         with self.db.transaction() as conn:
-            row = conn.execute(
-                "SELECT count(*) AS pending, "
-                "extract(epoch FROM now() - min(created_at)) AS oldest_seconds FROM outbox"
-            ).fetchone()
-        assert row is not None
+            pending, oldest = outbox_lag(conn)
         return {
-            "pending": int(row["pending"]),
-            "oldest_seconds": round(float(row["oldest_seconds"] or 0.0), 3),
+            "pending": pending,
+            "oldest_seconds": round(oldest, 3),
             "last_error": self.last_error,
         }
 

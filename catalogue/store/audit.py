@@ -46,6 +46,16 @@ def enqueue(conn: Connection, entity: str, entity_ids: list[str]) -> None:
     conn.execute("SELECT pg_notify('catalogue_outbox', %s)", (entity,))
 
 
+def outbox_lag(conn: Connection) -> tuple[int, float]:
+    """(pending outbox entries, age in seconds of the oldest; 0 when none waits)."""
+    row = conn.execute(
+        "SELECT count(*) AS pending, "
+        "coalesce(extract(epoch FROM now() - min(created_at)), 0) AS oldest FROM outbox"
+    ).fetchone()
+    assert row is not None
+    return int(row["pending"]), float(row["oldest"])
+
+
 def list_audit(
     conn: Connection, limit: int = 100, action: str | None = None, before_id: int | None = None
 ) -> list[dict[str, Any]]:

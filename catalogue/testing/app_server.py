@@ -3,12 +3,20 @@ benchmarks that must go through HTTP)."""
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from catalogue.runtime import Runtime
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (for a server started next)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @contextmanager

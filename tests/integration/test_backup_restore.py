@@ -26,6 +26,7 @@ from catalogue.store.audit import enqueue
 from catalogue.store.exports import Selection
 from tests.conftest import TEST_SECRET, make_config
 from tests.integration.cohorts import LUNG, stage
+from tests.integration.test_cohort_counts import researcher
 
 QUESTION = {"criteria": {"all_of": [{"condition": [LUNG]}, {"modality": ["CT"]}]},
             "group_by": ["dataset"]}
@@ -61,11 +62,6 @@ def snapshot(url: str) -> dict[str, Any]:
     return out
 
 
-def _researcher(rt: Runtime) -> Identity:
-    user = rt.identities.create_user(SYSTEM, User(id="", username="rita", role=Role.RESEARCHER))
-    return Identity(user_id=user.id, username="rita", role=Role.RESEARCHER, organisation_id=None)
-
-
 def _exact(rt: Runtime, who: Identity) -> dict[str, Any]:
     """The true counts of QUESTION (the test switches noise off; the product never does)."""
     rt.cohorts.policy = dataclasses.replace(rt.cohorts.policy, exact=True, budget=1e9,
@@ -91,7 +87,7 @@ def test_backup_restore_drill_restores_an_identical_catalogue(
             enqueue(conn, "dataset", staged.datasets)
         assert original.indexer is not None
         original.indexer.drain()
-        who = _researcher(original)
+        who = researcher(original)
         original.cohorts.count(who, QUESTION)
         original.cohorts.count(who, {"criteria": {"all_of": [{"modality": ["MR"]}]}})
         other = original.identities.create_user(
