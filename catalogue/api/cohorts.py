@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 from flask import Blueprint, Response, jsonify, request
 
 from catalogue.api.routing import identity, int_arg, json_body, op, runtime
@@ -22,7 +23,11 @@ def count() -> Response:
     except (ValidationError, UnsupportedMediaType) as exc:  # audited like any refused question
         runtime().cohorts.refused(identity(), exc.message)
         raise
-    return jsonify(runtime().cohorts.count(identity(), body))
+    # orjson: an answer grouped by dataset has thousands of numbers (the standard encoder took
+    # about 5 ms of a count); keys sorted like every other answer
+    return Response(orjson.dumps(runtime().cohorts.count(identity(), body),
+                                 option=orjson.OPT_SORT_KEYS),
+                    mimetype="application/json")
 
 
 @op(bp, "GET", "/budget", "Your remaining privacy budget (researchers)", tag="cohorts",

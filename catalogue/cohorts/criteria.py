@@ -31,7 +31,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from catalogue.dcat.countries import iri_from_alpha2
@@ -82,6 +84,8 @@ class Context:
     countries: tuple[str, ...]
     definition: IndexDefinition
     unpublished: tuple[str, ...] = ()  # drafts and withdrawn datasets: never counted
+    #: per-context memo (the cells of one subject dimension are the same for every question)
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -390,11 +394,26 @@ class Cell:
 
     labels: dict[str, str]
     engine: CountCell
-    study_labels: dict[str, str] = field(default_factory=dict)
+    study_labels: Mapping[str, str] = field(default_factory=dict)
+    name: str = ""  # the label, when the plan computed it already
 
     def label(self) -> str:
         """``dataset=…,sex=…`` (values come from enumerated buckets), or ``total``."""
-        return ",".join(f"{d}={v}" for d, v in self.labels.items()) or "total"
+        return self.name or ",".join(f"{d}={v}" for d, v in self.labels.items()) or "total"
+
+
+_NO_STUDY_LABELS: Mapping[str, str] = MappingProxyType({})
+
+
+def _subject_cells(dim: str, ctx: Context) -> list[tuple[dict[str, str], tuple[Terms], str]]:
+    """(labels, filters, label) of every bucket of one subject dimension, made once per
+    context: only the question's study conjunctions differ between questions."""
+    key = ("subject-cells", dim)
+    made = ctx.memo.get(key)
+    if made is None:
+        made = ctx.memo[key] = [({dim: v}, (Terms(_FIELDS[dim], (v,)),), f"{dim}={v}")
+                                for v in buckets(dim, ctx)]
+    return made
 
 
 def _restrict(study: dict[str, Any], dim: str, value: str, ctx: Context) -> dict[str, Any]:
@@ -432,13 +451,12 @@ def plan(question: Question, ctx: Context) -> list[Cell]:
     if not question.group_by:
         return cells
     dims = sorted(question.group_by, key=lambda d: (d in SINGLE_VALUED, len(buckets(d, ctx))))
+    if len(dims) == 1 and dims[0] in SINGLE_VALUED:  # the common case, without the general walk
+        cells.extend(Cell(labels, CountCell(filters, (), items), _NO_STUDY_LABELS, name)
+                     for labels, filters, name in _subject_cells(dims[0], ctx))
+        return cells
     terms = {d: {v: Terms(_FIELDS[d], (v,)) for v in buckets(d, ctx)}
              for d in dims if d in SINGLE_VALUED}
-    if len(dims) == 1 and dims[0] in SINGLE_VALUED:  # the common case, without the general walk
-        dim = dims[0]
-        cells.extend(Cell({dim: v}, CountCell(filters=(flt,), items=items))
-                     for v, flt in terms[dim].items())
-        return cells
     combos: list[dict[str, str]] = [{}]
     for dim in dims:
         combos = [{**c, dim: v} for c in combos for v in buckets(dim, ctx)]

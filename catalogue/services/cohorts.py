@@ -127,9 +127,11 @@ class CohortService:
         with self.db.transaction() as conn:
             ledger = CohortLedger(conn)
             ledger.lock(identity)
-            repeated = ledger.answered_before(digest, version, self.noise_key, identity)
+            repeated, user_spent, organisation_spent = ledger.standing(
+                identity, digest, version, self.noise_key, window)
             cost = 0.0 if repeated else self.policy.epsilon
-            budget = self._budget(ledger, identity, window)
+            budget = self._budget(ledger, identity, window,
+                                  spent=(user_spent, organisation_spent))
             for scope, state in budget.items():
                 if state is not None and cost > state["remaining"] + 1e-9:
                     refused = (f"the {scope} privacy budget is exhausted: {state['remaining']:.2f}"
@@ -189,22 +191,24 @@ class CohortService:
         return {k: round(v, 6) for k, v in scales.items()}
 
     # -- budgets ------------------------------------------------------------------------------
-    def _budget(self, ledger: CohortLedger, identity: Identity,
-                window: timedelta) -> dict[str, dict[str, Any] | None]:
+    def _budget(self, ledger: CohortLedger, identity: Identity, window: timedelta,
+                spent: tuple[float, float] | None = None) -> dict[str, dict[str, Any] | None]:
+        """The researcher's and organisation's budgets (``spent``: already read, else read)."""
         def state(limit: float, spent: float) -> dict[str, Any]:
             return {"limit": limit, "spent": round(spent, 6),
                     "remaining": round(max(limit - spent, 0.0), 6),
                     "window_days": self.policy.window_days}
 
+        if spent is None:
+            spent = (ledger.spent("user", str(identity.user_id), window),
+                     ledger.spent("organisation", identity.organisation_id, window)
+                     if identity.organisation_id else 0.0)
         out: dict[str, dict[str, Any] | None] = {
-            "researcher": state(self.policy.budget,
-                                ledger.spent("user", str(identity.user_id), window)),
+            "researcher": state(self.policy.budget, spent[0]),
             "organisation": None,
         }
         if identity.organisation_id:
-            out["organisation"] = state(
-                self.policy.organisation_budget,
-                ledger.spent("organisation", identity.organisation_id, window))
+            out["organisation"] = state(self.policy.organisation_budget, spent[1])
         return out
 
     def budget(self, identity: Identity) -> dict[str, Any]:

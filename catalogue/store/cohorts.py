@@ -17,10 +17,13 @@ class CohortLedger:
 
     def lock(self, identity: Identity) -> None:
         """Serialise budget decisions of one researcher and of their organisation."""
-        for scope in (f"user:{identity.user_id}",
-                      *([f"org:{identity.organisation_id}"] if identity.organisation_id else [])):
-            self.conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                              (f"cohort-budget:{scope}",))
+        scopes = [f"cohort-budget:user:{identity.user_id}",
+                  *([f"cohort-budget:org:{identity.organisation_id}"]
+                    if identity.organisation_id else [])]
+        # one round trip; the user's lock first, then the organisation's, as before
+        self.conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(s, 0)) "
+            "FROM unnest(%s::text[]) WITH ORDINALITY AS t(s, n) ORDER BY n", (scopes,))
 
     def answered_before(self, question_hash: str, data_version: int, noise_key: str,
                         identity: Identity) -> bool:
@@ -34,6 +37,31 @@ class CohortLedger:
             "(%s::text IS NOT NULL AND organisation_id = %s)) LIMIT 1",
             (question_hash, data_version, noise_key, identity.user_id, identity.organisation_id,
              identity.organisation_id)).fetchone() is not None
+
+    def standing(self, identity: Identity, question_hash: str, data_version: int,
+                 noise_key: str, window: timedelta) -> tuple[bool, float, float]:
+        """(:meth:`answered_before`, ε the researcher spent, ε their organisation spent) in one
+        round trip (what a count decides on, under :meth:`lock`)."""
+        organisation = identity.organisation_id
+        row = self.conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM cohort_queries WHERE question_hash = %(q)s "
+            "  AND data_version = %(v)s AND noise_key = %(k)s "
+            "  AND outcome IN ('answered', 'repeated') AND (user_id = %(u)s OR "
+            "  (%(o)s::text IS NOT NULL AND organisation_id = %(o)s))) AS repeated, "
+            "(SELECT coalesce(sum(epsilon), 0) FROM cohort_queries WHERE user_id = %(u)s "
+            "  AND at > now() - %(w)s AND at > coalesce((SELECT max(at) FROM "
+            "  cohort_budget_resets WHERE scope = 'user' AND scope_id = %(u)s::text), "
+            "  '-infinity')) AS user_spent, "
+            "(SELECT coalesce(sum(epsilon), 0) FROM cohort_queries "
+            "  WHERE %(o)s::text IS NOT NULL AND organisation_id = %(o)s "
+            "  AND at > now() - %(w)s AND at > coalesce((SELECT max(at) FROM "
+            "  cohort_budget_resets WHERE scope = 'organisation' AND scope_id = %(o)s), "
+            "  '-infinity')) AS organisation_spent",
+            {"q": question_hash, "v": data_version, "k": noise_key, "u": identity.user_id,
+             "o": organisation, "w": window}).fetchone()
+        assert row is not None
+        return (bool(row["repeated"]), float(row["user_spent"]),
+                float(row["organisation_spent"]))
 
     def spent(self, scope: str, scope_id: str, window: timedelta) -> float:
         """ε spent by a user or an organisation in the rolling window (since its last reset)."""

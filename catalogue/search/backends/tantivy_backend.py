@@ -303,10 +303,10 @@ class TantivyBackend(SearchBackend):
                                            1, int(request.item_cap))
         count_field = "dataset_id"  # on every parent and item document, single-valued
         out: list[tuple[int, int]] = [(0, 0)] * len(request.cells)
-        # one pass per distinct cell base: parents, and items within the cap that match the
-        # cell's item conjunctions, matched together; every document is counted by a value
-        # count, items by the value count of their rank (parents have none), and cells that
-        # differ by one field's value by a terms aggregation in the same pass
+        # per distinct cell base, two passes: the parents that match, and the items within the
+        # cap that match the cell's item conjunctions (each an intersection led by its most
+        # selective clause; one query matching both would union every parent's posting); cells
+        # that differ by one field's value are answered by a terms aggregation in each pass
         passes: dict[Any, list[Any]] = {}
         for group in group_cells(request.cells, definition):
             passes.setdefault(group.base, []).append(group)
@@ -322,30 +322,37 @@ class TantivyBackend(SearchBackend):
                     tokens.update(nested.encode(definition, request.path,
                                                 tuple(lower(f, definition) for f in conj)))
                 own.append(tantivy.Query.term_set_query(schema, items.own_field, sorted(tokens)))
-            counted_items = self._all_of([children, capped, *own])
-            query = self._all_of([*base, *clauses, tantivy.Query.boolean_query(
-                [(tantivy.Occur.Should, parents), (tantivy.Occur.Should, counted_items)])])
-            metrics = {"all": {"value_count": {"field": count_field}},
-                       "items": {"value_count": {"field": items.rank_field}}}
-            aggs: dict[str, Any] = dict(metrics)
+            aggs: dict[str, Any] = {}
             for number, group in enumerate(groups):
                 if group.field is not None:
                     values = sorted(group.values)
-                    aggs[f"g{number}"] = {
-                        "terms": {"field": group.field, "include": values, "size": len(values),
-                                  "segment_size": len(values)},
-                        "aggs": {"items": metrics["items"]}}
-            raw = searcher.aggregate(query, aggs)
+                    aggs[f"g{number}"] = {"terms": {"field": group.field, "include": values,
+                                                    "size": len(values),
+                                                    "segment_size": len(values)}}
+            if aggs and any(group.field is None for group in groups):
+                # the cell without the grouped field (the total): counted in the same pass
+                aggs["all"] = {"value_count": {"field": count_field}}
+            passes_found: list[tuple[int, dict[str, dict[str, int]]]] = []
+            for query in (self._all_of([*base, *clauses, parents]),
+                          self._all_of([*base, *clauses, children, capped, *own])):
+                if not aggs:
+                    hits = searcher.search(query, 1, count=True)
+                    passes_found.append((int(hits.count), {}))  # type: ignore[attr-defined]
+                    continue
+                raw = searcher.aggregate(query, aggs)
+                passes_found.append((int(raw["all"]["value"]) if "all" in raw else 0,
+                              {name: {str(b["key"]): int(b["doc_count"])
+                                      for b in raw[name]["buckets"]}
+                               for name in aggs if name != "all"}))
+            (parents_n, parent_buckets), (items_n, item_buckets) = passes_found
             for number, group in enumerate(groups):
                 if group.field is None:
-                    total, in_items = int(raw["all"]["value"]), int(raw["items"]["value"])
-                    out[group.values[""]] = (total - in_items, in_items)
+                    out[group.values[""]] = (parents_n, items_n)
                     continue
-                buckets = {str(b["key"]): (int(b["doc_count"]), int(b["items"]["value"]))
-                           for b in raw[f"g{number}"]["buckets"]}
+                name = f"g{number}"
                 for value, position in group.values.items():
-                    total, in_items = buckets.get(value, (0, 0))
-                    out[position] = (total - in_items, in_items)
+                    out[position] = (parent_buckets[name].get(value, 0),
+                                     item_buckets[name].get(value, 0))
         return out
 
     @staticmethod

@@ -10,6 +10,7 @@ from catalogue.errors import ConfigError
 from catalogue.privacy.disclosure import DisclosurePolicy, laplace, protect, uniform
 
 POLICY = DisclosurePolicy()
+EXACT = DisclosurePolicy(exact=True)
 
 
 def test_noise_is_deterministic_per_key_and_independent_across_keys() -> None:
@@ -63,7 +64,11 @@ def test_the_batch_release_is_the_single_release() -> None:
     trues = [0, 5, 12, 80, 1234] * 40
     suffixes = [f"cell{i}|subjects|4.0" for i in range(len(trues))]
     batch = noise.protect_many(trues, suffixes, 4.0, POLICY)
-    single = [protect(t, 4.0, "v1|q|" + s, "s", POLICY) for t, s in zip(trues, suffixes,
-                                                                         strict=True)]
+    single = [noise.protect(t, s, 4.0, POLICY) for t, s in zip(trues, suffixes, strict=True)]
     assert batch == single
+    # the draw depends on the question (the prefix) and the secret, not only on the cell
+    assert Noise("s", "v2|q|").protect_many(trues, suffixes, 4.0, POLICY) != batch
+    assert Noise("t", "v1|q|").protect_many(trues, suffixes, 4.0, POLICY) != batch
+    exact = Noise("s", "v1|q|").protect_many(trues, suffixes, 4.0, EXACT)
+    assert [v["value"] for v in exact] == trues
     assert any(not v["suppressed"] for v in batch) and any(v["suppressed"] for v in batch)
