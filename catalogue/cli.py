@@ -7,7 +7,6 @@ line and exit non-zero.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import signal
@@ -114,59 +113,88 @@ def main(ctx: click.Context, data_dir: str | None, config_file: str | None) -> N
 
 # -- serve / demo -----------------------------------------------------------------------------
 def _serve(
-    runtime: Runtime, host: str, port: int, workers: int, ready: Callable[[], None] | None = None
+    runtime: Runtime, host: str, port: int, workers: int, ready: Callable[[], None] | None = None,
+    processes: int = 1, config_file: str | None = None,
 ) -> None:
-    from waitress import create_server
-
+    """Serve on ``host:port`` with ``workers`` threads per process; with ``processes`` > 1 this
+    process is the primary and starts the other processes (``catalogue.serving``)."""
+    from catalogue import serving
     from catalogue.api.app import create_app
 
     app = create_app(runtime=runtime)
+    sock = serving.listen(host, port)
+    pool: serving.WorkerPool | None = None
     try:
-        server = create_server(
-            app,
-            host=host,
-            port=port,
-            threads=workers,
-            ident="catalogue",
-            clear_untrusted_proxy_headers=True,
+        if processes > 1:
+            pool = serving.WorkerPool(
+                processes - 1, sock,
+                serving.worker_argv(runtime.config.data_dir, config_file),
+                serving.worker_env(runtime.config, runtime.database.url))
+            pool.start()
+        bound = sock.getsockname()[1]
+        click.echo(
+            f"Cancer Imaging Catalogue {__version__} on http://{host}:{bound} "
+            f"(store: {'embedded PostgreSQL' if runtime.embedded else 'PostgreSQL'}, "
+            f"search: {runtime.search.name if runtime.search else 'none'}, "
+            f"{processes} process{'es' if processes > 1 else ''} of {workers} threads)",
+            err=True,
         )
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise CatalogueError(
-                f"port {port} on {host} is already in use; stop the other program or choose "
-                "another port with --port / CATALOGUE_PORT"
-            ) from None
-        raise CatalogueError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    click.echo(
-        f"Cancer Imaging Catalogue {__version__} on http://{host}:{port} "
-        f"(store: {'embedded PostgreSQL' if runtime.embedded else 'PostgreSQL'}, "
-        f"search: {runtime.search.name if runtime.search else 'none'})",
-        err=True,
-    )
-    if ready:
-        ready()
-    try:
-        server.run()
+        serving.run_server(app, sock, workers, ready, runtime=runtime)
     finally:
-        server.close()
+        if pool is not None:
+            pool.stop()
+        sock.close()
 
 
 @main.command()
 @click.option("--host", default=None, help="Bind address (CATALOGUE_HOST).")
 @click.option("--port", type=int, default=None, help="Port (CATALOGUE_PORT).")
 @click.option("--workers", type=int, default=None, help="Worker threads (CATALOGUE_WORKERS).")
+@click.option("--processes", type=int, default=None,
+              help="Serving processes sharing the port (CATALOGUE_PROCESSES); about one core "
+                   "each.")
 @click.pass_context
 @handle_errors
-def serve(ctx: click.Context, host: str | None, port: int | None, workers: int | None) -> None:
+def serve(ctx: click.Context, host: str | None, port: int | None, workers: int | None,
+          processes: int | None) -> None:
     """Run the catalogue with a production WSGI server (migrates the database first)."""
     _install_signal_handlers()
-    config = _config(ctx, host=host, port=port, workers=workers)
+    config = _config(ctx, host=host, port=port, workers=workers, processes=processes)
     runtime = Runtime(config)
     try:
         runtime.start(background_indexer=True)
         if config.harvest_scheduler:
             runtime.start_scheduler()
-        _serve(runtime, config.host, config.port, config.workers)
+        _serve(runtime, config.host, config.port, config.workers, processes=config.processes,
+               config_file=(ctx.find_root().obj or {}).get("config_file"))
+    except (KeyboardInterrupt, Terminate):
+        pass
+    finally:
+        runtime.close()
+
+
+@main.command("serve-worker", hidden=True)
+@click.option("--fd", type=int, required=True, help="The listening socket, from the primary.")
+@click.option("--slot", type=int, default=0)
+@click.pass_context
+@handle_errors
+def serve_worker(ctx: click.Context, fd: int, slot: int) -> None:
+    """One worker process of ``catalogue serve --processes N`` (started by the primary only)."""
+    import socket
+
+    from catalogue import serving
+    from catalogue.api.app import create_app
+
+    _install_signal_handlers()
+    serving.die_with_parent()
+    serving.watch_parent()
+    config = _config(ctx)
+    sock = socket.socket(fileno=fd)
+    runtime = Runtime(config)
+    try:
+        runtime.start(migrate=False, indexer=False)
+        serving.run_server(create_app(runtime=runtime), sock, config.workers,
+                           runtime=runtime)
     except (KeyboardInterrupt, Terminate):
         pass
     finally:
@@ -1148,7 +1176,13 @@ def _report(name: str, figures: dict[str, Any], out: str | None) -> None:
 @click.option("--duration", type=click.FloatRange(1, 600), default=60.0, show_default=True,
               help="Seconds of load.")
 @click.option("--workers", type=click.IntRange(1, 64), default=8, show_default=True,
-              help="Worker threads of the `catalogue serve` under test.")
+              help="Worker threads of the `catalogue serve` under test, per process.")
+@click.option("--processes", type=click.IntRange(1, 64), default=None,
+              help="Processes of the `catalogue serve` under test  [default: one per CPU].")
+@click.option("--think", "think_ms", type=click.FloatRange(0, 60_000), default=0.0,
+              show_default=True,
+              help="Mean think time per client between requests, ms (exponential); 0 is a "
+                   "closed loop at saturation.")
 @click.option("--datasets", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--subjects", type=click.IntRange(min=10), default=50_000, show_default=True)
 @click.option("--studies", type=click.IntRange(min=10), default=150_000, show_default=True)
@@ -1158,9 +1192,9 @@ def _report(name: str, figures: dict[str, Any], out: str | None) -> None:
 @click.option("--keep", is_flag=True, help="Keep the temporary data folder.")
 @click.pass_context
 @handle_errors
-def bench_load(ctx: click.Context, clients: int, duration: float, workers: int, datasets: int,
-               subjects: int, studies: int, providers: int, seed: int, out: str | None,
-               keep: bool) -> None:
+def bench_load(ctx: click.Context, clients: int, duration: float, workers: int,
+               processes: int | None, think_ms: float, datasets: int, subjects: int,
+               studies: int, providers: int, seed: int, out: str | None, keep: bool) -> None:
     """Load test: N clients mixing searches, web pages, cohort counts and DCAT pages against a
     real `catalogue serve` on loopback (synthetic catalogue); fails on any error."""
     from catalogue.bench import load
@@ -1169,7 +1203,8 @@ def bench_load(ctx: click.Context, clients: int, duration: float, workers: int, 
     spec = Spec(providers=providers, countries=min(15, providers), datasets=datasets,
                 subjects=subjects, studies=studies, seed=42 + seed)
     figures = load.run(spec, clients=clients, duration=duration, workers=workers, seed=seed,
-                       keep=keep, progress=lambda m: click.echo(m, err=True))
+                       keep=keep, progress=lambda m: click.echo(m, err=True),
+                       processes=processes or os.cpu_count() or 1, think_ms=think_ms)
     for line in load.table(figures):
         click.echo(line)
     _report("load", figures, out)

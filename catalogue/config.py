@@ -150,7 +150,15 @@ SETTINGS: tuple[Setting, ...] = (
         "CATALOGUE_WORKERS",
         int,
         8,
-        "Worker threads of the production WSGI server (waitress).",
+        "Worker threads of the production WSGI server (waitress), per process.",
+    ),
+    Setting(
+        "processes",
+        "CATALOGUE_PROCESSES",
+        int,
+        1,
+        "Processes `catalogue serve` runs on one port (about one core each); the first also "
+        "indexes and schedules harvests.",
     ),
     Setting(
         "base_url",
@@ -378,6 +386,7 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 8
+    processes: int = 1
     base_url: str = ""
     token_ttl_days: int = 90
     log_level: str = "INFO"
@@ -515,6 +524,8 @@ def validate(config: Config) -> None:
         raise ConfigError(f"CATALOGUE_PORT must be between 1 and 65535, got {config.port}")
     if config.workers < 1:
         raise ConfigError("CATALOGUE_WORKERS must be at least 1")
+    if not 1 <= config.processes <= 64:
+        raise ConfigError(f"CATALOGUE_PROCESSES must be between 1 and 64, got {config.processes}")
     if config.database_url and not config.database_url.startswith(("postgresql://", "postgres://")):
         raise ConfigError(
             "CATALOGUE_DATABASE_URL must start with postgresql:// (leave it empty for the "

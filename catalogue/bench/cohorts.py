@@ -118,6 +118,7 @@ def run(runtime: Runtime, spec: Spec, queries: int = 200, seed: int = 0, reuse: 
     cells = 0
     nonempty = 0
     say(f"asking {queries} questions")
+    runtime.settle()  # as `catalogue serve` does before serving
     with serve(runtime, threads=4) as base:
         client = _Client(base, token)
         for number, body in enumerate(asked):

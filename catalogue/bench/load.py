@@ -125,7 +125,8 @@ class _Client:
 
 
 @contextlib.contextmanager
-def _server(folder: Path, port: int, workers: int) -> Iterator[subprocess.Popen[bytes]]:
+def _server(folder: Path, port: int, workers: int,
+            processes: int = 1) -> Iterator[subprocess.Popen[bytes]]:
     """``catalogue serve`` on the catalogue in ``folder``; stopped (SIGTERM, then SIGKILL) on
     exit, whatever happens."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CATALOGUE_")}
@@ -139,7 +140,8 @@ def _server(folder: Path, port: int, workers: int) -> Iterator[subprocess.Popen[
     log = open(folder / "serve.log", "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "catalogue.cli", "serve", "--port", str(port),
-         "--workers", str(workers)], env=env, stdout=log, stderr=subprocess.STDOUT)
+         "--workers", str(workers), "--processes", str(processes)],
+        env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         yield proc
     finally:
@@ -227,7 +229,8 @@ def _dcat_pages(client: _Client, page_size: int) -> list[str]:
 
 def run(spec: Spec, clients: int = 8, duration: float = 60.0, workers: int = 8,
         seed: int = 0, page_size: int = 100, keep: bool = False,
-        progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+        progress: Callable[[str], None] | None = None, processes: int = 1,
+        think_ms: float = 0.0) -> dict[str, Any]:
     """Prepare, serve, load; return the figures (``errors`` must be 0)."""
     say = progress or (lambda _message: None)
     clients = max(1, min(clients, MAX_CLIENTS))
@@ -237,7 +240,7 @@ def run(spec: Spec, clients: int = 8, duration: float = 60.0, workers: int = 8,
     try:
         prepared = prepare(folder, spec, say, researchers=clients)
         port = free_port()
-        with _server(folder, port, workers) as proc:
+        with _server(folder, port, workers, processes) as proc:
             _wait_ready(port, proc, folder)
             warm = _Client(port, prepared["token"])
             say("warming up: walking the DCAT listing once (renders the export fragments)")
@@ -249,13 +252,14 @@ def run(spec: Spec, clients: int = 8, duration: float = 60.0, workers: int = 8,
             unloaded_s = min(10.0, max(2.0, duration / 6))
             say(f"baseline: one client for {unloaded_s:.0f} s")
             unloaded = _load(port, prepared, pages, asked, 1, unloaded_s, seed + 1)
-            say(f"{clients} clients for {duration:.0f} s")
+            say(f"{clients} clients for {duration:.0f} s"
+                + (f", {think_ms:.0f} ms mean think time" if think_ms else ""))
             server = psutil.Process(proc.pid)
-            server_cpu = sum(server.cpu_times()[:2])
+            server_cpu = _tree_cpu(server)
             client_cpu = _cpu_seconds()
-            figures = _load(port, prepared, pages, asked, clients, duration, seed)
+            figures = _load(port, prepared, pages, asked, clients, duration, seed, think_ms)
             client_cpu = _cpu_seconds() - client_cpu
-            server_cpu = sum(server.cpu_times()[:2]) - server_cpu
+            server_cpu = _tree_cpu(server) - server_cpu
             alive = proc.poll() is None
         cpus = os.cpu_count() or 1
         wall = figures["wall_s"] or 1.0
@@ -266,6 +270,10 @@ def run(spec: Spec, clients: int = 8, duration: float = 60.0, workers: int = 8,
                                            if op["p95_ms"] and base["p95_ms"] else None)
         figures.update({
             "clients": clients, "duration_s": duration, "server_workers": workers,
+            "server_processes": processes, "think_ms": think_ms,
+            "mode": "paced: each client waits an exponential think time (this mean) between "
+                    "requests" if think_ms else "closed loop: each client sends its next "
+                    "request as soon as the last is answered (saturation)",
             "datasets": spec.datasets, "subjects": spec.subjects, "studies_target": spec.studies,
             "prepare_s": prepared["prepare_s"], "index_s": prepared["index_s"],
             "dcat_warmup_s": round(warm_s, 1), "dcat_pages": len(pages),
@@ -295,6 +303,15 @@ def run(spec: Spec, clients: int = 8, duration: float = 60.0, workers: int = 8,
         restore()
         if not keep:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _tree_cpu(process: psutil.Process) -> float:
+    """User and system CPU seconds of a process and its live children (the serve workers)."""
+    total = 0.0
+    for proc in [process, *process.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            total += sum(proc.cpu_times()[:2])
+    return total
 
 
 def _cpu_seconds() -> float:
@@ -343,7 +360,7 @@ def _stop_postgres(folder: Path) -> None:
 
 def _load(port: int, prepared: dict[str, Any], pages: list[str],
           asked: list[dict[str, Any]], clients: int, duration: float,
-          seed: int) -> dict[str, Any]:
+          seed: int, think_ms: float = 0.0) -> dict[str, Any]:
     stats = {name: _Stats() for name in OPERATIONS}
     lock = threading.Lock()
     names = list(OPERATIONS)
@@ -370,6 +387,9 @@ def _load(port: int, prepared: dict[str, Any], pages: list[str],
         tokens = prepared.get("tokens") or [prepared["token"]]
         client = _Client(port, tokens[number % len(tokens)])
         try:
+            if think_ms:  # clients start spread over one think time, not all at once
+                time.sleep(min(rnd.random() * think_ms / 1000, max(deadline - time.monotonic(),
+                                                                   0)))
             while time.monotonic() < deadline:
                 name = rnd.choices(names, weights)[0]
                 started = time.perf_counter()
@@ -386,6 +406,9 @@ def _load(port: int, prepared: dict[str, Any], pages: list[str],
                         s.errors += 1
                         if len(s.samples) < 5:
                             s.samples.append(problem)
+                if think_ms:
+                    time.sleep(min(rnd.expovariate(1000 / think_ms),
+                                   max(deadline - time.monotonic(), 0)))
         finally:
             client.close()
 

@@ -128,6 +128,7 @@ def run(runtime: Runtime, datasets: int = 100_000, queries: int = 300, seed: int
         say("searching")
         plan = _plan(load.samples, queries, random.Random(seed))  # noqa: S311 - not security
         depth = max(1, min(DEEP_PAGES, load.published // PAGE_SIZE))  # tiny corpora: shallower
+        runtime.settle()  # as `catalogue serve` does before serving
         with serve(runtime, threads=4) as base:
             timings = _search(runtime, backend, base, ANONYMOUS, plan, depth)
             say("weighing the search page")
