@@ -333,7 +333,24 @@ def to_filter(node: Node, ctx: Context) -> Filter:
         return Not(AnyOf(tuple(to_filter(c, ctx) for c in value)))
     if key == "study":
         return Nested("studies", study_filters(value))
+    if key == "condition":
+        return condition_filter(value)
     return Terms(_FIELDS[key], tuple(value))
+
+
+def condition_filter(concepts: list[str]) -> Filter:
+    """A condition criterion (its exact, expanded concept set) as an engine filter.
+
+    A set closed under narrower concepts (the default: descendants included) is matched on the
+    ancestor paths (``conditions_path``: every subject holds its codes and all their ancestors)
+    by the few concepts that generate it: one posting list per generator, which an engine can
+    skip through, instead of a union of every narrower concept's postings (about 10 ms of each
+    count on a million subjects). Other sets are matched exactly on ``conditions``."""
+    vocab = get_vocabulary("conditions")
+    chosen = set(concepts)
+    if all(chosen.issuperset(vocab.descendants(c)) for c in chosen):
+        return Terms("conditions_path", _cover("conditions", sorted(chosen)))
+    return Terms("conditions", tuple(concepts))
 
 
 def _cover(vocabulary: str, concepts: list[str]) -> tuple[str, ...]:
