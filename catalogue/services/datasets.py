@@ -6,6 +6,8 @@ datasets are visible only to the owning organisation's providers and to admins.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +53,12 @@ class DatasetPage:
     next_after: int | None = None  # cursor for the next page (sorted searches)
     sort: str = "relevance"
     organisations: dict[str, str] = field(default_factory=dict)  # id → name, for display
+    #: dataset id → its row key (``DatasetRepository.row_keys``), for caches of renderings
+    keys: dict[str, str] = field(default_factory=dict)
+
+
+#: search hits kept per process (their datasets as read from PostgreSQL, by row key)
+HIT_CACHE_SIZE = 4096
 
 
 class DatasetService:
@@ -63,6 +71,8 @@ class DatasetService:
         self.db = db
         self.search_backend = search
         self.on_change = on_change or (lambda: None)
+        self._hit_cache: OrderedDict[str, tuple[str, Dataset]] = OrderedDict()
+        self._hit_lock = threading.Lock()
 
     # -- writes -------------------------------------------------------------------------------
     def save(self, identity: Identity, ds: Dataset) -> tuple[Dataset, bool]:
@@ -274,7 +284,7 @@ class DatasetService:
         alias = self.search_backend.logical_name("datasets")
         result = self.search_backend.search(alias, request)
         with self.db.transaction() as conn:
-            found = {d.id: d for d in DatasetRepository(conn).get_many(result.ids)}
+            found, keys = self._hits(DatasetRepository(conn), result.ids)
             names = {o.id: o.name for o in OrganisationRepository(conn).list()}
         items = [found[i] for i in result.ids if i in found and can_see(identity, found[i])]
         labels = {"organisation_id": names,
@@ -291,7 +301,38 @@ class DatasetService:
                         and len(result.ids) == request.size else None),
             sort=request.sort or "relevance",
             organisations=names,
+            keys=keys,
         )
+
+    def _hits(self, repo: DatasetRepository,
+              ids: list[str]) -> tuple[dict[str, Dataset], dict[str, str]]:
+        """The datasets of a page of hits, and their row keys: those whose key is unchanged
+        since this process last read them come from a bounded in-process cache (search hits
+        repeat: the first pages of common searches), the others from PostgreSQL."""
+        keys = repo.row_keys(ids)
+        found: dict[str, Dataset] = {}
+        missing: list[str] = []
+        with self._hit_lock:
+            for dataset_id, key in keys.items():
+                hit = self._hit_cache.get(dataset_id)
+                if hit is not None and hit[0] == key:
+                    found[dataset_id] = hit[1]
+                    self._hit_cache.move_to_end(dataset_id)
+                else:
+                    missing.append(dataset_id)
+        if missing:
+            fetched = repo.get_many(missing)
+            with self._hit_lock:
+                for ds in fetched:
+                    assert ds.id is not None
+                    found[ds.id] = ds
+                    # a row written between the two reads is cached under its older key:
+                    # the next search misses and reads it again (never a stale hit)
+                    self._hit_cache[ds.id] = (keys[ds.id], ds)
+                    self._hit_cache.move_to_end(ds.id)
+                while len(self._hit_cache) > HIT_CACHE_SIZE:
+                    self._hit_cache.popitem(last=False)
+        return found, keys
 
     def list_for_organisation(
         self, identity: Identity, organisation_id: str, limit: int = 100, offset: int = 0

@@ -129,6 +129,20 @@ class DatasetRepository:
         dists = self._distributions([str(r["id"]) for r in rows])
         return [_from_row(r, dists[str(r["id"])]) for r in rows]
 
+    def row_keys(self, ids: list[str]) -> dict[str, str]:
+        """A key per dataset that changes whenever its row or any of its distributions is
+        written (the rows' transaction ids, ``xmin``): for caches of :meth:`get_many`. Every
+        UPDATE makes a new row version, so no write escapes it, whichever column it touches."""
+        ids = [i for i in ids if is_uuid(i)]
+        if not ids:
+            return {}
+        rows = self.conn.execute(
+            "SELECT d.id::text AS id, d.xmin::text || ':' || coalesce((SELECT string_agg("
+            "x.id::text || '.' || x.xmin::text, ',' ORDER BY x.id) FROM distributions x "
+            "WHERE x.dataset_id = d.id), '') AS key FROM datasets d "
+            "WHERE d.id = ANY(%s::uuid[])", (ids,)).fetchall()
+        return {r["id"]: r["key"] for r in rows}
+
     def list_page(
         self,
         statuses: list[str] | None = None,

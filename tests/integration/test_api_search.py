@@ -195,3 +195,30 @@ def test_vocabulary_tree_and_autocomplete(client: Any, world: dict[str, str]) ->
     french = client.get("/api/v1/vocabularies/modalities?q=tomo&lang=fr").json["suggestions"]
     assert french[0]["id"] == "CT"
     assert_error(client.get("/api/v1/vocabularies/colours"), 404, "not_found")
+
+
+def test_cached_hits_follow_every_write_to_their_rows(runtime: Runtime, client: Any,
+                                                      world: dict[str, str]) -> None:
+    """Search hits are reused from a per-process cache while their rows are unchanged: a write
+    that bypasses the services (no version bump) and a removed distribution still show at once,
+    and the hits equal the dataset API's answer."""
+    first = _search(client, "q=prostate")
+    again = _search(client, "q=prostate")  # served from the caches
+    assert first["hits"] == again["hits"]
+    dataset_id = world["prostate-mr"]
+    hit = next(h for h in again["hits"] if h["id"] == dataset_id)
+    single = client.get(f"/api/v1/datasets/{dataset_id}").json
+    assert {k: v for k, v in hit.items() if k != "highlights"} == single
+    with runtime.database.transaction() as conn:
+        conn.execute("UPDATE datasets SET title = %s WHERE id = %s",
+                     ('{"en": "Prostate MRI, renamed"}', dataset_id))
+        conn.execute("INSERT INTO distributions (dataset_id, position, access_url) "
+                     "VALUES (%s, 0, 'https://example.org/prostate')", (dataset_id,))
+    hit = next(h for h in _search(client, "q=prostate")["hits"] if h["id"] == dataset_id)
+    assert hit["title"] == {"en": "Prostate MRI, renamed"}
+    assert [d["access_url"] for d in hit["distributions"]] == ["https://example.org/prostate"]
+    with runtime.database.transaction() as conn:
+        conn.execute("DELETE FROM distributions WHERE dataset_id = %s", (dataset_id,))
+    hit = next(h for h in _search(client, "q=prostate")["hits"] if h["id"] == dataset_id)
+    assert hit["distributions"] == []
+    assert hit["title"] == {"en": "Prostate MRI, renamed"}

@@ -224,6 +224,12 @@ def test_budget_reset_and_audit_log(admin: Any, world: World) -> None:
 
 
 def test_audit_log_pages(admin: Any, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    # its own entries: the test must not depend on another having run first (-n, -k)
+    rt = world.runtime
+    ident = rt.identities.authenticate(new_user(world, "res-pager", Role.RESEARCHER, "prov-b"))
+    for n in range(2):
+        rt.cohorts.count(ident, {"criteria": {"all_of": [
+            {"condition": [LUNG]}, {"age": {"gte": 30 + 5 * n, "lte": 39 + 5 * n}}]}})
     monkeypatch.setattr("catalogue.web.admin.AUDIT_PAGE", 1)
     first = admin.get("/admin/audit").get_data(True)
     older = re.search(r'<a href="([^"]+)" rel="next">Older entries</a>', first)
