@@ -95,25 +95,36 @@ class Noise:
 
     def protect_many(self, trues: list[int], suffixes: list[str], scale: float,
                      policy: DisclosurePolicy) -> list[dict[str, Any]]:
-        """:meth:`protect` for many numbers of one scale: the same draw and release, inlined
-        (a grouped question releases thousands of numbers)."""
+        """:meth:`protect` for many numbers of one scale."""
+        return self.protect_cells(trues, [s.encode() for s in suffixes], b"", scale, policy)
+
+    def protect_cells(self, trues: list[int], labels: list[bytes], suffix: bytes, scale: float,
+                      policy: DisclosurePolicy) -> list[dict[str, Any]]:
+        """:meth:`protect` of ``trues[i]`` with suffix ``labels[i] + suffix`` (UTF-8), inlined
+        (a grouped question releases thousands of numbers). Equal answers share one dict: the
+        caller only serialises them."""
         log, blake2b, from_bytes = math.log, hashlib.blake2b, int.from_bytes
         key = self._key
         rounding, floor, exact = policy.rounding, policy.floor, policy.exact
         hidden = {"value": None, "suppressed": True, "display": f"<{floor}"}
+        made: dict[int, dict[str, Any]] = {}
         out: list[dict[str, Any]] = []
         append = out.append
-        for true, suffix in zip(trues, suffixes, strict=True):
-            mac = blake2b(suffix.encode(), key=key, digest_size=8).digest()
+        for true, label in zip(trues, labels, strict=True):
+            mac = blake2b(label + suffix, key=key, digest_size=8).digest()
             u = ((from_bytes(mac, "big") >> 11) + 0.5) / 9007199254740992.0 - 0.5
             noisy = true + (-scale if u >= 0 else scale) * log(1.0 - 2.0 * abs(u))
             if exact:
                 append({"value": true, "suppressed": False, "display": str(true)})
             elif noisy < floor:
-                append(dict(hidden))
+                append(hidden)
             else:
                 value = max(round(noisy / rounding) * rounding, floor)
-                append({"value": value, "suppressed": False, "display": str(value)})
+                shown = made.get(value)
+                if shown is None:
+                    shown = made[value] = {"value": value, "suppressed": False,
+                                           "display": str(value)}
+                append(shown)
         return out
 
 

@@ -107,16 +107,15 @@ class CohortService:
         # grouping: a total is the same whatever the cells), the cell, family and scale
         noise = Noise(self.secret, f"{version}|{dumps(question.criteria)}|")
         released: list[dict[str, Any]] = [dict(cell.labels) for cell in cells]
-        labels = [cell.label() for cell in cells]
+        labels = [cell.label().encode() for cell in cells]
         for column, family in enumerate(("subjects", "studies")):
             for kind, part in (("total", slice(0, 1)), ("cell", slice(1, None))):
                 scale = scales.get(f"{kind}_{family}")
                 if scale is None:
                     continue
-                suffix = f"|{family}|{scale!r}"
-                values = noise.protect_many([c[column] for c in counts[part]],
-                                            [label + suffix for label in labels[part]],
-                                            scale, self.policy)
+                values = noise.protect_cells([c[column] for c in counts[part]], labels[part],
+                                             f"|{family}|{scale!r}".encode(), scale,
+                                             self.policy)
                 for out, value in zip(released[part], values, strict=True):
                     out[family] = value
         numbers = sum(1 for r in released for f in ("subjects", "studies")
