@@ -147,6 +147,24 @@ def test_exact_counts_equal_sql_ground_truth(exact_rt: Runtime) -> None:
         before["total"]["subjects"]["value"] - counted[lung_ct])
 
 
+def test_tantivy_counts_stay_exact_when_more_values_occur_than_a_pass_asks_for(
+        config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Grouped counts on tantivy ask for the values present without listing the cells'; when
+    more occur than asked for (here: always, one value) they ask again with the list. The
+    ground-truth questions above still hold on that path."""
+    from catalogue.search.backends import tantivy_backend
+
+    monkeypatch.setattr(tantivy_backend, "TERMS_HEADROOM", (0, 1))
+    rt = Runtime(config).start()
+    try:
+        assert rt.search is not None and rt.search.name == "tantivy"
+        rt.cohorts.policy = dataclasses.replace(rt.cohorts.policy, exact=True, budget=1e9,
+                                                organisation_budget=1e9)
+        test_exact_counts_equal_sql_ground_truth(rt)
+    finally:
+        rt.close()
+
+
 def test_both_engines_agree_on_the_same_questions(config: Config,
                                                   opensearch_config: Config) -> None:
     """Conformance: the same staged records, the same questions, identical true counts."""
