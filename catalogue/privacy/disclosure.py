@@ -77,6 +77,9 @@ class Noise:
     def __init__(self, secret: str, prefix: str = "") -> None:
         self._key = hmac.digest(secret.encode(), b"cohort-noise\x00" + prefix.encode(),
                                 "sha256")
+        # the keyed state after the key block: each draw copies it (the same digest as a
+        # keyed blake2b call, without hashing the key again)
+        self._keyed = hashlib.blake2b(key=self._key, digest_size=8)
 
     def uniform(self, suffix: str) -> float:
         """A deterministic draw in (0, 1) (53 bits)."""
@@ -103,15 +106,17 @@ class Noise:
         """:meth:`protect` of ``trues[i]`` with suffix ``labels[i] + suffix`` (UTF-8), inlined
         (a grouped question releases thousands of numbers). Equal answers share one dict: the
         caller only serialises them."""
-        log, blake2b, from_bytes = math.log, hashlib.blake2b, int.from_bytes
-        key = self._key
+        log, from_bytes, keyed = math.log, int.from_bytes, self._keyed.copy
         rounding, floor, exact = policy.rounding, policy.floor, policy.exact
         hidden = {"value": None, "suppressed": True, "display": f"<{floor}"}
         made: dict[int, dict[str, Any]] = {}
         out: list[dict[str, Any]] = []
         append = out.append
         for true, label in zip(trues, labels, strict=True):
-            mac = blake2b(label + suffix, key=key, digest_size=8).digest()
+            h = keyed()
+            h.update(label)
+            h.update(suffix)
+            mac = h.digest()
             u = ((from_bytes(mac, "big") >> 11) + 0.5) / 9007199254740992.0 - 0.5
             noisy = true + (-scale if u >= 0 else scale) * log(1.0 - 2.0 * abs(u))
             if exact:
