@@ -175,10 +175,9 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
 
 @main.command("serve-worker", hidden=True)
 @click.option("--fd", type=int, required=True, help="The listening socket, from the primary.")
-@click.option("--slot", type=int, default=0)
 @click.pass_context
 @handle_errors
-def serve_worker(ctx: click.Context, fd: int, slot: int) -> None:
+def serve_worker(ctx: click.Context, fd: int) -> None:
     """One worker process of ``catalogue serve --processes N`` (started by the primary only)."""
     import socket
 
@@ -186,8 +185,8 @@ def serve_worker(ctx: click.Context, fd: int, slot: int) -> None:
     from catalogue.api.app import create_app
 
     _install_signal_handlers()
-    serving.die_with_parent()
-    serving.watch_parent()
+    if not serving.die_with_parent():
+        serving.watch_parent()
     config = _config(ctx)
     sock = socket.socket(fileno=fd)
     runtime = Runtime(config)
@@ -1204,7 +1203,7 @@ def bench_load(ctx: click.Context, clients: int, duration: float, workers: int,
                 subjects=subjects, studies=studies, seed=42 + seed)
     figures = load.run(spec, clients=clients, duration=duration, workers=workers, seed=seed,
                        keep=keep, progress=lambda m: click.echo(m, err=True),
-                       processes=processes or os.cpu_count() or 1, think_ms=think_ms)
+                       processes=processes, think_ms=think_ms)
     for line in load.table(figures):
         click.echo(line)
     _report("load", figures, out)

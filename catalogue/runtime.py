@@ -18,7 +18,7 @@ from catalogue.dcat.export import CatalogFacts
 from catalogue.errors import CatalogueError, ConfigError
 from catalogue.privacy.disclosure import DisclosurePolicy
 from catalogue.search.base import SearchBackend
-from catalogue.search.indexer import Indexer
+from catalogue.search.indexer import Indexer, outbox_state
 from catalogue.search.registry import create_backend
 from catalogue.services.cohorts import CohortService
 from catalogue.services.datasets import DatasetService
@@ -26,7 +26,6 @@ from catalogue.services.export import ExportService
 from catalogue.services.harvest import HarvestService
 from catalogue.services.identities import IdentityService
 from catalogue.store import migrations
-from catalogue.store.audit import outbox_lag
 from catalogue.store.db import Database
 from catalogue.store.embedded import EmbeddedPostgres
 
@@ -139,17 +138,16 @@ class Runtime:
         except CatalogueError:
             self.close()
             raise
-        if with_search and not indexer:
+        if with_search:
             self.search = create_backend(config)
-        elif with_search:
-            self.search = create_backend(config)
-            self.indexer = Indexer(self.db, self.search, batch_size=config.indexer_batch)
-            try:
-                self.indexer.ensure_indices()
-            except CatalogueError as exc:
-                log.warning("search index not ready: %s", exc.message)
-            if background_indexer:
-                self.indexer.start(config.indexer_interval)
+            if indexer:
+                self.indexer = Indexer(self.db, self.search, batch_size=config.indexer_batch)
+                try:
+                    self.indexer.ensure_indices()
+                except CatalogueError as exc:
+                    log.warning("search index not ready: %s", exc.message)
+                if background_indexer:
+                    self.indexer.start(config.indexer_interval)
         self._identities = IdentityService(self.db, token_ttl_days=config.token_ttl_days)
         self._harvest = HarvestService(
             self.db, on_change=self.indexer.wake if self.indexer else None,
@@ -238,13 +236,9 @@ class Runtime:
                                          "error": "search indices not created yet"}
         if self.search is not None and details["store"]["ok"]:
             try:
-                if self.indexer is not None:
-                    details["indexer"] = self.indexer.lag()
-                else:  # a serve worker: the primary process indexes
-                    with self.database.transaction() as conn:
-                        pending, oldest = outbox_lag(conn)
-                    details["indexer"] = {"pending": pending, "oldest_seconds": round(oldest, 3),
-                                          "process": "primary"}
+                details["indexer"] = (  # a serve worker: the primary process indexes
+                    self.indexer.lag() if self.indexer is not None
+                    else {**outbox_state(self.database), "process": "primary"})
             except CatalogueError as exc:
                 details["indexer"] = {"error": exc.message}
         return ready, details

@@ -14,7 +14,7 @@ each new connection to one of them):
 - a **worker** connects to the same database (the primary passes its URL), reads the same data
   folder (secret, tantivy index: readers reopen what the indexer commits within about half a
   second) and only serves. It exits when the primary exits, even after a ``kill -9`` of the
-  primary (``PR_SET_PDEATHSIG`` on Linux, and a check of its parent while idle).
+  primary (``PR_SET_PDEATHSIG`` on Linux; elsewhere a thread checks its parent).
 
 Requests never write to the search engine directly (writes go to PostgreSQL and its outbox),
 so any process can serve any request.
@@ -111,7 +111,7 @@ class WorkerPool:
         fd = self.sock.fileno()
         env = {**self.env, PARENT_ENV: str(os.getpid())}
         proc = subprocess.Popen(
-            [*self.argv, "--fd", str(fd), "--slot", str(slot + 1)],
+            [*self.argv, "--fd", str(fd)],
             env=env, pass_fds=(fd,), stdin=subprocess.DEVNULL)
         log.info("serve worker %d started (pid %d)", slot + 1, proc.pid)
         return proc
@@ -195,15 +195,18 @@ def worker_env(config: Any, database_url: str) -> dict[str, str]:
     return env
 
 
-def die_with_parent() -> None:
-    """Ask Linux to send SIGTERM when the primary dies; exit at once if it already has."""
+def die_with_parent() -> bool:
+    """Ask Linux to send SIGTERM when the primary dies (True when it will); exit at once if the
+    primary is already gone."""
     parent = int(os.environ.get(PARENT_ENV, "0") or 0)
+    armed = False
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+            armed = libc.prctl(1, signal.SIGTERM) == 0  # PR_SET_PDEATHSIG
     if parent and os.getppid() != parent:
         raise SystemExit(0)
+    return armed
 
 
 def watch_parent(interval: float = 1.0) -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import asdict
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from catalogue.api.routing import identity, int_arg, json_body, op, runtime
+from catalogue.caching import LRU
 from catalogue.errors import ValidationError
 from catalogue.model.dataset import Dataset, DatasetStatus, Distribution
 from catalogue.model.identity import Organisation, Role, User
@@ -222,40 +221,25 @@ def dump_dataset(ds: Dataset) -> dict[str, Any]:
     return body
 
 
-class _DumpCache:
-    """Dumped search hits by (dataset id, row key), per app: a hit's JSON is a function of its
-    rows (``DatasetRepository.row_keys`` changes with any write to them)."""
-
-    SIZE = 4096
-
-    def __init__(self) -> None:
-        self.bodies: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def dumped(self, ds: Dataset, key: str | None) -> dict[str, Any]:
-        """``dump_dataset(ds)``, reused while the row key is unchanged (shared: callers copy
-        before adding to it)."""
-        if key is None or ds.id is None:
-            return dump_dataset(ds)
-        cache_key = (ds.id, key)
-        with self.lock:
-            body = self.bodies.get(cache_key)
-            if body is not None:
-                self.bodies.move_to_end(cache_key)
-                return body
-        body = dump_dataset(ds)
-        with self.lock:
-            self.bodies[cache_key] = body
-            while len(self.bodies) > self.SIZE:
-                self.bodies.popitem(last=False)
-        return body
+#: dumped search hits per app, by (dataset id, row key): a hit's JSON is a function of its rows
+#: (``DatasetRepository.row_keys`` changes with any write to them)
+HIT_DUMPS = 4096
 
 
-def _dump_cache() -> _DumpCache:
-    cache = current_app.extensions.get("catalogue.hit_dumps")
+def _dumped(ds: Dataset, key: str | None) -> dict[str, Any]:
+    """``dump_dataset(ds)``, reused while the row key is unchanged (shared: callers copy
+    before adding to it)."""
+    if key is None or ds.id is None:
+        return dump_dataset(ds)
+    cache: LRU[tuple[str, str], dict[str, Any]] | None = current_app.extensions.get(
+        "catalogue.hit_dumps")
     if cache is None:
-        cache = current_app.extensions.setdefault("catalogue.hit_dumps", _DumpCache())
-    return cache
+        cache = current_app.extensions.setdefault("catalogue.hit_dumps", LRU(HIT_DUMPS))
+    body = cache.get((ds.id, key))
+    if body is None:
+        body = dump_dataset(ds)
+        cache.put((ds.id, key), body)
+    return body
 
 
 @op(
@@ -287,9 +271,8 @@ def search_datasets() -> Response:
     params = SearchParams.from_args(request.args.to_dict(flat=False), definition)
     result = runtime().datasets.search(identity(), params=params)
     hits = []
-    dumps = _dump_cache()
     for ds in result.items:
-        body = dumps.dumped(ds, result.keys.get(ds.id or ""))
+        body = _dumped(ds, result.keys.get(ds.id or ""))
         hits.append({**body, "highlights": result.highlights.get(ds.id or "", {})})
     return jsonify(
         {

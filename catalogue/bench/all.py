@@ -115,7 +115,7 @@ def _run_one(name: str, size: dict[str, Any], runtime: RuntimeFactory,
         spec = Spec(datasets=size["datasets"], subjects=size["subjects"],
                     studies=size["studies"])
         return load.run(spec, clients=size["clients"], duration=size["duration"], progress=say,
-                        processes=os.cpu_count() or 1, think_ms=size.get("think_ms", 0.0))
+                        think_ms=size.get("think_ms", 0.0))
     raise ValueError(f"unknown benchmark {name!r}; choose from {', '.join(BENCHES)}")
 
 

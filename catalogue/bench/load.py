@@ -229,9 +229,11 @@ def _dcat_pages(client: _Client, page_size: int) -> list[str]:
 
 def run(spec: Spec, clients: int = 8, duration: float = 60.0, workers: int = 8,
         seed: int = 0, page_size: int = 100, keep: bool = False,
-        progress: Callable[[str], None] | None = None, processes: int = 1,
+        progress: Callable[[str], None] | None = None, processes: int | None = None,
         think_ms: float = 0.0) -> dict[str, Any]:
-    """Prepare, serve, load; return the figures (``errors`` must be 0)."""
+    """Prepare, serve, load; return the figures (``errors`` must be 0). ``processes``: of
+    the server under test, one per CPU unless given."""
+    processes = processes or os.cpu_count() or 1
     say = progress or (lambda _message: None)
     clients = max(1, min(clients, MAX_CLIENTS))
     duration = max(1.0, min(duration, MAX_DURATION))

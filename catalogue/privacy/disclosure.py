@@ -93,13 +93,8 @@ class Noise:
 
     def protect(self, true: int, suffix: str, scale: float,
                 policy: DisclosurePolicy) -> dict[str, Any]:
-        """One released number (the reference :meth:`protect_many` is tested against)."""
+        """One released number (the reference :meth:`protect_cells` is tested against)."""
         return _release(true, true + self.laplace(suffix, scale), policy)
-
-    def protect_many(self, trues: list[int], suffixes: list[str], scale: float,
-                     policy: DisclosurePolicy) -> list[dict[str, Any]]:
-        """:meth:`protect` for many numbers of one scale."""
-        return self.protect_cells(trues, [s.encode() for s in suffixes], b"", scale, policy)
 
     def protect_cells(self, trues: list[int], labels: list[bytes], suffix: bytes, scale: float,
                       policy: DisclosurePolicy) -> list[dict[str, Any]]:

@@ -213,6 +213,13 @@ def data_version(conn: Any) -> int:
     return int(row["value"]) if row else 0
 
 
+def outbox_state(db: Database) -> dict[str, Any]:
+    """The outbox entries waiting for the indexer and the age of the oldest (``/readyz``)."""
+    with db.transaction() as conn:
+        pending, oldest = outbox_lag(conn)
+    return {"pending": pending, "oldest_seconds": round(oldest, 3)}
+
+
 class Indexer:
     """Drains the outbox into the search backend."""
 
@@ -299,13 +306,7 @@ class Indexer:
         return total
 
     def lag(self) -> dict[str, Any]:
-        with self.db.transaction() as conn:
-            pending, oldest = outbox_lag(conn)
-        return {
-            "pending": pending,
-            "oldest_seconds": round(oldest, 3),
-            "last_error": self.last_error,
-        }
+        return {**outbox_state(self.db), "last_error": self.last_error}
 
     def rebuild(self, progress: Callable[[int, int], None] | None = None,
                 index: str = "datasets") -> dict[str, Any]:

@@ -6,12 +6,11 @@ datasets are visible only to the owning organisation's providers and to admins.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from catalogue.caching import LRU
 from catalogue.errors import Conflict, NotFound, ValidationError
 from catalogue.model.dataset import Dataset, DatasetStatus
 from catalogue.model.identity import Identity
@@ -71,8 +70,7 @@ class DatasetService:
         self.db = db
         self.search_backend = search
         self.on_change = on_change or (lambda: None)
-        self._hit_cache: OrderedDict[str, tuple[str, Dataset]] = OrderedDict()
-        self._hit_lock = threading.Lock()
+        self._hit_cache: LRU[str, tuple[str, Dataset]] = LRU(HIT_CACHE_SIZE)
 
     # -- writes -------------------------------------------------------------------------------
     def save(self, identity: Identity, ds: Dataset) -> tuple[Dataset, bool]:
@@ -312,26 +310,18 @@ class DatasetService:
         keys = repo.row_keys(ids)
         found: dict[str, Dataset] = {}
         missing: list[str] = []
-        with self._hit_lock:
-            for dataset_id, key in keys.items():
-                hit = self._hit_cache.get(dataset_id)
-                if hit is not None and hit[0] == key:
-                    found[dataset_id] = hit[1]
-                    self._hit_cache.move_to_end(dataset_id)
-                else:
-                    missing.append(dataset_id)
-        if missing:
-            fetched = repo.get_many(missing)
-            with self._hit_lock:
-                for ds in fetched:
-                    assert ds.id is not None
-                    found[ds.id] = ds
-                    # a row written between the two reads is cached under its older key:
-                    # the next search misses and reads it again (never a stale hit)
-                    self._hit_cache[ds.id] = (keys[ds.id], ds)
-                    self._hit_cache.move_to_end(ds.id)
-                while len(self._hit_cache) > HIT_CACHE_SIZE:
-                    self._hit_cache.popitem(last=False)
+        for dataset_id, key in keys.items():
+            hit = self._hit_cache.get(dataset_id)
+            if hit is not None and hit[0] == key:
+                found[dataset_id] = hit[1]
+            else:
+                missing.append(dataset_id)
+        for ds in repo.get_many(missing):
+            assert ds.id is not None
+            found[ds.id] = ds
+            # a row written between the two reads is cached under its older key: the next
+            # search misses and reads it again (never a stale hit)
+            self._hit_cache.put(ds.id, (keys[ds.id], ds))
         return found, keys
 
     def list_for_organisation(

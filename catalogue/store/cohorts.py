@@ -10,6 +10,13 @@ from psycopg.types.json import Jsonb
 from catalogue.model.identity import Identity
 from catalogue.store.db import Connection, is_uuid
 
+#: ε spent by one user or organisation (``column`` = id, window, scope, scope id) in the rolling
+#: window since its last reset. `user_id = uuid` (not `user_id::text`): the (user_id, at) index
+#: is used, so the cost does not grow with the audit log. No organisation (NULL) matches nothing.
+_SPENT = ("SELECT coalesce(sum(epsilon), 0) FROM cohort_queries WHERE {column} = %s "
+          "AND at > now() - %s AND at > coalesce((SELECT max(at) FROM cohort_budget_resets "
+          "WHERE scope = %s AND scope_id = %s), '-infinity')")
+
 
 class CohortLedger:
     def __init__(self, conn: Connection) -> None:
@@ -25,57 +32,37 @@ class CohortLedger:
             "SELECT pg_advisory_xact_lock(hashtextextended(s, 0)) "
             "FROM unnest(%s::text[]) WITH ORDINALITY AS t(s, n) ORDER BY n", (scopes,))
 
-    def answered_before(self, question_hash: str, data_version: int, noise_key: str,
-                        identity: Identity) -> bool:
-        """Whether this canonical question was answered on this data version, with noise from
-        this secret, to this researcher or their organisation (the same numbers again reveal
-        nothing new; after a new secret they would be new numbers). Other organisations'
-        questions are not looked at: a free repeat would tell what they asked."""
-        return self.conn.execute(
-            "SELECT 1 FROM cohort_queries WHERE question_hash = %s AND data_version = %s "
-            "AND noise_key = %s AND outcome IN ('answered', 'repeated') AND (user_id = %s OR "
-            "(%s::text IS NOT NULL AND organisation_id = %s)) LIMIT 1",
-            (question_hash, data_version, noise_key, identity.user_id, identity.organisation_id,
-             identity.organisation_id)).fetchone() is not None
-
     def standing(self, identity: Identity, question_hash: str, data_version: int,
                  noise_key: str, window: timedelta) -> tuple[bool, float, float]:
-        """(:meth:`answered_before`, ε the researcher spent, ε their organisation spent) in one
-        round trip (what a count decides on, under :meth:`lock`)."""
+        """What a count decides on, under :meth:`lock`, in one round trip:
+
+        - whether this canonical question was answered on this data version, with noise from
+          this secret, to this researcher or their organisation (the same numbers again reveal
+          nothing new; after a new secret they would be new numbers). Other organisations'
+          questions are not looked at: a free repeat would tell what they asked;
+        - ε the researcher spent, and ε their organisation spent (0 without one)."""
         organisation = identity.organisation_id
         row = self.conn.execute(
-            "SELECT EXISTS (SELECT 1 FROM cohort_queries WHERE question_hash = %(q)s "
-            "  AND data_version = %(v)s AND noise_key = %(k)s "
-            "  AND outcome IN ('answered', 'repeated') AND (user_id = %(u)s OR "
-            "  (%(o)s::text IS NOT NULL AND organisation_id = %(o)s))) AS repeated, "
-            "(SELECT coalesce(sum(epsilon), 0) FROM cohort_queries WHERE user_id = %(u)s "
-            "  AND at > now() - %(w)s AND at > coalesce((SELECT max(at) FROM "
-            "  cohort_budget_resets WHERE scope = 'user' AND scope_id = %(u)s::text), "
-            "  '-infinity')) AS user_spent, "
-            "(SELECT coalesce(sum(epsilon), 0) FROM cohort_queries "
-            "  WHERE %(o)s::text IS NOT NULL AND organisation_id = %(o)s "
-            "  AND at > now() - %(w)s AND at > coalesce((SELECT max(at) FROM "
-            "  cohort_budget_resets WHERE scope = 'organisation' AND scope_id = %(o)s), "
-            "  '-infinity')) AS organisation_spent",
-            {"q": question_hash, "v": data_version, "k": noise_key, "u": identity.user_id,
-             "o": organisation, "w": window}).fetchone()
+            "SELECT EXISTS (SELECT 1 FROM cohort_queries WHERE question_hash = %s "
+            "  AND data_version = %s AND noise_key = %s "
+            "  AND outcome IN ('answered', 'repeated') AND (user_id = %s OR "
+            "  (%s::text IS NOT NULL AND organisation_id = %s))) AS repeated, "
+            f"({_SPENT.format(column='user_id')}) AS user_spent, "
+            f"({_SPENT.format(column='organisation_id')}) AS organisation_spent",
+            (question_hash, data_version, noise_key, identity.user_id, organisation,
+             organisation, identity.user_id, window, "user", str(identity.user_id),
+             organisation, window, "organisation", organisation)).fetchone()
         assert row is not None
         return (bool(row["repeated"]), float(row["user_spent"]),
                 float(row["organisation_spent"]))
 
     def spent(self, scope: str, scope_id: str, window: timedelta) -> float:
         """ε spent by a user or an organisation in the rolling window (since its last reset)."""
-        # user_id = uuid (not user_id::text): the (user_id, at) index is used, so the cost does
-        # not grow with the audit log
         if scope == "user" and not is_uuid(scope_id):
             return 0.0  # no question can be recorded under a user id that is not a uuid
         column = "user_id" if scope == "user" else "organisation_id"
-        row = self.conn.execute(
-            f"SELECT coalesce(sum(epsilon), 0) AS spent FROM cohort_queries "
-            f"WHERE {column} = %s AND at > now() - %s AND at > coalesce("
-            "(SELECT max(at) FROM cohort_budget_resets WHERE scope = %s AND scope_id = %s), "
-            "'-infinity')",
-            (scope_id, window, scope, scope_id)).fetchone()
+        row = self.conn.execute(f"SELECT ({_SPENT.format(column=column)}) AS spent",
+                                (scope_id, window, scope, scope_id)).fetchone()
         assert row is not None
         return float(row["spent"])
 

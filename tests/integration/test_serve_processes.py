@@ -137,15 +137,22 @@ def folder() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.mark.slow
-def test_two_processes_share_the_port_and_the_index(folder: Path) -> None:
+@contextmanager
+def _started(folder: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], psutil.Process,
+                                             psutil.Process]]:
+    """``catalogue serve --processes 2`` ready: (base URL, command, primary, its worker)."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with _serving(folder, port) as proc:
         _ready(base, proc)
         primary = psutil.Process(proc.pid)
         wait_until(lambda: len(_workers(primary)) == 1, 30, "one worker process runs")
-        worker = _workers(primary)[0]
+        yield base, proc, primary, _workers(primary)[0]
+
+
+@pytest.mark.slow
+def test_two_processes_share_the_port_and_the_index(folder: Path) -> None:
+    with _started(folder) as (base, proc, primary, worker):
         # both processes answer, each telling its role
         with _frozen(primary):
             assert _role(base) == {"role": "worker", "pid": worker.pid}
@@ -219,13 +226,7 @@ def test_two_processes_share_the_port_and_the_index(folder: Path) -> None:
 
 @pytest.mark.slow
 def test_workers_exit_when_the_primary_is_killed(folder: Path) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    with _serving(folder, port) as proc:
-        _ready(base, proc)
-        primary = psutil.Process(proc.pid)
-        wait_until(lambda: len(_workers(primary)) == 1, 30, "one worker process runs")
-        worker = _workers(primary)[0]
+    with _started(folder) as (base, proc, _primary, worker):
         proc.kill()
         proc.wait(10)
 

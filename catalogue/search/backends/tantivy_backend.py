@@ -52,10 +52,10 @@ TEXT_ANALYZER = "catalogue_text"
 # documents: 3,246/s with one thread and 64 MB, 5,742/s with two and 128 MB). The heap is
 # shared by the threads (tantivy needs at least 15 MB each).
 _WRITER_THREADS = max(1, min(2, os.cpu_count() or 1))
+_WRITER_HEAP = 64_000_000 * _WRITER_THREADS
 #: a grouped count asks its terms aggregation for up to a*cells+b values without listing them
 #: (cheaper); when that many occur it asks again with the cells' values listed
 TERMS_HEADROOM = (2, 1000)
-_WRITER_HEAP = 64_000_000 * _WRITER_THREADS
 
 
 def _analyzer_name(fdef: FieldDef) -> str:
@@ -304,7 +304,6 @@ class TantivyBackend(SearchBackend):
         children = tantivy.Query.term_query(schema, items.kind_field, "item")
         capped = tantivy.Query.range_query(schema, items.rank_field, tantivy.FieldType.Integer,
                                            1, int(request.item_cap))
-        count_field = "dataset_id"  # on every parent and item document, single-valued
         out: list[tuple[int, int]] = [(0, 0)] * len(request.cells)
         # per distinct cell base, two passes: the parents that match, and the items within the
         # cap that match the cell's item conjunctions (each an intersection led by its most
@@ -325,41 +324,11 @@ class TantivyBackend(SearchBackend):
                     tokens.update(nested.encode(definition, request.path,
                                                 tuple(lower(f, definition) for f in conj)))
                 own.append(tantivy.Query.term_set_query(schema, items.own_field, sorted(tokens)))
-            aggs: dict[str, Any] = {}
-            for number, group in enumerate(groups):
-                if group.field is not None:
-                    # every value present, not only the cells' (an `include` list of a
-                    # thousand datasets cost about 1 ms a pass); exact while fewer values than
-                    # `size` occur, else asked again with the list (below)
-                    size = TERMS_HEADROOM[0] * len(group.values) + TERMS_HEADROOM[1]
-                    aggs[f"g{number}"] = {"terms": {"field": group.field, "size": size,
-                                                    "segment_size": size}}
-            if aggs and any(group.field is None for group in groups):
-                # the cell without the grouped field (the total): counted in the same pass
-                aggs["all"] = {"value_count": {"field": count_field}}
-            passes_found: list[tuple[int, dict[str, dict[str, int]]]] = []
-            for query in (self._all_of([*base, *clauses, parents]),
-                          self._all_of([*base, *clauses, children, capped, *own])):
-                if not aggs:
-                    hits = searcher.search(query, 1, count=True)
-                    passes_found.append((int(hits.count), {}))  # type: ignore[attr-defined]
-                    continue
-                raw = searcher.aggregate(query, aggs)
-                truncated = [name for name, agg in aggs.items() if "terms" in agg
-                             and len(raw[name]["buckets"]) >= agg["terms"]["size"]]
-                if truncated:  # more values occur than asked for: only the cells' values
-                    for number, group in enumerate(groups):
-                        if f"g{number}" in truncated:
-                            values = sorted(group.values)
-                            aggs[f"g{number}"] = {"terms": {
-                                "field": group.field, "include": values, "size": len(values),
-                                "segment_size": len(values)}}
-                    raw = searcher.aggregate(query, aggs)
-                passes_found.append((int(raw["all"]["value"]) if "all" in raw else 0,
-                              {name: {str(b["key"]): int(b["doc_count"])
-                                      for b in raw[name]["buckets"]}
-                               for name in aggs if name != "all"}))
-            (parents_n, parent_buckets), (items_n, item_buckets) = passes_found
+            (parents_n, parent_buckets), (items_n, item_buckets) = (
+                self._count_pass(searcher, self._all_of([*base, *clauses, parents]), groups),
+                self._count_pass(searcher,
+                                 self._all_of([*base, *clauses, children, capped, *own]),
+                                 groups))
             for number, group in enumerate(groups):
                 if group.field is None:
                     out[group.values[""]] = (parents_n, items_n)
@@ -369,6 +338,38 @@ class TantivyBackend(SearchBackend):
                     out[position] = (parent_buckets[name].get(value, 0),
                                      item_buckets[name].get(value, 0))
         return out
+
+    @staticmethod
+    def _count_pass(searcher: Any, query: Any,
+                    groups: list[Any]) -> tuple[int, dict[str, dict[str, int]]]:
+        """The documents ``query`` matches: their number (when a group is the lone cell
+        without a grouped field, e.g. the total) and, per grouped cell group ``g<n>``, the
+        count per value of its field (every value present, not only the cells': an `include`
+        list of a thousand datasets cost about 1 ms a pass; exact while fewer values than the
+        headroom occur, else asked again with the cells' values listed)."""
+        aggs: dict[str, Any] = {}
+        for number, group in enumerate(groups):
+            if group.field is not None:
+                size = TERMS_HEADROOM[0] * len(group.values) + TERMS_HEADROOM[1]
+                aggs[f"g{number}"] = {"terms": {"field": group.field, "size": size,
+                                                "segment_size": size}}
+        if not aggs:
+            return int(searcher.search(query, 1, count=True).count), {}
+        if any(group.field is None for group in groups):
+            aggs["all"] = {"value_count": {"field": "dataset_id"}}  # on every document
+        raw = searcher.aggregate(query, aggs)
+        truncated = [number for number, group in enumerate(groups) if group.field is not None
+                     and len(raw[f"g{number}"]["buckets"]) >= aggs[f"g{number}"]["terms"]["size"]]
+        if truncated:
+            for number in truncated:
+                values = sorted(groups[number].values)
+                aggs[f"g{number}"] = {"terms": {"field": groups[number].field,
+                                                "include": values, "size": len(values),
+                                                "segment_size": len(values)}}
+            raw = searcher.aggregate(query, aggs)
+        return (int(raw["all"]["value"]) if "all" in raw else 0,
+                {name: {str(b["key"]): int(b["doc_count"]) for b in raw[name]["buckets"]}
+                 for name in aggs if name != "all"})
 
     @staticmethod
     def _parents_only(handle: _OpenIndex) -> list[Any]:

@@ -63,14 +63,15 @@ def test_the_batch_release_is_the_single_release() -> None:
     noise = Noise("s", "v1|q|")
     trues = [0, 5, 12, 80, 1234] * 40
     suffixes = [f"cell{i}|subjects|4.0" for i in range(len(trues))]
-    batch = noise.protect_many(trues, suffixes, 4.0, POLICY)
+    encoded = [s.encode() for s in suffixes]
+    batch = noise.protect_cells(trues, encoded, b"", 4.0, POLICY)
     single = [noise.protect(t, s, 4.0, POLICY) for t, s in zip(trues, suffixes, strict=True)]
     assert batch == single
     # the draw depends on the question (the prefix) and the secret, not only on the cell
-    assert Noise("s", "v2|q|").protect_many(trues, suffixes, 4.0, POLICY) != batch
-    assert Noise("t", "v1|q|").protect_many(trues, suffixes, 4.0, POLICY) != batch
+    assert Noise("s", "v2|q|").protect_cells(trues, encoded, b"", 4.0, POLICY) != batch
+    assert Noise("t", "v1|q|").protect_cells(trues, encoded, b"", 4.0, POLICY) != batch
     labels = [f"cell{i}".encode() for i in range(len(trues))]
     assert noise.protect_cells(trues, labels, b"|subjects|4.0", 4.0, POLICY) == single
-    exact = Noise("s", "v1|q|").protect_many(trues, suffixes, 4.0, EXACT)
+    exact = Noise("s", "v1|q|").protect_cells(trues, encoded, b"", 4.0, EXACT)
     assert [v["value"] for v in exact] == trues
     assert any(not v["suppressed"] for v in batch) and any(v["suppressed"] for v in batch)
