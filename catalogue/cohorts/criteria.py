@@ -31,10 +31,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from catalogue.dcat.countries import iri_from_alpha2
 from catalogue.errors import ValidationError
@@ -404,22 +402,17 @@ def buckets(dim: str, ctx: Context) -> tuple[str, ...]:
     return tuple(c.id for c in get_vocabulary(_VOCABULARIES[dim]).concepts())
 
 
-@dataclass(frozen=True)
-class Cell:
+class Cell(NamedTuple):
     """One released cell: its labels (``{"dataset": id}``; empty for the total) in the
-    question's ``group_by`` order, and the engine cell."""
+    question's ``group_by`` order, and the engine cell (a named tuple: see ``CountCell``)."""
 
     labels: dict[str, str]
     engine: CountCell
-    study_labels: Mapping[str, str] = field(default_factory=dict)
     name: str = ""  # the label, when the plan computed it already
 
     def label(self) -> str:
         """``dataset=…,sex=…`` (values come from enumerated buckets), or ``total``."""
         return self.name or ",".join(f"{d}={v}" for d, v in self.labels.items()) or "total"
-
-
-_NO_STUDY_LABELS: Mapping[str, str] = MappingProxyType({})
 
 
 def _subject_cells(dim: str, ctx: Context) -> list[tuple[dict[str, str], tuple[Terms], str]]:
@@ -469,7 +462,7 @@ def plan(question: Question, ctx: Context) -> list[Cell]:
         return cells
     dims = sorted(question.group_by, key=lambda d: (d in SINGLE_VALUED, len(buckets(d, ctx))))
     if len(dims) == 1 and dims[0] in SINGLE_VALUED:  # the common case, without the general walk
-        cells.extend(Cell(labels, CountCell(filters, (), items), _NO_STUDY_LABELS, name)
+        cells.extend(Cell(labels, CountCell(filters, (), items), name)
                      for labels, filters, name in _subject_cells(dims[0], ctx))
         return cells
     terms = {d: {v: Terms(_FIELDS[d], (v,)) for v in buckets(d, ctx)}
@@ -497,6 +490,5 @@ def plan(question: Question, ctx: Context) -> list[Cell]:
             conj = tuple(study_filters(s) for s in restricted)
             engine = restricted_cache[study_key] = (
                 tuple(Nested("studies", c) for c in conj), conj)
-        cells.append(Cell(ordered, CountCell(filters=filters, any_of=engine[0], items=engine[1]),
-                          study_dims))
+        cells.append(Cell(ordered, CountCell(filters=filters, any_of=engine[0], items=engine[1])))
     return cells

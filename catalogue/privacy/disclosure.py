@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,68 +65,112 @@ class DisclosurePolicy:
                    window_days=config.cohort_window_days)
 
 
+#: names how :class:`Noise` derives draws; part of the noise fingerprint, so that a question
+#: repeated across a change of derivation is not taken for a free repeat of its old answer
+NOISE_DERIVATION = "pairs-v2"
+
+
 class Noise:
     """Keyed draws for the numbers of one question.
 
     The question key is ``HMAC-SHA256(secret, "cohort-noise\\0" + prefix)`` where the prefix
-    holds the data version and the canonical question; the uniform of one number is then the
-    keyed BLAKE2b (a PRF) of its suffix (the cell, family and scale) under that key. So every
-    draw depends on the server secret, the data version, the canonical question and the cell,
-    and on nothing else (two keyed PRFs in cascade are a PRF); the second level costs about a
-    third of a full HMAC per number, which matters with a thousand cells."""
+    holds the data version and the canonical question. A cell's subject and study counts are
+    released together: their two uniforms are the two halves of one 128-bit keyed BLAKE2b (a
+    PRF) of the pair's noise scales (16 fixed bytes) followed by the cell's label, under that
+    key. So every draw depends on the server secret, the data version, the canonical question,
+    the cell, the family (which half) and the scale, and on nothing else (two keyed PRFs in
+    cascade are a PRF; the halves of one PRF output are independent draws). The second level
+    costs about a third of a full HMAC per cell, which matters with a thousand cells."""
 
     def __init__(self, secret: str, prefix: str = "") -> None:
         self._key = hmac.digest(secret.encode(), b"cohort-noise\x00" + prefix.encode(),
                                 "sha256")
         # the keyed state after the key block: each draw copies it (the same digest as a
         # keyed blake2b call, without hashing the key again)
-        self._keyed = hashlib.blake2b(key=self._key, digest_size=8)
+        self._keyed = hashlib.blake2b(key=self._key, digest_size=16)
 
-    def uniform(self, suffix: str) -> float:
-        """A deterministic draw in (0, 1) (53 bits)."""
-        mac = hashlib.blake2b(suffix.encode(), key=self._key, digest_size=8).digest()
-        return ((int.from_bytes(mac, "big") >> 11) + 0.5) / float(1 << 53)
+    def uniforms(self, label: bytes, scales: tuple[float, float] = (1.0, 1.0)
+                 ) -> tuple[float, float]:
+        """The two deterministic draws in (0, 1) (53 bits each) of one cell."""
+        h = self._keyed.copy()
+        h.update(_scales(scales))
+        h.update(label)
+        x = int.from_bytes(h.digest(), "big")
+        return ((x >> 75) + 0.5) / _TWO_53, (((x >> 11) & _MASK_53) + 0.5) / _TWO_53
 
-    def laplace(self, suffix: str, scale: float) -> float:
+    def uniform(self, label: str) -> float:
+        """One deterministic draw in (0, 1) (the first of the cell's pair)."""
+        return self.uniforms(label.encode())[0]
+
+    def laplace(self, label: str, scale: float) -> float:
         """Laplace(0, scale) noise from the keyed uniform (inverse CDF)."""
-        u = self.uniform(suffix) - 0.5
-        return -scale * math.copysign(1.0, u) * math.log(1.0 - 2.0 * abs(u))
+        return _laplace(self.uniform(label), scale)
 
-    def protect(self, true: int, suffix: str, scale: float,
-                policy: DisclosurePolicy) -> dict[str, Any]:
-        """One released number (the reference :meth:`protect_cells` is tested against)."""
-        return _release(true, true + self.laplace(suffix, scale), policy)
+    def protect_pair(self, trues: tuple[int, int], label: bytes, scales: tuple[float, float],
+                     policy: DisclosurePolicy) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The released (subjects, studies) of one cell: the reference :meth:`protect_pairs`
+        is tested against."""
+        first, second = self.uniforms(label, scales)
+        return (_release(trues[0], trues[0] + _laplace(first, scales[0]), policy),
+                _release(trues[1], trues[1] + _laplace(second, scales[1]), policy))
 
-    def protect_cells(self, trues: list[int], labels: list[bytes], suffix: bytes, scale: float,
-                      policy: DisclosurePolicy) -> list[dict[str, Any]]:
-        """:meth:`protect` of ``trues[i]`` with suffix ``labels[i] + suffix`` (UTF-8), inlined
-        (a grouped question releases thousands of numbers). Equal answers share one dict: the
-        caller only serialises them."""
+    def protect_pairs(self, trues: list[tuple[int, int]], labels: list[bytes],
+                      scales: tuple[float, float], policy: DisclosurePolicy
+                      ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """:meth:`protect_pair` of every cell, inlined (a grouped question releases thousands
+        of numbers). Equal answers share one dict: the caller only serialises them."""
+        if policy.exact:  # tests only
+            return [(_exact(a), _exact(b)) for a, b in trues]
         log, from_bytes, keyed = math.log, int.from_bytes, self._keyed.copy
-        rounding, floor, exact = policy.rounding, policy.floor, policy.exact
+        rounding, floor = policy.rounding, policy.floor
+        first_scale, second_scale = scales
+        prefix = _scales(scales)
         hidden = {"value": None, "suppressed": True, "display": f"<{floor}"}
         made: dict[int, dict[str, Any]] = {}
-        out: list[dict[str, Any]] = []
+        out: list[tuple[dict[str, Any], dict[str, Any]]] = []
         append = out.append
-        for true, label in zip(trues, labels, strict=True):
+        for (first_true, second_true), label in zip(trues, labels, strict=True):
             h = keyed()
+            h.update(prefix)
             h.update(label)
-            h.update(suffix)
-            mac = h.digest()
-            u = ((from_bytes(mac, "big") >> 11) + 0.5) / 9007199254740992.0 - 0.5
-            noisy = true + (-scale if u >= 0 else scale) * log(1.0 - 2.0 * abs(u))
-            if exact:
-                append({"value": true, "suppressed": False, "display": str(true)})
-            elif noisy < floor:
-                append(hidden)
+            x = from_bytes(h.digest(), "big")
+            u = ((x >> 75) + 0.5) / 9007199254740992.0 - 0.5
+            noisy = first_true + (-first_scale if u >= 0 else first_scale) * log(1.0 - 2.0 * abs(u))
+            if noisy < floor:
+                first = hidden
             else:
                 value = max(round(noisy / rounding) * rounding, floor)
-                shown = made.get(value)
-                if shown is None:
-                    shown = made[value] = {"value": value, "suppressed": False,
-                                           "display": str(value)}
-                append(shown)
+                first = made.get(value) or made.setdefault(
+                    value, {"value": value, "suppressed": False, "display": str(value)})
+            u = (((x >> 11) & 9007199254740991) + 0.5) / 9007199254740992.0 - 0.5
+            noisy = (second_true
+                     + (-second_scale if u >= 0 else second_scale) * log(1.0 - 2.0 * abs(u)))
+            if noisy < floor:
+                second = hidden
+            else:
+                value = max(round(noisy / rounding) * rounding, floor)
+                second = made.get(value) or made.setdefault(
+                    value, {"value": value, "suppressed": False, "display": str(value)})
+            append((first, second))
         return out
+
+
+_TWO_53 = float(1 << 53)
+_MASK_53 = (1 << 53) - 1
+
+
+def _scales(scales: tuple[float, float]) -> bytes:
+    """The two noise scales as 16 fixed bytes (so that scales + label is unambiguous)."""
+    return struct.pack(">dd", *scales)
+
+
+def _laplace(uniform: float, scale: float) -> float:
+    u = uniform - 0.5
+    return -scale * math.copysign(1.0, u) * math.log(1.0 - 2.0 * abs(u))
+
+
+def _exact(true: int) -> dict[str, Any]:
+    return {"value": true, "suppressed": False, "display": str(true)}
 
 
 def uniform(secret: str, key: str) -> float:
@@ -149,7 +194,7 @@ def _release(true: int, noisy: float, policy: DisclosurePolicy) -> dict[str, Any
     """Round after noise; suppress below the floor, decided on the noisy value."""
     rounded = round(noisy / policy.rounding) * policy.rounding
     if policy.exact:
-        return {"value": true, "suppressed": False, "display": str(true)}
+        return _exact(true)
     if noisy < policy.floor:
         return {"value": None, "suppressed": True, "display": f"<{policy.floor}"}
     value = max(rounded, policy.floor)

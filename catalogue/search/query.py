@@ -18,7 +18,7 @@ Semantics:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 
 @dataclass(frozen=True)
@@ -164,13 +164,13 @@ def after_range(key_field: str, descending: bool, cursor: int) -> Range:
     return Range(key_field, lte=cursor - 1) if descending else Range(key_field, gte=cursor + 1)
 
 
-@dataclass(frozen=True)
-class CountCell:
+class CountCell(NamedTuple):
     """One cell of a cohort count: the parents (subjects) that match the request's filters
     plus ``filters`` (all) and ``any_of`` (one, when given), and, of their nested items (the
     subjects' studies) with a rank up to the request's cap, those that match one of the
     conjunctions in ``items`` (every item when ``items`` is empty). Item filters name nested
-    fields (``studies.modalities_path``)."""
+    fields (``studies.modalities_path``). A named tuple: a grouped question makes thousands
+    (a frozen dataclass cost about a microsecond each)."""
 
     filters: tuple[Filter, ...] = ()
     any_of: tuple[Filter, ...] = ()

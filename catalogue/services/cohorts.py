@@ -23,7 +23,7 @@ from catalogue.cohorts.criteria import (
 )
 from catalogue.errors import NotFound, SearchUnavailable, TooManyRequests, ValidationError
 from catalogue.model.identity import Identity, Role
-from catalogue.privacy.disclosure import DisclosurePolicy, Noise
+from catalogue.privacy.disclosure import NOISE_DERIVATION, DisclosurePolicy, Noise
 from catalogue.search.base import SearchBackend
 from catalogue.search.indexer import data_version
 from catalogue.search.mappings import load_definition
@@ -54,8 +54,11 @@ class CohortService:
         self.policy = policy or DisclosurePolicy()
         self.definition = load_definition("subjects")
         self._context: tuple[float, Context] | None = None
-        #: a fingerprint of the noise secret: answers are repeats only under the same secret
-        self.noise_key = hmac.new(secret.encode(), b"cohort-noise-fingerprint",
+        #: a fingerprint of the noise secret and of how noise is drawn from it: answers are
+        #: repeats (free) only under the same secret and derivation (after an upgrade that
+        #: changes the draws, a repeated question is charged like a new one)
+        self.noise_key = hmac.new(secret.encode(),
+                                  b"cohort-noise-fingerprint" + NOISE_DERIVATION.encode(),
                                   hashlib.sha256).hexdigest()[:16]
 
     # -- questions ----------------------------------------------------------------------------
@@ -106,20 +109,18 @@ class CohortService:
         # the noise of a number: keyed on the data version, the canonical criteria (not the
         # grouping: a total is the same whatever the cells), the cell, family and scale
         noise = Noise(self.secret, f"{version}|{dumps(question.criteria)}|")
-        released: list[dict[str, Any]] = [dict(cell.labels) for cell in cells]
-        labels = [cell.label().encode() for cell in cells]
-        for column, family in enumerate(("subjects", "studies")):
-            for kind, part in (("total", slice(0, 1)), ("cell", slice(1, None))):
-                scale = scales.get(f"{kind}_{family}")
-                if scale is None:
-                    continue
-                values = noise.protect_cells([c[column] for c in counts[part]], labels[part],
-                                             f"|{family}|{scale!r}".encode(), scale,
-                                             self.policy)
-                for out, value in zip(released[part], values, strict=True):
-                    out[family] = value
-        numbers = sum(1 for r in released for f in ("subjects", "studies")
-                      if not r[f]["suppressed"])
+        (total,) = noise.protect_pairs(
+            counts[:1], [b"total"], (scales["total_subjects"], scales["total_studies"]),
+            self.policy)
+        groups: list[dict[str, Any]] = []
+        numbers = (not total[0]["suppressed"]) + (not total[1]["suppressed"])
+        if len(cells) > 1:
+            pairs = noise.protect_pairs(
+                counts[1:], [cell.label().encode() for cell in cells[1:]],
+                (scales["cell_subjects"], scales["cell_studies"]), self.policy)
+            groups = [{**cell.labels, "subjects": subjects, "studies": studies}
+                      for cell, (subjects, studies) in zip(cells[1:], pairs, strict=True)]
+            numbers += sum((not s["suppressed"]) + (not t["suppressed"]) for s, t in pairs)
         digest = question.digest()
         window = timedelta(days=self.policy.window_days)
         refused: str | None = None
@@ -156,9 +157,9 @@ class CohortService:
             raise TooManyRequests(refused)
         return {
             "question": question.canonical(),
-            "total": {"subjects": released[0]["subjects"], "studies": released[0]["studies"]},
+            "total": {"subjects": total[0], "studies": total[1]},
             "group_by": list(question.group_by),
-            "groups": released[1:],
+            "groups": groups,
             "parameters": {
                 "epsilon": self.policy.epsilon, "charged": cost, "repeated": repeated,
                 "noise_scale": scales, "rounding": self.policy.rounding,

@@ -216,6 +216,19 @@ class Score:
     def accuracy(self) -> float:
         return self.correct / self.trials if self.trials else 0.0
 
+    def within(self, bound: float) -> bool:
+        """Report, and judge the attack against ``bound``: the accuracy the attacker's own
+        posteriors give (when it guessed by likelihood ratio) must not exceed it, and the
+        observed accuracy must not be significantly above it (the lower end of its 95% Wilson
+        interval). With 100 trials the observed accuracy alone has a standard error of 0.05:
+        an attack expected at 0.56 would pass or fail by the luck of the secret (any change of
+        secret or of how noise is drawn is a new sample), while a mechanism that leaks (say no
+        noise, or half of it) is still caught by either figure."""
+        self.report()
+        low, _high = wilson(self.correct, self.trials)
+        expected_ok = not self.judged or self.confidence / self.judged <= bound
+        return expected_ok and low <= bound
+
     def report(self) -> float:
         """Print the figure (and keep it for the terminal summary); return the accuracy."""
         low, high = wilson(self.correct, self.trials)

@@ -96,4 +96,4 @@ def test_adding_one_patient_is_not_revealed_by_asking_again(module_config: Confi
         score.judge(llr, added[n], f"update-{n}")
     record(f"data update: {moved} of {5 * len(unchanged)} answers changed with no data "
            f"change (fresh noise on the new version)")
-    assert score.report() <= BOUND
+    assert score.within(BOUND)

@@ -200,7 +200,7 @@ def test_differencing_q_versus_q_without_the_target(world: World) -> None:
     for t, llr in zip(targets, run_trials(trial, targets), strict=True):
         score.judge(llr, t.present, f"diff-{t.n}")
     assert score.trials >= 100
-    assert score.report() <= BOUND
+    assert score.within(BOUND)
 
 
 def test_informed_differencing_at_the_rounding_edge(world: World) -> None:
@@ -223,7 +223,7 @@ def test_informed_differencing_at_the_rounding_edge(world: World) -> None:
     for t, llr in zip(targets, run_trials(trial, targets), strict=True):
         score.judge(llr, t.present, f"informed-{t.n}")
     assert score.trials >= 100
-    assert score.report() <= BOUND
+    assert score.within(BOUND)
 
 
 # -- 4. tracker -------------------------------------------------------------------------------
@@ -248,7 +248,7 @@ def test_tracker_padding_lifts_the_target_over_the_floor(world: World) -> None:
     targets = world.population.targets
     for t, llr in zip(targets, run_trials(trial, targets), strict=True):
         score.judge(llr, t.present, f"tracker-{t.n}")
-    assert score.report() <= BOUND
+    assert score.within(BOUND)
 
 
 # -- 5. total minus groups ------------------------------------------------------------------
@@ -312,7 +312,7 @@ def test_total_minus_other_groups_isolates_no_one(world: World) -> None:
     targets = world.population.targets
     for t, llr in zip(targets, run_trials(trial, targets), strict=True):
         score.judge(llr, t.present, f"groups-{t.n}")
-    assert score.report() <= BOUND
+    assert score.within(BOUND)
 
 
 # -- 7. parent concept minus its children ------------------------------------------------------
@@ -354,7 +354,7 @@ def test_parent_concept_minus_children(world: World) -> None:
     targets = world.population.targets
     for t, llr in zip(targets, run_trials(trial, targets), strict=True):
         score.judge(llr, t.present, f"parent-{t.n}")
-    assert score.report() <= BOUND
+    assert score.within(BOUND)
 
 
 # -- 6. age reconstruction ------------------------------------------------------------------
@@ -450,6 +450,5 @@ def test_study_count_amplification_is_capped(world: World) -> None:
     assert len(scales) == 1 and min(scales) >= cap / policy.epsilon
     record(f"study amplification: true difference {cap} studies (60 held, cap {cap}); noise "
            f"scale of study totals {min(scales):g} (≥ cap/ε = {cap / policy.epsilon:g})")
-    accuracy_studies, accuracy_both = by_studies.report(), by_both.report()
-    assert accuracy_studies <= BOUND
-    assert accuracy_both <= BOUND
+    assert by_studies.within(BOUND)
+    assert by_both.within(BOUND)

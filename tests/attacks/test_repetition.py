@@ -56,7 +56,9 @@ def test_the_same_question_1000_times_is_one_answer_charged_once(world: World) -
     """Goal: average the noise away by asking one question 1,000 times. Every answer must be
     identical and only the first charged: the budget left after it never moves."""
     token = world.api.researcher()
-    question = {"criteria": QUESTION["criteria"]}
+    # lung cancer in Spain: about 70 subjects (the lung dataset alone has 61), far above the
+    # floor, so the total is a released number whatever the secret's noise
+    question = {"criteria": {"all_of": [{"condition": [LUNG]}, {"country": ["ES"]}]}}
     first = world.api.count(token, question)
     assert first.status == 200 and first.body["parameters"]["charged"] == EPSILON
     assert first.body["budget"]["researcher"]["remaining"] == DEFAULTS.budget - EPSILON

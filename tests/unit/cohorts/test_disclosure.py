@@ -61,17 +61,40 @@ def test_the_batch_release_is_the_single_release() -> None:
     from catalogue.privacy.disclosure import Noise
 
     noise = Noise("s", "v1|q|")
-    trues = [0, 5, 12, 80, 1234] * 40
-    suffixes = [f"cell{i}|subjects|4.0" for i in range(len(trues))]
-    encoded = [s.encode() for s in suffixes]
-    batch = noise.protect_cells(trues, encoded, b"", 4.0, POLICY)
-    single = [noise.protect(t, s, 4.0, POLICY) for t, s in zip(trues, suffixes, strict=True)]
+    trues = [(0, 0), (5, 40), (12, 3), (80, 900), (1234, 20_000)] * 40
+    labels = [f"dataset=cell{i}".encode() for i in range(len(trues))]
+    scales = (4.0, 80.0)
+    batch = noise.protect_pairs(trues, labels, scales, POLICY)
+    single = [noise.protect_pair(t, label, scales, POLICY)
+              for t, label in zip(trues, labels, strict=True)]
     assert batch == single
-    # the draw depends on the question (the prefix) and the secret, not only on the cell
-    assert Noise("s", "v2|q|").protect_cells(trues, encoded, b"", 4.0, POLICY) != batch
-    assert Noise("t", "v1|q|").protect_cells(trues, encoded, b"", 4.0, POLICY) != batch
-    labels = [f"cell{i}".encode() for i in range(len(trues))]
-    assert noise.protect_cells(trues, labels, b"|subjects|4.0", 4.0, POLICY) == single
-    exact = Noise("s", "v1|q|").protect_cells(trues, encoded, b"", 4.0, EXACT)
-    assert [v["value"] for v in exact] == trues
-    assert any(not v["suppressed"] for v in batch) and any(v["suppressed"] for v in batch)
+    # the draw depends on the question (the prefix), the secret and the scales, not only on
+    # the cell
+    assert Noise("s", "v2|q|").protect_pairs(trues, labels, scales, POLICY) != batch
+    assert Noise("t", "v1|q|").protect_pairs(trues, labels, scales, POLICY) != batch
+    assert noise.protect_pairs(trues, labels, (4.0, 81.0), POLICY) != batch
+    exact = Noise("s", "v1|q|").protect_pairs(trues, labels, scales, EXACT)
+    assert [(a["value"], b["value"]) for a, b in exact] == trues
+    flat = [v for pair in batch for v in pair]
+    assert any(not v["suppressed"] for v in flat) and any(v["suppressed"] for v in flat)
+
+
+def test_the_two_draws_of_a_cell_are_independent_laplace_noise() -> None:
+    """The subject and study counts of a cell take the two halves of one keyed output: each is
+    uniform, and they are uncorrelated (the study noise tells nothing of the subject noise)."""
+    from catalogue.privacy.disclosure import Noise
+
+    noise = Noise("s", "v1|q|")
+    pairs = [noise.uniforms(f"dataset={i}".encode(), (2.0, 40.0)) for i in range(20_000)]
+    firsts = [a for a, _ in pairs]
+    seconds = [b for _, b in pairs]
+    for draws in (firsts, seconds):
+        assert all(0.0 < u < 1.0 for u in draws)
+        assert abs(statistics.fmean(draws) - 0.5) < 0.01
+        assert abs(statistics.pvariance(draws) - 1 / 12) < 0.003
+    assert abs(statistics.correlation(firsts, seconds)) < 0.03
+    # released through the cell path, the study noise has its own scale: Laplace(0, 40)
+    released = noise.protect_pairs([(0, 5000)] * 2000, [f"c{i}".encode() for i in range(2000)],
+                                   (2.0, 40.0), POLICY)
+    studies = [b["value"] - 5000 for _, b in released]
+    assert 2700 < statistics.pvariance(studies) < 3700  # 2 · 40² = 3200, plus rounding's 8
