@@ -11,7 +11,7 @@ import pytest
 
 from catalogue.config import Config
 from catalogue.model.dataset import DatasetStatus
-from catalogue.model.identity import SYSTEM, Identity, Role, User
+from catalogue.model.identity import SYSTEM, Identity, Organisation, Role, User
 from catalogue.runtime import Runtime
 from tests.integration.cohorts import (
     BREAST,
@@ -138,13 +138,24 @@ def test_exact_counts_equal_sql_ground_truth(exact_rt: Runtime) -> None:
     # catalogue metadata behind the cells is read again
     everyone = {"criteria": {"all_of": []}, "group_by": ["dataset"]}
     before = rt.cohorts.count(who, everyone)
+    unchanged = rt.cohorts.context()
+    rt.cohorts.expire_context()  # the metadata cache (CONTEXT_TTL) expires: checked, kept
+    assert rt.cohorts.context() is unchanged
     rt.datasets.set_status(SYSTEM, lung_ct, DatasetStatus.WITHDRAWN)
-    rt.cohorts._context = None  # the metadata cache (CONTEXT_TTL) expires
+    assert rt.cohorts.context() is unchanged  # within CONTEXT_TTL nothing is read
+    rt.cohorts.expire_context()
     after = rt.cohorts.count(who, everyone)
+    assert rt.cohorts.context() is not unchanged
+    assert lung_ct in unchanged.datasets
+    assert lung_ct in rt.cohorts.context().unpublished
     assert lung_ct not in {g["dataset"] for g in after["groups"]}
     counted = {g["dataset"]: g["subjects"]["value"] for g in before["groups"]}
     assert after["total"]["subjects"]["value"] == (
         before["total"]["subjects"]["value"] - counted[lung_ct])
+    # a new organisation is a provider cell once the stamp is checked again
+    rt.identities.create_organisation(SYSTEM, Organisation("prov-new", "PROV-NEW", "PT"))
+    rt.cohorts.expire_context()
+    assert "prov-new" in rt.cohorts.context().providers
 
 
 def test_tantivy_counts_stay_exact_when_more_values_occur_than_a_pass_asks_for(
