@@ -1178,10 +1178,11 @@ def _report(name: str, figures: dict[str, Any], out: str | None) -> None:
               help="Worker threads of the `catalogue serve` under test, per process.")
 @click.option("--processes", type=click.IntRange(1, 64), default=None,
               help="Processes of the `catalogue serve` under test  [default: one per CPU].")
-@click.option("--think", "think_ms", type=click.FloatRange(0, 60_000), default=0.0,
+@click.option("--think", "think_ms", type=click.FloatRange(0, 60_000), default=500.0,
               show_default=True,
-              help="Mean think time per client between requests, ms (exponential); 0 is a "
-                   "closed loop at saturation.")
+              help="Mean think time per client between requests, ms (exponential): the "
+                   "paced run the latency targets are judged on; 0 is a closed loop at "
+                   "saturation (capacity).")
 @click.option("--datasets", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--subjects", type=click.IntRange(min=10), default=50_000, show_default=True)
 @click.option("--studies", type=click.IntRange(min=10), default=150_000, show_default=True)

@@ -31,7 +31,7 @@ SCALES: dict[str, dict[str, dict[str, Any]]] = {
         "cohorts": {"subjects": 20_000, "studies": 60_000, "datasets": 200, "queries": 20},
         "export": {"datasets": 1_000, "small": 300, "sample": 500, "rdflib_sample": 100},
         "load": {"clients": 4, "duration": 15.0, "datasets": 100, "subjects": 5_000,
-                 "studies": 15_000},
+                 "studies": 15_000, "think_ms": 500.0},
     },
     "standard": {
         "harvest": {"datasets": 2_000, "page_size": 100},
@@ -42,7 +42,7 @@ SCALES: dict[str, dict[str, dict[str, Any]]] = {
         "cohorts": {"subjects": 200_000, "studies": 600_000, "datasets": 1_000, "queries": 40},
         "export": {"datasets": 20_000, "small": 5_000, "sample": 5_000, "rdflib_sample": 300},
         "load": {"clients": 8, "duration": 60.0, "datasets": 1_000, "subjects": 50_000,
-                 "studies": 150_000},
+                 "studies": 150_000, "think_ms": 500.0},
     },
     "full": {
         "harvest": {"datasets": 10_000, "page_size": 100},
@@ -54,7 +54,7 @@ SCALES: dict[str, dict[str, dict[str, Any]]] = {
                     "queries": 200},
         "export": {"datasets": 100_000, "small": 10_000, "sample": 10_000, "rdflib_sample": 500},
         "load": {"clients": 8, "duration": 60.0, "datasets": 1_000, "subjects": 200_000,
-                 "studies": 600_000},
+                 "studies": 600_000, "think_ms": 500.0},
     },
 }
 BENCHES = tuple(SCALES["quick"])
@@ -250,7 +250,9 @@ def headline(name: str, result: dict[str, Any]) -> list[Row]:
                         rss.get("small_mb"), rss.get("ratio"), "flat", None))
         return rows
     if name == "load":
-        rows = [Row(name, f"{op} p95 ms, {f.get('clients')} clients vs one unloaded",
+        paced = (f"{f.get('clients')} clients, {f.get('think_ms'):g} ms think"
+                 if f.get("think_ms") else f"{f.get('clients')} clients, closed loop")
+        rows = [Row(name, f"{op} p95 ms, {paced} vs one unloaded",
                     o["p95_ms"], o.get("unloaded_p95_ms"), o.get("ratio_p95_vs_unloaded"),
                     "-" if o["target_p95_ms"] is None else
                     f"p95 ≤ {o['target_p95_ms']:.0f} ms", o["meets_target"])

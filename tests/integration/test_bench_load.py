@@ -52,12 +52,16 @@ def test_bench_load_command_writes_its_json(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, [
         "bench", "load", "--clients", "2", "--duration", "2", "--workers", "4",
         "--datasets", "12", "--subjects", "200", "--studies", "600", "--providers", "3",
-        "--json", str(out)])
+        "--think", "20", "--json", str(out)])
     assert result.exit_code == 0, result.output
     assert "dataset_api" in result.output and "unloaded" in result.output
     written = json.loads(out.read_text())
     assert written["benchmark"] == "load" and written["errors"] == 0
     assert set(written["operations"]) == set(load.OPERATIONS)
+    # paced: every client waits a think time between requests (the default, 500 ms, is the
+    # run the latency targets are judged on)
+    assert written["think_ms"] == 20 and written["mode"].startswith("paced")
+    assert written["requests"] > 0
 
 
 def test_load_refuses_more_clients_than_its_bound() -> None:
