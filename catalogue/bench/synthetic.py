@@ -43,6 +43,7 @@ from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
 from catalogue.ontology import get_vocabulary
+from catalogue.testing.search_corpus import IMAGING_CATEGORY
 
 #: EU member states, in the order providers are placed in them.
 COUNTRIES: tuple[str, ...] = (
@@ -352,7 +353,8 @@ def _dataset_row(ds: _Dataset) -> tuple[Any, ...]:
     issued = _published(date(LAST_YEAR, 12, 31), ds.delay)
     return (ds.id, ds.organisation_id, ds.identifier, "published", Jsonb({"en": _title(ds)}),
             Jsonb({"en": description}), [t.name for t in ds.types],
-            ["http://publications.europa.eu/resource/authority/data-theme/HEAL"], ["IMAGING"],
+            ["http://publications.europa.eu/resource/authority/data-theme/HEAL"],
+            [IMAGING_CATEGORY],
             concepts, modalities, body_parts, sorted(ds.fleet), [ds.country],
             "http://publications.europa.eu/resource/authority/access-right/RESTRICTED",
             issued, issued, issued)

@@ -23,6 +23,11 @@ from catalogue.model.dataset import Dataset, DatasetStatus
 
 T = TypeVar("T")
 
+#: the EHDS health category of imaging data (HealthDCAT-AP's vocabulary, as an IRI: the model
+#: stores IRIs, and the export leaves out a bare code)
+IMAGING_CATEGORY = ("https://hdeu-dcat.acceptance.data.health.europa.eu/resource/authority/"
+                    "healthcategories/IMAGING")
+
 
 @dataclass(frozen=True)
 class Provider:
@@ -460,7 +465,7 @@ def generate_datasets(n: int, seed: int = 0,
             description={"en": " ".join(sentences)},
             status=status,
             keywords=keywords,
-            health_categories=["IMAGING"] if draw.chance(0.9) else [],
+            health_categories=[IMAGING_CATEGORY] if draw.chance(0.9) else [],
             conditions=list(dict.fromkeys(conditions)),
             modalities=list(modalities),
             body_parts=body_parts,

@@ -23,6 +23,7 @@ from catalogue.bench.synthetic import (
     generate,
 )
 from catalogue.ontology import get_vocabulary
+from catalogue.testing.search_corpus import IMAGING_CATEGORY
 from tests.conftest import _with_database
 
 _names = itertools.count()
@@ -156,6 +157,9 @@ def test_datasets_describe_their_records(small: tuple[str, GenerationReport]) ->
         FROM datasets d JOIN organisations o ON o.id = d.organisation_id""")
     for r in rows:
         assert r["countries"] == [r["country"]] and r["title"]["en"]
+        # vocabulary IRIs, as harvested descriptions store them (a bare code is left out of
+        # the DCAT export)
+        assert r["health_categories"] == [IMAGING_CATEGORY]
         assert r["number_of_individuals"] == r["n_subjects"]
         assert r["number_of_studies"] == r["n_studies"]
         if r["n_subjects"]:

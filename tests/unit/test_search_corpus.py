@@ -8,7 +8,12 @@ import pytest
 
 from catalogue.model.dataset import Dataset, DatasetStatus
 from catalogue.ontology import get_vocabulary, normalise
-from catalogue.testing.search_corpus import COUNTRIES, generate_datasets, providers
+from catalogue.testing.search_corpus import (
+    COUNTRIES,
+    IMAGING_CATEGORY,
+    generate_datasets,
+    providers,
+)
 
 LUNG, BREAST, PROSTATE, COLORECTAL = (
     "snomed:93880001", "snomed:254837009", "snomed:399068003", "snomed:363406005")
@@ -138,6 +143,10 @@ def test_descriptions_keywords_and_numbers_are_plausible(corpus: list[Dataset]) 
     assert access.most_common(1)[0][0] == "RESTRICTED"
     assert all(d.issued and d.modified and d.issued <= d.modified for d in corpus)
     assert all(d.modified and d.modified.tzinfo is not None for d in corpus)
+    # health categories are vocabulary IRIs (a bare code is left out of the DCAT export)
+    categories = Counter(c for d in corpus for c in d.health_categories)
+    assert set(categories) == {IMAGING_CATEGORY}
+    assert categories[IMAGING_CATEGORY] > 0.8 * len(corpus)
     years = Counter(d.modified.year for d in corpus if d.modified)
     assert min(years) >= 2015 and max(years) <= 2026
     assert years[2025] > years[2016]  # recent descriptions are more common
