@@ -95,8 +95,8 @@ class Noise:
         h = self._keyed.copy()
         h.update(_scales(scales))
         h.update(label)
-        x = int.from_bytes(h.digest(), "big")
-        return ((x >> 75) + 0.5) / _TWO_53, (((x >> 11) & _MASK_53) + 0.5) / _TWO_53
+        first, second = _halves(h.digest())
+        return (first + 0.5) / _TWO_53, (second + 0.5) / _TWO_53
 
     def uniform(self, label: str) -> float:
         """One deterministic draw in (0, 1) (the first of the cell's pair)."""
@@ -117,46 +117,48 @@ class Noise:
     def protect_pairs(self, trues: list[tuple[int, int]], labels: list[bytes],
                       scales: tuple[float, float], policy: DisclosurePolicy
                       ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-        """:meth:`protect_pair` of every cell, inlined (a grouped question releases thousands
-        of numbers). Equal answers share one dict: the caller only serialises them."""
+        """:meth:`protect_pair` of every cell, with what is the same for every cell worked out
+        once (a grouped question releases thousands of numbers). Equal answers share one
+        dict: the caller only serialises them."""
         if policy.exact:  # tests only
             return [(_exact(a), _exact(b)) for a, b in trues]
-        log, from_bytes, keyed = math.log, int.from_bytes, self._keyed.copy
+        log, keyed = math.log, self._keyed.copy
         rounding, floor = policy.rounding, policy.floor
         first_scale, second_scale = scales
         prefix = _scales(scales)
         hidden = {"value": None, "suppressed": True, "display": f"<{floor}"}
         made: dict[int, dict[str, Any]] = {}
+
+        def release(true: int, bits: int, scale: float) -> dict[str, Any]:
+            """``_release`` of ``true`` + Laplace(``scale``) from 53 uniform bits."""
+            u = (bits + 0.5) / _TWO_53 - 0.5
+            noisy = true + (-scale if u >= 0 else scale) * log(1.0 - 2.0 * abs(u))
+            if noisy < floor:
+                return hidden
+            value = max(round(noisy / rounding) * rounding, floor)
+            return made.get(value) or made.setdefault(
+                value, {"value": value, "suppressed": False, "display": str(value)})
+
         out: list[tuple[dict[str, Any], dict[str, Any]]] = []
         append = out.append
         for (first_true, second_true), label in zip(trues, labels, strict=True):
             h = keyed()
             h.update(prefix)
             h.update(label)
-            x = from_bytes(h.digest(), "big")
-            u = ((x >> 75) + 0.5) / 9007199254740992.0 - 0.5
-            noisy = first_true + (-first_scale if u >= 0 else first_scale) * log(1.0 - 2.0 * abs(u))
-            if noisy < floor:
-                first = hidden
-            else:
-                value = max(round(noisy / rounding) * rounding, floor)
-                first = made.get(value) or made.setdefault(
-                    value, {"value": value, "suppressed": False, "display": str(value)})
-            u = (((x >> 11) & 9007199254740991) + 0.5) / 9007199254740992.0 - 0.5
-            noisy = (second_true
-                     + (-second_scale if u >= 0 else second_scale) * log(1.0 - 2.0 * abs(u)))
-            if noisy < floor:
-                second = hidden
-            else:
-                value = max(round(noisy / rounding) * rounding, floor)
-                second = made.get(value) or made.setdefault(
-                    value, {"value": value, "suppressed": False, "display": str(value)})
-            append((first, second))
+            first, second = _halves(h.digest())
+            append((release(first_true, first, first_scale),
+                    release(second_true, second, second_scale)))
         return out
 
 
 _TWO_53 = float(1 << 53)
 _MASK_53 = (1 << 53) - 1
+
+
+def _halves(digest: bytes) -> tuple[int, int]:
+    """The two 53-bit draws of a 128-bit digest: its top bits and the top of its low half."""
+    x = int.from_bytes(digest, "big")
+    return x >> 75, (x >> 11) & _MASK_53
 
 
 def _scales(scales: tuple[float, float]) -> bytes:

@@ -9,7 +9,7 @@ import logging
 import math
 import time
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from catalogue.cohorts.criteria import (
     SINGLE_VALUED,
@@ -42,10 +42,16 @@ CONTEXT_TTL = 5.0
 #: what the cells depend on, in one row: every INSERT or UPDATE gives its row a new ``xmin``
 #: (so the sum moves), every DELETE changes a count
 CONTEXT_STAMP = (
-    "SELECT (SELECT count(*) FROM datasets) AS datasets, "
-    "(SELECT coalesce(sum(xmin::text::bigint), 0) FROM datasets) AS datasets_xmin, "
-    "(SELECT count(*) FROM organisations) AS organisations, "
-    "(SELECT coalesce(sum(xmin::text::bigint), 0) FROM organisations) AS organisations_xmin")
+    "SELECT d.n AS datasets, d.x AS datasets_xmin, o.n AS organisations, "
+    "o.x AS organisations_xmin FROM "
+    "(SELECT count(*) AS n, coalesce(sum(xmin::text::bigint), 0) AS x FROM datasets) AS d, "
+    "(SELECT count(*) AS n, coalesce(sum(xmin::text::bigint), 0) AS x FROM organisations) AS o")
+
+
+class _CachedContext(NamedTuple):
+    read_at: float   # time.monotonic() of the last check
+    stamp: Any       # the CONTEXT_STAMP row the context was read under
+    context: Context
 
 
 def published_only(ctx: Context) -> tuple[Filter, ...]:
@@ -62,7 +68,7 @@ class CohortService:
         self.secret = secret
         self.policy = policy or DisclosurePolicy()
         self.definition = load_definition("subjects")
-        self._context: tuple[float, Any, Context] | None = None
+        self._context: _CachedContext | None = None
         #: a fingerprint of the noise secret and of how noise is drawn from it: answers are
         #: repeats (free) only under the same secret and derivation (after an upgrade that
         #: changes the draws, a repeated question is charged like a new one)
@@ -80,21 +86,21 @@ class CohortService:
         ms, paid every few seconds by whichever question came then)."""
         now = time.monotonic()
         cached = self._context
-        if cached is not None and now - cached[0] < CONTEXT_TTL:
-            return cached[2]
+        if cached is not None and now - cached.read_at < CONTEXT_TTL:
+            return cached.context
         with self.db.transaction() as conn:
             stamp = conn.execute(CONTEXT_STAMP).fetchone()
-            if cached is not None and stamp == cached[1]:
-                context = cached[2]
+            if cached is not None and stamp == cached.stamp:
+                context = cached.context
             else:
                 context = self._read_context(conn)
-        self._context = (now, stamp, context)
+        self._context = _CachedContext(now, stamp, context)
         return context
 
     def expire_context(self) -> None:
         """Let the next question check the catalogue metadata now (tests)."""
         if self._context is not None:
-            self._context = (-math.inf, *self._context[1:])
+            self._context = self._context._replace(read_at=-math.inf)
 
     def _read_context(self, conn: Any) -> Context:
         datasets = tuple(r["id"] for r in conn.execute(

@@ -222,8 +222,8 @@ class Score:
         observed accuracy must not be significantly above it (the lower end of its 95% Wilson
         interval). With 100 trials the observed accuracy alone has a standard error of 0.05:
         an attack expected at 0.56 would pass or fail by the luck of the secret (any change of
-        secret or of how noise is drawn is a new sample), while a mechanism that leaks (say no
-        noise, or half of it) is still caught by either figure."""
+        secret or of how noise is drawn is a new sample), while a mechanism that leaks (no
+        noise, or a third of it: checked) is still caught by the expected figure."""
         self.report()
         low, _high = wilson(self.correct, self.trials)
         expected_ok = not self.judged or self.confidence / self.judged <= bound
