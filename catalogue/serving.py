@@ -72,6 +72,14 @@ def listen(host: str, port: int, backlog: int = 1024) -> socket.socket:
     return sock
 
 
+#: waitress settings of `catalogue serve` and of the test server. waitress spools a response
+#: larger than ``outbuf_overflow`` (default 1 MB) to a temporary file and reads it back to send
+#: it; a DCAT page of 1,000 datasets is 3-8 MB, so every full page went through the disk. Kept
+#: in memory up to 32 MB; ``outbuf_high_watermark`` (16 MB) still bounds what a connection
+#: buffers before its application thread waits for the client.
+SERVER_OPTIONS: dict[str, Any] = {"ident": "catalogue", "outbuf_overflow": 32 * 2**20}
+
+
 def run_server(app: Any, sock: socket.socket, threads: int,
                ready: Callable[[], None] | None = None, runtime: Any = None) -> None:
     """Serve ``app`` with waitress on an already listening socket until interrupted
@@ -81,8 +89,8 @@ def run_server(app: Any, sock: socket.socket, threads: int,
     if runtime is not None:
         runtime.settle()
 
-    server = create_server(app, sockets=[sock], threads=threads, ident="catalogue",
-                           clear_untrusted_proxy_headers=True)
+    server = create_server(app, sockets=[sock], threads=threads,
+                           clear_untrusted_proxy_headers=True, **SERVER_OPTIONS)
     if ready:
         ready()
     try:

@@ -7,7 +7,7 @@ answer has an ETag and a Last-Modified and honours ``If-None-Match``/``If-Modifi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from urllib.parse import urlencode
@@ -53,12 +53,13 @@ def not_modified(etag: str, last_modified: datetime | None) -> bool:
     return False
 
 
-def _respond(body: bytes | Iterator[bytes], fmt: str, etag: str,
+def _respond(body: bytes | Callable[[], bytes], fmt: str, etag: str,
              last_modified: datetime | None, status: int = 200) -> Response:
+    """``body`` may be a callable: it is called only when the answer is not a 304."""
     if status == 200 and not_modified(etag, last_modified):
         response = Response(status=304)
     else:
-        response = Response(body, status=status, mimetype=None,
+        response = Response(body() if callable(body) else body, status=status, mimetype=None,
                             content_type=media_type(fmt))
     response.headers["ETag"] = etag
     if last_modified is not None:
@@ -104,7 +105,7 @@ def catalog() -> Response:
 
     page = service.page(fmt, Selection(since=since, organisation=organisation), cursor, size,
                         url)
-    response = _respond(page.body(), fmt, page.etag, page.last_modified)
+    response = _respond(page.body, fmt, page.etag, page.last_modified)
     links = [f'<{url(None)}>; rel="first"']
     if page.next_cursor:
         links.append(f'<{url(page.next_cursor)}>; rel="next"')

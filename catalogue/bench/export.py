@@ -14,8 +14,8 @@ Measured in one run, on one generated catalogue of realistic EUCAIM-DCAT-AP desc
 - the baseline: the same per-dataset graphs (description with aggregates applied, plus its
   catalogue record), converted to Oxigraph triples beforehand, serialised one by one by the
   fastest serializer available (Oxigraph) alone, best of :data:`ROUNDS`; rdflib's serializer
-  on a smaller sample, for context; and reading the stored fragments from PostgreSQL alone
-  (the ceiling of any export that serves stored bytes);
+  on a smaller sample, for context; and reading the stored fragments from PostgreSQL and
+  unpacking them, alone (the ceiling of any export that serves stored bytes);
 - memory: the peak RSS (``VmHWM``) of ``catalogue export dcat`` on the small catalogue and on
   the full one, in the same states (first export, and warm in Turtle and N-Triples).
 
@@ -51,7 +51,7 @@ from catalogue.model.dataset import Dataset, DatasetStatus
 from catalogue.model.identity import SYSTEM, Organisation
 from catalogue.runtime import Runtime
 from catalogue.store.datasets import DatasetRepository, content_hash
-from catalogue.store.exports import ExportRepository, Selection
+from catalogue.store.exports import ExportRepository, Selection, unpack
 from catalogue.testing.app_server import serve
 from catalogue.testing.dcat_generator import EUCAIM_PREFIX, record
 from catalogue.testing.dcat_server import PREFIXES
@@ -248,8 +248,8 @@ def prepare(runtime: Runtime, limit: int, keep_graphs: int
 
 
 def stored_alone(runtime: Runtime, fmt: str, page_size: int) -> float:
-    """Datasets/s of reading every stored fragment in ``fmt`` from PostgreSQL alone (keyset
-    pages, binary transfer): what an export serving stored bytes cannot beat."""
+    """Datasets/s of reading every stored fragment in ``fmt`` from PostgreSQL and unpacking it
+    (keyset pages, binary transfer), alone: what an export serving stored bytes cannot beat."""
     n = 0
     after = "00000000-0000-0000-0000-000000000000"
     started = time.perf_counter()
@@ -259,7 +259,7 @@ def stored_alone(runtime: Runtime, fmt: str, page_size: int) -> float:
                 "SELECT dataset_id, body FROM dataset_exports WHERE format = %s AND "
                 "dataset_id > %s ORDER BY dataset_id LIMIT %s", (fmt, after, page_size),
                 binary=True).fetchall()
-            n += len(rows)
+            n += len([unpack(row["body"]) for row in rows])
             if len(rows) < page_size:
                 break
             after = rows[-1]["dataset_id"]
@@ -440,7 +440,7 @@ def table(figures: dict[str, Any]) -> str:
     lines += [
         "warm: the whole catalogue, fragments stored (best of "
         f"{ROUNDS}); cold: one provider's {first['cold_datasets']:,} datasets, nothing "
-        "stored; stored: reading the stored fragments from PostgreSQL alone",
+        "stored; stored: reading and unpacking the stored fragments alone",
         "first export of the whole catalogue (renders every dataset in all formats): "
         f"{figures['first_export_per_s']:,.0f}/s "
         f"(× {figures['ratio_first_export_turtle']:.3f} of Turtle alone)",

@@ -31,13 +31,13 @@ from catalogue.model.dataset import Dataset
 from catalogue.ontology import get_vocabulary
 from catalogue.store.datasets import DatasetRepository
 from catalogue.store.db import Database, is_uuid
-from catalogue.store.exports import ExportRepository, Selection
+from catalogue.store.exports import ExportRepository, Selection, unpack
 
 log = logging.getLogger(__name__)
 
 EUCAIM_NS = str(EUCAIM)
-#: bump when rendering changes, so cached fragments are made again
-RENDER_VERSION = "1"
+#: bump when rendering (or the stored encoding) changes, so cached fragments are made again
+RENDER_VERSION = "2"
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
 
@@ -52,7 +52,8 @@ class Gone(CatalogueError):
 
 @dataclass
 class Page:
-    """One page of an export: its validators and its body (bytes, streamed)."""
+    """One page of an export: its validators and its body (made when asked for: a 304 never
+    reads the fragments)."""
 
     fmt: str
     total: int
@@ -61,7 +62,7 @@ class Page:
     last_cursor: str | None
     etag: str
     last_modified: datetime | None
-    body: Callable[[], Iterator[bytes]]
+    body: Callable[[], bytes]
 
 
 def parse_instant(raw: str | None, name: str) -> datetime | None:
@@ -180,37 +181,46 @@ class ExportService:
     def fragments(self, conn: Any, rows: list[dict[str, Any]], fmt: str) -> list[bytes]:
         """The fragment of each row: stored when its key matches, else rendered. A dataset
         rendered for one format is rendered (and stored) in every format at once: building its
-        graph is the expensive part, serialising it is cheap."""
+        graph is the expensive part, serialising it is cheap. ``conn`` None: a transaction of
+        its own, opened only if something must be rendered."""
         out: list[bytes | None] = []
         missing: list[int] = []
         for i, row in enumerate(rows):
-            live = row["status"] == "published"
-            if live and row.get("cached_key") == self.render_key(row):
-                out.append(bytes(row["cached_body"]))
-            elif live:
-                out.append(None)
-                missing.append(i)
-            else:
+            if row["status"] != "published":
                 out.append(rdf.fragment(self._triples(row, None), fmt))
-        if missing:
-            datasets = {d.id: d for d in DatasetRepository(conn).get_many(
-                [str(rows[i]["id"]) for i in missing])}
-            fresh = []
-            for i in missing:
-                row = rows[i]
-                ds = datasets.get(str(row["id"]))
-                if ds is None:  # gone since the page was read
-                    out[i] = b""
-                    continue
-                triples = self._triples(row, ds)
-                key = self.render_key(row)
-                for name in rdf.EXPORT_FORMATS:
-                    body = rdf.fragment(triples, name)
-                    fresh.append((str(row["id"]), name, key, body))
-                    if name == fmt:
-                        out[i] = body
-            ExportRepository(conn).save_fragments(fresh)
+                continue
+            stored = unpack(row.get("cached_body")) \
+                if row.get("cached_key") == self.render_key(row) else None
+            out.append(stored)
+            if stored is None:
+                missing.append(i)
+        if missing and conn is None:
+            with self.db.transaction() as own:
+                self._render(own, rows, fmt, missing, out)
+        elif missing:
+            self._render(conn, rows, fmt, missing, out)
         return [b or b"" for b in out]
+
+    def _render(self, conn: Any, rows: list[dict[str, Any]], fmt: str, missing: list[int],
+                out: list[bytes | None]) -> None:
+        """Render the ``missing`` rows in every format, store them, fill ``out`` in ``fmt``."""
+        datasets = {d.id: d for d in DatasetRepository(conn).get_many(
+            [str(rows[i]["id"]) for i in missing])}
+        fresh = []
+        for i in missing:
+            row = rows[i]
+            ds = datasets.get(str(row["id"]))
+            if ds is None:  # gone since the page was read
+                out[i] = b""
+                continue
+            triples = self._triples(row, ds)
+            key = self.render_key(row)
+            for name in rdf.EXPORT_FORMATS:
+                body = rdf.fragment(triples, name)
+                fresh.append((str(row["id"]), name, key, body))
+                if name == fmt:
+                    out[i] = body
+        ExportRepository(conn).save_fragments(fresh)
 
     # -- pages ----------------------------------------------------------------------------------
     def page(self, fmt: str, selection: Selection, cursor: str | None, size: int,
@@ -233,14 +243,12 @@ class ExportService:
             digest = hashlib.sha256()
             digest.update(f"{fmt}|{selection}|{cursor}|{size}|{total}|{last}|{self.base}|"
                           f"{RENDER_VERSION}|{changed}".encode())
-            for r in rows:
-                digest.update(f"|{r['id']}:{r['version']}:{r['updated_at']}:{r['status']}"
-                              .encode())
+            digest.update("".join([f"|{r['id']}:{r['version']}:{r['updated_at']}:{r['status']}"
+                                   for r in rows]).encode())
             etag = '"' + digest.hexdigest()[:32] + '"'
 
-            def body() -> Iterator[bytes]:
-                with self.db.transaction() as c2:
-                    fragments = self.fragments(c2, rows, fmt)
+            def body() -> bytes:
+                fragments = self.fragments(None, rows, fmt)
                 live = [self.dataset_iri(r) for r in rows if r["status"] == "published"]
                 head = rdf.catalog_graph(self.catalog, (), (), changed)
                 links = rdf.PageLinks(
@@ -251,9 +259,10 @@ class ExportService:
                     head.add(triple)
                 listing = rdf.links(self.catalog_iri, live,
                                     [self.record_iri(r["id"]) for r in rows], fmt)
-                # one chunk per page: the server writes it in one go, not fragment by fragment
-                yield b"".join(rdf.join(fmt, [rdf.render(head, fmt, "catalog"), listing,
-                                              *fragments]))
+                # one buffer with its length: the server sends it as it is (no chunked
+                # framing, which copies the page twice more)
+                return b"".join(rdf.join(fmt, [rdf.render(head, fmt, "catalog"), listing,
+                                               *fragments]))
 
         return Page(fmt, total, ids, next_cursor, last, etag, changed, body)
 

@@ -25,10 +25,11 @@ def serve(runtime: Runtime, threads: int = 8) -> Iterator[str]:
     from waitress import create_server
 
     from catalogue.api.app import create_app
+    from catalogue.serving import SERVER_OPTIONS
 
     app = create_app(runtime=runtime, background_indexer=False)
     server: Any = create_server(app, host="127.0.0.1", port=0, threads=threads,
-                                ident="catalogue")
+                                **SERVER_OPTIONS)
     thread = threading.Thread(target=server.run, name="catalogue-waitress", daemon=True)
     thread.start()
     try:

@@ -417,3 +417,44 @@ def test_totals_follow_every_change_and_a_late_commit_within_the_ttl(
     runtime.export.SHAPE_TTL = 0.3  # type: ignore[misc]
     time.sleep(0.35)
     assert _total(client) == 23
+
+
+def test_stored_fragments_are_packed_and_a_bad_one_is_rendered_again(
+        runtime: Runtime, client: Any, world: dict[str, Any]) -> None:
+    from catalogue.store.exports import unpack
+
+    url = "/dcat/catalog?format=nt&page_size=50"
+    first = client.get(url)
+    assert first.status_code == 200
+    # one buffer with its length, not chunked
+    assert first.headers["Content-Length"] == str(len(first.data))
+    with runtime.database.transaction() as conn:
+        rows = conn.execute(
+            "SELECT dataset_id::text AS id, body, pg_column_compression(body) AS toast "
+            "FROM dataset_exports WHERE format = 'nt' ORDER BY dataset_id").fetchall()
+    assert len(rows) == len(world["datasets"])
+    for row in rows:
+        body = bytes(row["body"])
+        assert body[:1] == b"\x01" and row["toast"] is None  # ours, not pglz on top
+        plain = unpack(body)
+        assert plain is not None and len(plain) > len(body)
+        assert plain in first.data  # the page is made of the stored fragments
+
+    corrupt, foreign = rows[0]["id"], rows[1]["id"]
+    with runtime.database.transaction() as conn:
+        conn.execute("UPDATE dataset_exports SET body = '\\x01deadbeef'::bytea "
+                     "WHERE dataset_id = %s AND format = 'nt'", (corrupt,))
+        conn.execute("UPDATE dataset_exports SET body = convert_to('<a> <b> <c> .', 'UTF8') "
+                     "WHERE dataset_id = %s AND format = 'nt'", (foreign,))
+    again = client.get(url)
+    assert again.status_code == 200
+    assert isomorphic(parse_rdf(again.data, content_type="application/n-triples"),
+                      parse_rdf(first.data, content_type="application/n-triples"))
+    with runtime.database.transaction() as conn:
+        fixed = {r["id"]: bytes(r["body"]) for r in conn.execute(
+            "SELECT dataset_id::text AS id, body FROM dataset_exports WHERE format = 'nt' "
+            "AND dataset_id = ANY(%s::uuid[])", ([corrupt, foreign],))}
+    assert set(fixed) == {corrupt, foreign}
+    for body in fixed.values():  # rendered and stored again, packed
+        plain = unpack(body)
+        assert plain is not None and plain in again.data
