@@ -31,13 +31,13 @@ from catalogue.model.dataset import Dataset
 from catalogue.ontology import get_vocabulary
 from catalogue.store.datasets import DatasetRepository
 from catalogue.store.db import Database, is_uuid
-from catalogue.store.exports import ExportRepository, Selection, unpack
+from catalogue.store.exports import ExportRepository, PageRow, Selection, micros, unpack
 
 log = logging.getLogger(__name__)
 
 EUCAIM_NS = str(EUCAIM)
 #: bump when rendering (or the stored encoding) changes, so cached fragments are made again
-RENDER_VERSION = "2"
+RENDER_VERSION = "3"
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
 
@@ -140,7 +140,12 @@ class ExportService:
 
     # -- rendering ------------------------------------------------------------------------------
     def render_key(self, row: dict[str, Any]) -> str:
-        return f"{RENDER_VERSION}|{row['version']}|{row['updated_at'].isoformat()}|{self.base}"
+        """What a stored fragment was rendered from (``ExportRepository.listing`` compares it
+        in SQL: keep the two in step)."""
+        return f"{RENDER_VERSION}|{row['version']}|{micros(row['updated_at'])}|{self.base}"
+
+    def _key(self) -> tuple[str, str]:
+        return f"{RENDER_VERSION}|", f"|{self.base}"
 
     def _record(self, row: dict[str, Any]) -> rdf.RecordFacts:
         deleted = row["status"] != "published"
@@ -201,6 +206,22 @@ class ExportService:
             self._render(conn, rows, fmt, missing, out)
         return [b or b"" for b in out]
 
+    def _page_fragments(self, rows: list[PageRow], fmt: str) -> list[bytes]:
+        """The fragments of a page's rows: stored ones unpacked; the others (not stored, stale,
+        unreadable, or records of withdrawn datasets) from their full rows, rendered."""
+        out: list[bytes | None] = [unpack(r.body) if r.status == "published" else None
+                                   for r in rows]
+        redo = [i for i, body in enumerate(out) if body is None]
+        if redo:
+            with self.db.transaction() as conn:
+                full = {str(r["id"]): r for r in ExportRepository(conn).rows(
+                    [rows[i].id for i in redo])}
+                present = [i for i in redo if rows[i].id in full]  # else gone since
+                made = self.fragments(conn, [full[rows[i].id] for i in present], fmt)
+            for i, body in zip(present, made, strict=True):
+                out[i] = body
+        return [b or b"" for b in out]
+
     def _render(self, conn: Any, rows: list[dict[str, Any]], fmt: str, missing: list[int],
                 out: list[bytes | None]) -> None:
         """Render the ``missing`` rows in every format, store them, fill ``out`` in ``fmt``."""
@@ -235,21 +256,23 @@ class ExportService:
             repo = ExportRepository(conn)
             changed = repo.last_change()
             total, last = self._shape(repo, selection, size, changed)
-            rows = repo.page(selection, cursor, size + 1, fmt)  # one more: is there a next?
+            # one more: is there a next?
+            rows = repo.listing(selection, cursor, size + 1, fmt, self._key())
             more = len(rows) > size
             rows = rows[:size]
-            ids = [str(r["id"]) for r in rows]
+            ids = [r.id for r in rows]
             next_cursor = ids[-1] if more else None
             digest = hashlib.sha256()
             digest.update(f"{fmt}|{selection}|{cursor}|{size}|{total}|{last}|{self.base}|"
                           f"{RENDER_VERSION}|{changed}".encode())
-            digest.update("".join([f"|{r['id']}:{r['version']}:{r['updated_at']}:{r['status']}"
+            digest.update("".join([f"|{r.id}:{r.version}:{r.changed}:{r.status}"
                                    for r in rows]).encode())
             etag = '"' + digest.hexdigest()[:32] + '"'
 
             def body() -> bytes:
-                fragments = self.fragments(None, rows, fmt)
-                live = [self.dataset_iri(r) for r in rows if r["status"] == "published"]
+                fragments = self._page_fragments(rows, fmt)
+                live = [r.iri or f"{self.base}/dcat/datasets/{r.id}" for r in rows
+                        if r.status == "published"]
                 head = rdf.catalog_graph(self.catalog, (), (), changed)
                 links = rdf.PageLinks(
                     collection=self.catalog_iri, page=url(cursor), total=total, first=url(None),
@@ -258,7 +281,7 @@ class ExportService:
                 for triple in rdf.hydra_graph(links):
                     head.add(triple)
                 listing = rdf.links(self.catalog_iri, live,
-                                    [self.record_iri(r["id"]) for r in rows], fmt)
+                                    [self.record_iri(r.id) for r in rows], fmt)
                 # one buffer with its length: the server sends it as it is (no chunked
                 # framing, which copies the page twice more)
                 return b"".join(rdf.join(fmt, [rdf.render(head, fmt, "catalog"), listing,

@@ -16,10 +16,11 @@ faster.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
 
 import lz4.block
+from psycopg.rows import tuple_row
 
 from catalogue.store.db import Connection
 
@@ -45,6 +46,28 @@ def unpack(stored: bytes | memoryview | None) -> bytes | None:
         return lz4.block.decompress(memoryview(stored)[1:])
     except (lz4.block.LZ4BlockError, ValueError):
         return None
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+#: SQL for ``micros(d.updated_at)`` (exact: ``extract`` gives a numeric)
+_CHANGED_SQL = "(extract(epoch FROM d.updated_at) * 1000000)::int8"
+
+
+def micros(value: datetime) -> int:
+    """A timestamp as whole microseconds since the epoch (what :data:`_CHANGED_SQL` gives)."""
+    return (value - _EPOCH) // _MICROSECOND
+
+
+class PageRow(NamedTuple):
+    """A dataset on an export page: what a page made of stored fragments needs."""
+
+    id: str
+    iri: str | None
+    status: str
+    version: int
+    changed: int  # updated_at in microseconds since the epoch
+    body: bytes | None  # its stored fragment (packed), when the render key is current
+
 
 #: the row columns an export page needs (no distributions: fragments are cached)
 _COLUMNS = (  # the id as text: every caller wants the string (and a page has 1,000)
@@ -131,6 +154,35 @@ class ExportRepository:
             [*params, limit], binary=True,
         ).fetchall()
         return list(rows)
+
+    def listing(self, selection: Selection, after: str | None, limit: int, fmt: str,
+                key: tuple[str, str]) -> list[PageRow]:
+        """Up to ``limit`` datasets after the id ``after``, each with its stored fragment in
+        ``fmt`` when that was rendered under the current key: ``key`` is the render key's
+        (prefix, suffix) around ``{version}|{changed}``. Only the few columns a page of stored
+        fragments needs, as tuples: building a thousand full rows took longer than the
+        query."""
+        where, params = selection.where()
+        join = "LEFT JOIN dataset_exports e ON e.dataset_id = d.id AND e.format = %s"
+        join_params: list[Any] = [fmt]
+        if after is not None:
+            where += " AND d.id > %s"
+            params.append(after)
+            join += " AND e.dataset_id > %s"  # bounded too (see page())
+            join_params.append(after)
+        with self.conn.cursor(row_factory=tuple_row, binary=True) as cur:
+            cur.execute(
+                f"SELECT d.id::text, d.iri, d.status, d.version, {_CHANGED_SQL}, "
+                f"CASE WHEN e.render_key = %s || d.version || '|' || {_CHANGED_SQL} || %s "
+                f"THEN e.body END FROM datasets d {join} WHERE {where} ORDER BY d.id LIMIT %s",
+                [key[0], key[1], *join_params, *params, limit])
+            return [PageRow(*row) for row in cur.fetchall()]
+
+    def rows(self, ids: list[str]) -> list[dict[str, Any]]:
+        """The full rows of these datasets (without fragments), in id order."""
+        return list(self.conn.execute(
+            f"SELECT {_COLUMNS} {_FROM} WHERE d.id = ANY(%s::uuid[]) ORDER BY d.id",
+            (ids,)).fetchall())
 
     def start_of_last_page(self, selection: Selection, size: int, total: int) -> str | None:
         """The id after which the last page of ``size`` starts (None: the last page is the
