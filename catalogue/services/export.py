@@ -186,8 +186,7 @@ class ExportService:
     def fragments(self, conn: Any, rows: list[dict[str, Any]], fmt: str) -> list[bytes]:
         """The fragment of each row: stored when its key matches, else rendered. A dataset
         rendered for one format is rendered (and stored) in every format at once: building its
-        graph is the expensive part, serialising it is cheap. ``conn`` None: a transaction of
-        its own, opened only if something must be rendered."""
+        graph is the expensive part, serialising it is cheap."""
         out: list[bytes | None] = []
         missing: list[int] = []
         for i, row in enumerate(rows):
@@ -199,10 +198,7 @@ class ExportService:
             out.append(stored)
             if stored is None:
                 missing.append(i)
-        if missing and conn is None:
-            with self.db.transaction() as own:
-                self._render(own, rows, fmt, missing, out)
-        elif missing:
+        if missing:
             self._render(conn, rows, fmt, missing, out)
         return [b or b"" for b in out]
 
