@@ -133,7 +133,11 @@ class ExportService:
 
     # -- IRIs ---------------------------------------------------------------------------------
     def dataset_iri(self, row: dict[str, Any]) -> str:
-        return str(row["iri"]) if row.get("iri") else f"{self.base}/dcat/datasets/{row['id']}"
+        return self._iri(row.get("iri"), row["id"])
+
+    def _iri(self, iri: str | None, dataset_id: Any) -> str:
+        """The dataset's own IRI, else ours (which this service dereferences)."""
+        return str(iri) if iri else f"{self.base}/dcat/datasets/{dataset_id}"
 
     def record_iri(self, dataset_id: Any) -> str:
         return f"{self.base}/dcat/records/{dataset_id}"
@@ -142,9 +146,11 @@ class ExportService:
     def render_key(self, row: dict[str, Any]) -> str:
         """What a stored fragment was rendered from (``ExportRepository.listing`` compares it
         in SQL: keep the two in step)."""
-        return f"{RENDER_VERSION}|{row['version']}|{micros(row['updated_at'])}|{self.base}"
+        prefix, suffix = self._key()
+        return f"{prefix}{row['version']}|{micros(row['updated_at'])}{suffix}"
 
     def _key(self) -> tuple[str, str]:
+        """The render key around ``{version}|{changed}``, as ``listing`` takes it."""
         return f"{RENDER_VERSION}|", f"|{self.base}"
 
     def _record(self, row: dict[str, Any]) -> rdf.RecordFacts:
@@ -267,8 +273,7 @@ class ExportService:
 
             def body() -> bytes:
                 fragments = self._page_fragments(rows, fmt)
-                live = [r.iri or f"{self.base}/dcat/datasets/{r.id}" for r in rows
-                        if r.status == "published"]
+                live = [self._iri(r.iri, r.id) for r in rows if r.status == "published"]
                 head = rdf.catalog_graph(self.catalog, (), (), changed)
                 links = rdf.PageLinks(
                     collection=self.catalog_iri, page=url(cursor), total=total, first=url(None),

@@ -47,6 +47,7 @@ def unpack(stored: bytes | memoryview | None) -> bytes | None:
     except (lz4.block.LZ4BlockError, ValueError):
         return None
 
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 #: SQL for ``micros(d.updated_at)`` (exact: ``extract`` gives a numeric)
