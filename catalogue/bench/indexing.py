@@ -7,8 +7,9 @@ Measured in one run, on the same documents, for both indices:
   studies and diagnoses).
 
 For each index:
-- baseline: the documents, read and built beforehand (not timed), sent to a fresh physical
-  index in bulk calls of the same size, then refreshed: the engine alone;
+- baseline: the documents, read and built beforehand (not timed), loaded into a fresh physical
+  index in batches of the same size through ``SearchBackend.fill`` (the rebuild's own loading
+  call), then refreshed: the engine alone;
 - the catalogue: ``Indexer.rebuild`` (what ``catalogue index rebuild`` runs: read from
   PostgreSQL, build the documents, bulk calls, catch-up, refresh, alias switch).
 The ratio is rebuild documents/s over the engine-alone documents/s (≤ 1: the share of the
@@ -75,10 +76,7 @@ def run(runtime: Runtime, datasets: int = 20_000, subjects: int = 100_000,
         build_s = time.perf_counter() - started
         physical = backend.create_index(definition)
         started = time.perf_counter()
-        errors = 0
-        for actions in prepared:
-            errors += len(backend.bulk(physical, actions).errors)
-        backend.refresh(physical)
+        errors = len(backend.fill(physical, prepared).errors)
         engine_s = time.perf_counter() - started
         backend.drop_index(physical)
         del prepared

@@ -76,6 +76,22 @@ class SearchBackend(abc.ABC):
         applied, so the caller keeps its outbox entries.
         """
 
+    def fill(self, index: str, batches: Iterable[Sequence[Action]]) -> BulkResult:
+        """Load a new physical index, not yet behind its alias (a rebuild), from ``batches``.
+
+        ``batches`` may be made lazily, while the engine takes the earlier ones in: the engine
+        need not make anything visible or durable before the end, where everything loaded is
+        refreshed. An error leaves the index incomplete; the caller drops it. The default
+        sends every batch through :meth:`bulk`, then refreshes.
+        """
+        result = BulkResult()
+        for actions in batches:
+            done = self.bulk(index, actions)
+            result.applied += done.applied
+            result.errors += done.errors
+        self.refresh(index)
+        return result
+
     @abc.abstractmethod
     def refresh(self, index: str) -> None:
         """Make everything applied so far visible to searches."""

@@ -9,14 +9,15 @@ outage leaves the rows in place: nothing is lost, the next run resumes.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from catalogue.errors import CatalogueError, SearchUnavailable, StoreUnavailable
 from catalogue.model.dataset import Dataset
@@ -42,12 +43,20 @@ def index_version(physical: str) -> int | None:
 _HASH_BITS = 28
 
 
+def _tie(doc_id: str) -> int:
+    return int(hashlib.md5(doc_id.encode(), usedforsecurity=False).hexdigest()[:8], 16) \
+        & ((1 << _HASH_BITS) - 1)
+
+
+def _ranked(value: float | None, tie: int) -> int:
+    rank = 0 if value is None else int(value) + 1
+    return (rank << _HASH_BITS) | tie
+
+
 def sort_key(value: float | None, doc_id: str) -> int:
     """A unique, sortable integer: ``value`` (missing sorts lowest), then a hash of the id, so
     that every engine orders ties the same way and ``search_after`` never skips or repeats."""
-    tie = int(hashlib.md5(doc_id.encode(), usedforsecurity=False).hexdigest()[:8], 16)
-    rank = 0 if value is None else int(value) + 1
-    return (rank << _HASH_BITS) | (tie & ((1 << _HASH_BITS) - 1))
+    return _ranked(value, _tie(doc_id))
 
 
 def _epoch(value: datetime | date | None) -> int | None:
@@ -60,29 +69,52 @@ def _epoch(value: datetime | date | None) -> int | None:
     return int(value.timestamp())
 
 
-def _coded(vocabulary: str, values: list[str]) -> tuple[list[str], list[str]]:
-    """``values`` normalised to vocabulary ids (unknown codes kept as given), and the same
-    plus every ancestor (the ``*_path`` fields)."""
+#: distinct code lists whose expansion is kept: datasets and studies share a few hundred
+_EXPANSIONS = 8192
+
+
+@functools.lru_cache(maxsize=_EXPANSIONS)
+def _expansion(vocabulary: str, values: tuple[str, ...]) -> _Expansion:
+    """``values`` normalised to vocabulary ids (unknown codes kept as given); the same plus
+    every ancestor (the ``*_path`` fields); the labels per language and the search terms of
+    the concepts on that path. Vocabularies do not change while a process runs, and most
+    documents repeat a code list seen before: one walk per distinct list."""
     ids, unknown = normalise(vocabulary, values)
     vocab = get_vocabulary(vocabulary)
     path = list(dict.fromkeys(m for cid in ids for m in (cid, *vocab.ancestors(cid))))
-    return ids + unknown, path + unknown
-
-
-def _concept_texts(vocabulary: str, path: list[str], texts: dict[str, list[str]],
-                   concept_text: list[str]) -> None:
-    """Add the labels (per language) and codes of the concepts on ``path`` to the text
-    fields, so that text search finds a dataset by any of its concepts or their ancestors."""
-    vocab = get_vocabulary(vocabulary)
+    labels: dict[str, list[str]] = {}
+    terms: list[str] = []
     for member in path:
         concept = vocab.get(member)
-        if concept is None:  # an unknown code kept as given
+        if concept is None:
             continue
-        concept_text.extend(vocab.search_terms(member))
+        terms.extend(vocab.search_terms(member))
         for lang, label in concept.labels.items():
-            texts.setdefault(lang.split("-")[0].lower(), []).append(label)
-        for lang, labels in concept.alt_labels.items():
-            texts.setdefault(lang.split("-")[0].lower(), []).extend(labels)
+            labels.setdefault(lang.split("-")[0].lower(), []).append(label)
+        for lang, alts in concept.alt_labels.items():
+            labels.setdefault(lang.split("-")[0].lower(), []).extend(alts)
+    return _Expansion(tuple(ids + unknown), tuple(path + unknown),
+                      tuple((lang, tuple(found)) for lang, found in labels.items()),
+                      tuple(terms))
+
+
+class _Expansion(NamedTuple):
+    coded: tuple[str, ...]
+    path: tuple[str, ...]
+    labels: tuple[tuple[str, tuple[str, ...]], ...]  # (language, labels) in first-seen order
+    terms: tuple[str, ...]  # labels, alternative labels and codes of the concepts on the path
+
+
+def _coded(vocabulary: str, values: list[str]) -> tuple[list[str], list[str]]:
+    """``values`` normalised to vocabulary ids (unknown codes kept as given), and the same
+    plus every ancestor (the ``*_path`` fields)."""
+    found = _expansion(vocabulary, tuple(values))
+    return list(found.coded), list(found.path)
+
+
+@functools.cache
+def _language_fields() -> dict[str, str]:
+    return {tag: f.name for tag, f in load_definition("datasets").language_fields().items()}
 
 
 def dataset_document(ds: Dataset) -> dict[str, Any]:
@@ -94,14 +126,19 @@ def dataset_document(ds: Dataset) -> dict[str, Any]:
     for values in (ds.title, ds.description):
         for lang, text in values.items():
             texts.setdefault((lang or "en").split("-")[0].lower(), []).append(text)
+    # the labels of every concept and its ancestors go to the text fields, so that text
+    # search finds a dataset by any of its concepts
     concept_text: list[str] = []
-    conditions, conditions_path = _coded("conditions", ds.conditions)
-    modalities, modalities_path = _coded("modalities", ds.modalities)
-    body_parts, body_parts_path = _coded("body_parts", ds.body_parts)
-    for vocabulary, path in (("conditions", conditions_path), ("modalities", modalities_path),
-                             ("body_parts", body_parts_path)):
-        _concept_texts(vocabulary, path, texts, concept_text)
+    expanded = [_expansion(vocabulary, tuple(values)) for vocabulary, values in
+                (("conditions", ds.conditions), ("modalities", ds.modalities),
+                 ("body_parts", ds.body_parts))]
+    for found in expanded:
+        concept_text.extend(found.terms)
+        for lang, labels in found.labels:
+            texts.setdefault(lang, []).extend(labels)
+    conditions, modalities, body_parts = expanded
     modified = ds.modified or ds.updated_at
+    tie = _tie(ds.id)
     document: dict[str, Any] = {
         "id": ds.id,
         "organisation_id": ds.organisation_id,
@@ -114,12 +151,12 @@ def dataset_document(ds: Dataset) -> dict[str, Any]:
         "keywords": ds.keywords,
         "themes": ds.themes,
         "health_categories": ds.health_categories,
-        "conditions": conditions,
-        "conditions_path": conditions_path,
-        "modalities": modalities,
-        "modalities_path": modalities_path,
-        "body_parts": body_parts,
-        "body_parts_path": body_parts_path,
+        "conditions": list(conditions.coded),
+        "conditions_path": list(conditions.path),
+        "modalities": list(modalities.coded),
+        "modalities_path": list(modalities.path),
+        "body_parts": list(body_parts.coded),
+        "body_parts_path": list(body_parts.path),
         "manufacturers": ds.manufacturers,
         "countries": ds.countries,
         "sexes": ds.sexes,
@@ -133,15 +170,15 @@ def dataset_document(ds: Dataset) -> dict[str, Any]:
         "temporal_end": ds.temporal_end,
         "issued": ds.issued,
         "modified": modified,
-        "modified_key": sort_key(_epoch(modified), ds.id),
-        "individuals_key": sort_key(ds.number_of_individuals, ds.id),
-        "studies_key": sort_key(ds.number_of_studies, ds.id),
+        "modified_key": _ranked(_epoch(modified), tie),
+        "individuals_key": _ranked(ds.number_of_individuals, tie),
+        "studies_key": _ranked(ds.number_of_studies, tie),
     }
-    language_fields = load_definition("datasets").language_fields()
+    language_fields = _language_fields()
     for lang, parts in texts.items():
         target = language_fields.get(lang)
         if target is not None:
-            document[target.name] = " \n".join(dict.fromkeys(parts))
+            document[target] = " \n".join(dict.fromkeys(parts))
     return document
 
 
@@ -255,7 +292,7 @@ class Indexer:
         if index == "subjects":
             docs = subject_documents(conn, ids)
             return [Upsert(i, docs[i]) if i in docs else Delete(i) for i in ids]
-        found = {d.id: d for d in DatasetRepository(conn).get_many(ids)}
+        found = {d.id: d for d in DatasetRepository(conn).get_many_for_search(ids)}
         for ds_id in ids:
             ds = found.get(ds_id)
             actions.append(Upsert(ds_id, dataset_document(ds)) if ds else Delete(ds_id))
@@ -331,13 +368,19 @@ class Indexer:
             else:
                 ids = DatasetRepository(conn).all_ids()
         done = 0
-        for start in range(0, len(ids), self.batch_size):
-            chunk = ids[start : start + self.batch_size]
-            with self.db.transaction() as conn:
-                self.backend.bulk(physical, self._actions(conn, chunk, index))
-            done += len(chunk)
-            if progress:
-                progress(done, len(ids))
+
+        def batches() -> Iterator[list[Action]]:
+            nonlocal done
+            for start in range(0, len(ids), self.batch_size):
+                chunk = ids[start : start + self.batch_size]
+                with self.db.transaction() as conn:
+                    actions = self._actions(conn, chunk, index)
+                yield actions
+                done += len(chunk)
+                if progress:
+                    progress(done, len(ids))
+
+        self.backend.fill(physical, batches())
         self._catch_up(physical, started, index)
         self.backend.refresh(physical)
         self.backend.switch_alias(alias, physical)

@@ -8,6 +8,7 @@ import uuid
 from dataclasses import asdict
 from typing import Any
 
+from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
 from catalogue.errors import NotFound
@@ -128,6 +129,31 @@ class DatasetRepository:
         ).fetchall()
         dists = self._distributions([str(r["id"]) for r in rows])
         return [_from_row(r, dists[str(r["id"])]) for r in rows]
+
+    #: what a search document is made of (:func:`catalogue.search.indexer.dataset_document`)
+    _SEARCHED = ("identifier", "organisation_id", "status", "updated_at", "version",
+                 *_ARRAY_FIELDS, "access_rights", "licence", "number_of_individuals",
+                 "number_of_studies", "min_age", "max_age", "temporal_start", "temporal_end",
+                 "issued", "modified", "title", "description", "aggregates")
+
+    def get_many_for_search(self, ids: list[str]) -> list[Dataset]:
+        """Like :meth:`get_many`, with only what the search document is made of: no
+        description graph, extra fields, validation report or distributions (an index
+        rebuild reads every dataset; the graph alone is most of a row)."""
+        ids = [i for i in ids if is_uuid(i)]
+        if not ids:
+            return []
+        columns = ", ".join(self._SEARCHED)
+        with self.conn.cursor(row_factory=tuple_row, binary=True) as cur:
+            rows = cur.execute(f"SELECT id::text, {columns} FROM datasets "
+                               "WHERE id = ANY(%s::uuid[])", (ids,)).fetchall()
+        names = ("id", *self._SEARCHED)
+        out = []
+        for row in rows:
+            values = dict(zip(names, row, strict=True))
+            values["status"] = DatasetStatus(values["status"])
+            out.append(Dataset(**values))
+        return out
 
     def row_keys(self, ids: list[str]) -> dict[str, str]:
         """A key per dataset that changes whenever its row or any of its distributions is

@@ -326,3 +326,72 @@ def test_tantivy_readers_survive_alias_switches_and_drops_by_another_process(
         reader.close()
     assert not errors, errors[:3]
     assert searches > 25
+
+
+def test_fill_loads_lazily_made_batches(backend: SearchBackend) -> None:
+    """What a rebuild does: a new physical index loaded from batches made while the engine takes
+    the earlier ones; an id that comes again replaces its document, a delete removes it."""
+    physical = backend.create_index(load_definition("datasets"))
+    made: list[int] = []
+
+    def batches() -> Iterator[list[Upsert | Delete]]:
+        made.append(1)
+        yield [Upsert(d["id"], _keyed(d)) for d in DOCS[:2]]
+        made.append(2)
+        again = dict(DOCS[0], title="Lung cancer screening CT, second release")
+        yield [Upsert("d1", _keyed(again)), *(Upsert(d["id"], _keyed(d)) for d in DOCS[2:])]
+        made.append(3)
+        yield [Delete("d4"), Delete("never-existed")]
+
+    result = backend.fill(physical, batches())
+    assert made == [1, 2, 3]
+    assert result.applied == 7 and not result.errors
+    assert backend.count(physical) == 3  # d1 once, d2, d3; d4 deleted
+    assert backend.search(physical, SearchRequest(text="second release")).ids == ["d1"]
+    assert backend.count(physical, [Terms("modalities", ("MG",))]) == 0
+    assert backend.get(physical, "d2") is not None
+
+
+def test_tantivy_fill_commits_once_and_rolls_back_on_error(tmp_path: Path) -> None:
+    """tantivy: nothing of a fill is visible or kept until it ends; a failure while a batch is
+    being made leaves the new index empty and its writer usable."""
+    backend = create_backend(make_config(tmp_path, "postgresql://unused/x"))
+    try:
+        physical = backend.create_index(load_definition("datasets"))
+        seen_midway: list[int] = []
+
+        def failing() -> Iterator[list[Upsert | Delete]]:
+            yield [Upsert(d["id"], _keyed(d)) for d in DOCS[:2]]
+            backend.refresh(physical)
+            seen_midway.append(backend.count(physical))
+            raise RuntimeError("the database went away")
+
+        with pytest.raises(RuntimeError, match="went away"):
+            backend.fill(physical, failing())
+        assert seen_midway == [0]
+        backend.refresh(physical)
+        assert backend.count(physical) == 0
+        assert backend.fill(physical, [[Upsert(d["id"], _keyed(d)) for d in DOCS]]).applied == 4
+        assert backend.count(physical) == 4
+    finally:
+        backend.close()
+
+
+def test_tantivy_fill_replaces_the_item_documents_of_a_subject_given_twice(
+        tmp_path: Path) -> None:
+    backend = create_backend(make_config(tmp_path, "postgresql://unused/x"))
+    try:
+        physical = backend.create_index(load_definition("subjects"))
+
+        def subject(studies: int) -> dict[str, Any]:
+            return {"id": "s1", "dataset_id": "ds", "sex": "female", "study_count": studies,
+                    "studies": [{"rank": n, "modalities_path": ["CT"], "body_parts_path":
+                                 ["CHEST"], "age_band": 60, "year": 2020}
+                                for n in range(1, studies + 1)]}
+
+        backend.fill(physical, [[Upsert("s1", subject(3))], [Upsert("s1", subject(1))]])
+        assert backend.count(physical) == 1  # parents only
+        searcher = backend._opened(physical).index.searcher()  # type: ignore[attr-defined]
+        assert searcher.num_docs == 2  # the subject and its one study
+    finally:
+        backend.close()

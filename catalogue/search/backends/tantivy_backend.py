@@ -271,14 +271,44 @@ class TantivyBackend(SearchBackend):
                     writer.delete_documents_by_term(
                         items[1].parent_field if items else id_field, action.id)
                     if isinstance(action, Upsert):
-                        for doc in self._documents(handle.definition, action.id,
-                                                   action.document):
-                            writer.add_document(tantivy.Document.from_dict(doc, handle.schema))
+                        for doc in self._engine_documents(handle, action):
+                            writer.add_document(doc)
                     result.applied += 1
                 writer.commit()
             except (ValueError, TypeError) as exc:
                 writer.rollback()
                 raise ValidationError(f"document rejected by the index: {exc}") from None
+        return result
+
+    def fill(self, index: str, batches: Iterable[Sequence[Action]]) -> BulkResult:
+        """One writer, one commit at the end: the writer's threads analyse and index while the
+        next batch is read and built (a commit per batch would wait for them every time). The
+        index is new, so an id is deleted only when it comes again."""
+        handle = self._opened(index)
+        result = BulkResult()
+        items = _items(handle.definition)
+        key = items[1].parent_field if items else handle.definition.id_field
+        seen: set[str] = set()
+        with handle.lock:
+            writer = handle.get_writer()
+            try:
+                for actions in batches:
+                    for action in actions:
+                        if action.id in seen:
+                            writer.delete_documents_by_term(key, action.id)
+                        seen.add(action.id)
+                        if isinstance(action, Upsert):
+                            for doc in self._engine_documents(handle, action):
+                                writer.add_document(doc)
+                        result.applied += 1
+                writer.commit()
+            except (ValueError, TypeError) as exc:
+                writer.rollback()
+                raise ValidationError(f"document rejected by the index: {exc}") from None
+            except BaseException:
+                writer.rollback()
+                raise
+        handle.index.reload()
         return result
 
     def refresh(self, index: str) -> None:
@@ -560,6 +590,12 @@ class TantivyBackend(SearchBackend):
         if fdef.type == "date":
             return datetime.fromtimestamp(float(value), UTC)
         return float(value)
+
+    @classmethod
+    def _engine_documents(cls, handle: _OpenIndex, action: Upsert) -> list[Any]:
+        """The tantivy documents of one upsert (see :meth:`_documents`)."""
+        return [tantivy.Document.from_dict(doc, handle.schema)
+                for doc in cls._documents(handle.definition, action.id, action.document)]
 
     @classmethod
     def _documents(cls, definition: IndexDefinition, doc_id: str,
