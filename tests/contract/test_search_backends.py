@@ -395,3 +395,39 @@ def test_tantivy_fill_replaces_the_item_documents_of_a_subject_given_twice(
         assert searcher.num_docs == 2  # the subject and its one study
     finally:
         backend.close()
+
+
+@pytest.mark.opensearch
+def test_opensearch_fill_restores_the_index_settings_even_on_failure(
+        opensearch_urls: list[str], tmp_path: Path) -> None:
+    """No refreshes and no replicas while an index loads; the index's own settings are back
+    afterwards, also when making a batch fails (the caller then drops the index)."""
+    config = make_config(tmp_path, "postgresql://unused/x", search_url=",".join(opensearch_urls),
+                         search_index_prefix=f"fill{os.getpid()}-", search_replicas=1)
+    backend = create_backend(config)
+    physical = backend.create_index(load_definition("datasets"))
+
+    def settings() -> tuple[Any, Any]:
+        found = backend._request("GET", f"/{physical}/_settings")  # type: ignore[attr-defined]
+        own = found[physical]["settings"]["index"]
+        return own.get("refresh_interval"), own.get("number_of_replicas")
+
+    try:
+        before = settings()
+        assert before[1] == "1"
+        during: list[tuple[Any, Any]] = []
+
+        def failing() -> Iterator[list[Upsert | Delete]]:
+            yield [Upsert(d["id"], _keyed(d)) for d in DOCS[:2]]
+            during.append(settings())
+            raise RuntimeError("the database went away")
+
+        with pytest.raises(RuntimeError, match="went away"):
+            backend.fill(physical, failing())
+        assert during == [("-1", "0")] and settings() == before
+        assert backend.fill(physical, [[Upsert(d["id"], _keyed(d)) for d in DOCS]]).applied == 4
+        assert settings() == before
+        assert backend.count(physical) == 4  # refreshed at the end
+    finally:
+        backend.drop_index(physical)
+        backend.close()

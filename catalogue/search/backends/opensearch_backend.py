@@ -10,10 +10,14 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections import deque
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
+
+import orjson
 
 from catalogue.errors import CatalogueError, NotFound, SearchUnavailable, ValidationError
 from catalogue.search.analysis import words
@@ -23,6 +27,18 @@ from catalogue.search.mappings import IndexDefinition, load_definition
 from catalogue.search.query import CountRequest, SearchRequest, SearchResult, sort_field
 
 log = logging.getLogger(__name__)
+
+def _json(value: Any) -> bytes:
+    """UTF-8 JSON, as ``json.dumps(ensure_ascii=False)`` writes it but faster; integers
+    beyond 64 bits, which orjson refuses, through the standard library."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False).encode()
+
+
+#: bulk requests in flight while an index loads (see ``RestSearchBackend.fill``)
+FILL_REQUESTS = 2
 
 _PHYSICAL = re.compile(r"^(?P<logical>.+)-v(?P<version>\d+)-(?P<stamp>\d{20})$")
 
@@ -154,17 +170,79 @@ class RestSearchBackend(SearchBackend):
     def bulk(self, index: str, actions: Sequence[Action]) -> BulkResult:
         if not actions:
             return BulkResult()
+        return self._send_bulk(self._bulk_body(self._definition(index), index, actions))
+
+    def fill(self, index: str, batches: Iterable[Sequence[Action]]) -> BulkResult:
+        """As Elasticsearch and OpenSearch advise for a first load: no replicas and no periodic
+        refreshes while the index loads (replicas would analyse every document again, each
+        refresh writes a small segment to merge later), the next batch read, built and encoded
+        while the engine takes the ones before (``FILL_REQUESTS`` bulk requests in flight: a
+        bulk request into one shard runs on one write thread of its node, so one at a time
+        leaves the other cores idle). At the end, failure
+        or not, the index's own settings are back; the replicas then copy the finished segments
+        instead of indexing, and the load waits until they have (or until the timeout)."""
         definition = self._definition(index)
-        lines: list[str] = []
+        wanted = ("refresh_interval", "number_of_replicas")
+        found = self._request("GET", f"/{index}/_settings",
+                              params={"filter_path": f"*.settings.index.{{{','.join(wanted)}}}"})
+        own = (found.get(index) or {}).get("settings", {}).get("index", {})
+        restore = {name: own.get(name) for name in wanted}
+        result = BulkResult()
+
+        def add(done: BulkResult) -> None:
+            result.applied += done.applied
+            result.errors += done.errors
+
+        self._request("PUT", f"/{index}/_settings",
+                      {"index": {"refresh_interval": "-1", "number_of_replicas": 0}})
+        try:
+            with ThreadPoolExecutor(FILL_REQUESTS, thread_name_prefix="catalogue-fill") as pool:
+                pending: deque[tuple[Future[BulkResult], set[str]]] = deque()
+                for actions in batches:
+                    if not actions:
+                        continue
+                    body = self._bulk_body(definition, index, actions)
+                    ids = {action.id for action in actions}
+                    # requests in flight may be applied in any order: a batch that names an id
+                    # of one still in flight waits for all of them (the later action wins)
+                    overlaps = any(not ids.isdisjoint(other) for _, other in pending)
+                    while pending and (overlaps or len(pending) >= FILL_REQUESTS):
+                        add(pending.popleft()[0].result())
+                    pending.append((pool.submit(self._send_bulk, body), ids))
+                while pending:
+                    add(pending.popleft()[0].result())
+        finally:
+            self._request("PUT", f"/{index}/_settings", {"index": restore})
+        self.refresh(index)
+        self._wait_for_copies(index)
+        return result
+
+    def _wait_for_copies(self, index: str) -> None:
+        """Until no shard copy of ``index`` is still being made, or the timeout: then the
+        copies go on in the background while the primaries serve, which is not an error."""
+        params = {"wait_for_no_initializing_shards": "true", "timeout": f"{int(self.timeout)}s"}
+        try:
+            self._send("GET", f"/_cluster/health/{index}", params=params)
+        except EngineHTTPError as exc:
+            if exc.status != 408:
+                raise SearchUnavailable() from None
+            log.warning("the replicas of %s are still being copied after %ss", index,
+                        int(self.timeout))
+
+    @staticmethod
+    def _bulk_body(definition: IndexDefinition, index: str,
+                   actions: Sequence[Action]) -> bytes:
+        lines: list[bytes] = []
         for action in actions:
             if isinstance(action, Upsert):
-                lines.append(json.dumps({"index": {"_index": index, "_id": action.id}}))
-                lines.append(
-                    json.dumps(es_dsl.document(definition, action.document), ensure_ascii=False)
-                )
+                lines.append(orjson.dumps({"index": {"_index": index, "_id": action.id}}))
+                lines.append(_json(es_dsl.document(definition, action.document)))
             elif isinstance(action, Delete):
-                lines.append(json.dumps({"delete": {"_index": index, "_id": action.id}}))
-        response = self._request("POST", "/_bulk", "\n".join(lines) + "\n")
+                lines.append(orjson.dumps({"delete": {"_index": index, "_id": action.id}}))
+        return b"\n".join(lines) + b"\n"
+
+    def _send_bulk(self, body: bytes) -> BulkResult:
+        response = self._request("POST", "/_bulk", body)
         result = BulkResult()
         for item in response.get("items", []):
             op = next(iter(item.values()))
