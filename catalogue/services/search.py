@@ -227,8 +227,12 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 
 
 @functools.lru_cache(maxsize=50_000)
-def _fold_word(word: str) -> tuple[str, ...]:
-    return tuple(words(word))
+def _word_keys(word: str, languages: tuple[str, ...]) -> tuple[frozenset[str], frozenset[str]]:
+    """A word of the text folded (it may fold to several, e.g. a ligature), and the stems of
+    those in ``languages``: what a query word is matched against."""
+    folded = words(word)
+    return frozenset(folded), frozenset(
+        found for w in folded for lang in languages if (found := stem(lang, w)))
 
 
 def highlight(text: str, query: str | None, languages: tuple[str, ...] = ("english",),
@@ -242,9 +246,8 @@ def highlight(text: str, query: str | None, languages: tuple[str, ...] = ("engli
     stems = {s for w in wanted for lang in languages if (s := stem(lang, w))}
     spans = []
     for match in _WORD.finditer(text):
-        folded = _fold_word(match.group())
-        if any(w in wanted for w in folded) or any(
-                stem(lang, w) in stems for w in folded for lang in languages):
+        folded, word_stems = _word_keys(match.group(), languages)
+        if not folded.isdisjoint(wanted) or not word_stems.isdisjoint(stems):
             spans.append((match.start(), match.end()))
     if not spans:
         return None
@@ -266,12 +269,18 @@ def highlight(text: str, query: str | None, languages: tuple[str, ...] = ("engli
 
 
 
+@functools.cache
+def _stemmers() -> dict[str, str]:
+    """The stemmer of each language tag of the datasets index."""
+    return {tag: f.language or "english"
+            for tag, f in load_definition("datasets").language_fields().items()}
+
+
 def highlights(title: Mapping[str, str], description: Mapping[str, str],
                query: str | None) -> dict[str, str]:
     """Highlighted title and description snippet (the first language with a match)."""
     out: dict[str, str] = {}
-    stemmers = {tag: f.language or "english"
-                for tag, f in load_definition("datasets").language_fields().items()}
+    stemmers = _stemmers()
     for name, values, limit in (("title", title, None), ("description", description, 240)):
         for lang, text in values.items():
             languages = tuple(dict.fromkeys(
