@@ -259,31 +259,21 @@ class TantivyBackend(SearchBackend):
         shutil.rmtree(self.indices_dir / physical, ignore_errors=True)
 
     def bulk(self, index: str, actions: Sequence[Action]) -> BulkResult:
-        handle = self._opened(index)
-        result = BulkResult()
-        id_field = handle.definition.id_field
-        with handle.lock:
-            writer = handle.get_writer()
-            try:
-                items = _items(handle.definition)
-                for action in actions:
-                    # a parent and its item documents share the parent field: one term each
-                    writer.delete_documents_by_term(
-                        items[1].parent_field if items else id_field, action.id)
-                    if isinstance(action, Upsert):
-                        for doc in self._engine_documents(handle, action):
-                            writer.add_document(doc)
-                    result.applied += 1
-                writer.commit()
-            except (ValueError, TypeError) as exc:
-                writer.rollback()
-                raise ValidationError(f"document rejected by the index: {exc}") from None
-        return result
+        return self._write(index, [actions], fresh=False)
 
     def fill(self, index: str, batches: Iterable[Sequence[Action]]) -> BulkResult:
         """One writer, one commit at the end: the writer's threads analyse and index while the
-        next batch is read and built (a commit per batch would wait for them every time). The
-        index is new, so an id is deleted only when it comes again."""
+        next batch is read and built (a commit per batch would wait for them every time)."""
+        result = self._write(index, batches, fresh=True)
+        self._opened(index).index.reload()
+        return result
+
+    def _write(self, index: str, batches: Iterable[Sequence[Action]],
+               fresh: bool) -> BulkResult:
+        """Apply every action with the one writer, then commit once; anything raised on the
+        way rolls all of it back. An upsert first deletes its id (a parent and its item
+        documents share the parent field: one term each); in a ``fresh`` index, only an id
+        that came earlier in the same load."""
         handle = self._opened(index)
         result = BulkResult()
         items = _items(handle.definition)
@@ -294,9 +284,10 @@ class TantivyBackend(SearchBackend):
             try:
                 for actions in batches:
                     for action in actions:
-                        if action.id in seen:
+                        if not fresh or action.id in seen:
                             writer.delete_documents_by_term(key, action.id)
-                        seen.add(action.id)
+                        if fresh:
+                            seen.add(action.id)
                         if isinstance(action, Upsert):
                             for doc in self._engine_documents(handle, action):
                                 writer.add_document(doc)
@@ -308,7 +299,6 @@ class TantivyBackend(SearchBackend):
             except BaseException:
                 writer.rollback()
                 raise
-        handle.index.reload()
         return result
 
     def refresh(self, index: str) -> None:
