@@ -431,3 +431,38 @@ def test_opensearch_fill_restores_the_index_settings_even_on_failure(
     finally:
         backend.drop_index(physical)
         backend.close()
+
+
+@pytest.mark.opensearch
+def test_opensearch_keeps_a_connection_per_concurrent_request(
+        opensearch_urls: list[str], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Serving threads search at the same time: each keeps its connection to the node for the
+    next request instead of opening and dropping one (urllib3 keeps one per node by default)."""
+    config = make_config(tmp_path, "postgresql://unused/x", search_url=opensearch_urls[0],
+                         search_index_prefix=f"pool{os.getpid()}-")
+    backend = create_backend(config)
+    physical = backend.create_index(load_definition("datasets"))
+    try:
+        backend.fill(physical, [[Upsert(d["id"], _keyed(d)) for d in DOCS]])
+        barrier = threading.Barrier(6)
+        errors: list[BaseException] = []
+
+        def searcher() -> None:
+            try:
+                for _ in range(10):
+                    barrier.wait(timeout=30)
+                    assert backend.count(physical) == 4
+            except BaseException as exc:
+                errors.append(exc)
+
+        caplog.set_level("WARNING", logger="urllib3.connectionpool")
+        threads = [threading.Thread(target=searcher) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors
+        assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
+    finally:
+        backend.drop_index(physical)
+        backend.close()

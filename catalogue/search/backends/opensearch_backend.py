@@ -37,6 +37,9 @@ def _json(value: Any) -> bytes:
         return json.dumps(value, ensure_ascii=False).encode()
 
 
+#: connections kept per node (the serving threads and a load's requests share them)
+POOL_MAXSIZE = 16
+
 #: bulk requests in flight while an index loads (see ``RestSearchBackend.fill``)
 FILL_REQUESTS = 2
 
@@ -311,6 +314,9 @@ class OpenSearchBackend(RestSearchBackend):
             retry_on_timeout=False,
             verify_certs=self.verify_certs,
             ssl_show_warn=False,
+            # per node; urllib3's default of one makes every concurrent request (the serving
+            # threads, a load's bulk requests in flight) open and drop a connection of its own
+            pool_maxsize=POOL_MAXSIZE,
         )
 
     def _send(
