@@ -300,6 +300,23 @@ class RestSearchBackend(SearchBackend):
         )
 
 
+def _orjson_serializer() -> Any:
+    from opensearchpy.serializer import JSONSerializer
+
+    class Serializer(JSONSerializer):
+        """Responses read by orjson: a grouped cohort count answers with a thousand buckets,
+        which the standard library reads several times more slowly. Integers beyond 64 bits
+        do not occur in the catalogue's indices; the rest reads the same."""
+
+        def loads(self, s: Any) -> Any:
+            try:
+                return orjson.loads(s)
+            except orjson.JSONDecodeError:
+                return super().loads(s)  # the client's own error for what is not JSON
+
+    return Serializer()
+
+
 class OpenSearchBackend(RestSearchBackend):
     name = "opensearch"
 
@@ -309,6 +326,7 @@ class OpenSearchBackend(RestSearchBackend):
 
         self.client = OpenSearch(
             hosts=urls,
+            serializer=_orjson_serializer(),
             timeout=self.timeout,
             max_retries=1,
             retry_on_timeout=False,
