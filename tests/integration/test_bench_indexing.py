@@ -17,11 +17,16 @@ def test_small_run_rebuilds_both_indices_in_full(runtime: Runtime) -> None:
         assert found["documents"] == found["rebuilt_documents"] == documents, index
         assert found["engine_alone_errors"] == 0
         for key in ("engine_alone_docs_per_s", "rebuild_docs_per_s",
-                    "ratio_rebuild_vs_engine_alone"):
+                    "ratio_rebuild_vs_engine_alone", "engine_json_only_docs_per_s",
+                    "ratio_rebuild_vs_engine_json_only"):
             assert found[key] > 0, (index, key)
         assert found["target_docs_per_s"] == 50_000
         assert found["meets_target"] == (found["rebuild_docs_per_s"] >= 50_000)
     assert runtime.search is not None
+    # the baselines' physical indices are gone: only the rebuilt ones behind their aliases
+    for index in ("datasets", "subjects"):
+        logical = runtime.search.logical_name(index)
+        assert runtime.search.list_indices(logical) == [runtime.search.current_index(logical)]
     subjects = runtime.search.logical_name("subjects")
     assert runtime.search.count(subjects) == 400
     published = runtime.search.count(runtime.search.logical_name("datasets"),
