@@ -70,7 +70,7 @@ def _epoch(value: datetime | date | None) -> int | None:
 
 
 #: distinct code lists whose expansion is kept: datasets and studies share a few hundred
-_EXPANSIONS = 8192
+_EXPANSIONS = 4096
 
 
 @functools.lru_cache(maxsize=_EXPANSIONS)

@@ -10,7 +10,6 @@ ranges finite; both encodings snap ranges to the same bins, so every engine answ
 
 from __future__ import annotations
 
-import functools
 import itertools
 from typing import Any
 
@@ -40,25 +39,16 @@ def snap(fdef: FieldDef, gte: float | None, lte: float | None) -> tuple[int, int
 def study_tokens(nested: NestedDef, item: dict[str, Any]) -> list[str]:
     """The tokens of one nested document (``item`` keyed by short field names): one per
     combination of values of every non-empty subset of the dimensions, joined in dimension
-    order. Studies repeat the same few thousand value combinations: each is worked out once."""
-    values = []
-    for dim in nested.dimensions:
-        raw = item.get(_short(dim))
-        values.append(tuple(raw) if isinstance(raw, list) else (() if raw is None else (raw,)))
-    return list(_combinations(nested.dimensions, tuple(values)))
-
-
-@functools.lru_cache(maxsize=65_536)
-def _combinations(dimensions: tuple[str, ...],
-                  values: tuple[tuple[Any, ...], ...]) -> tuple[str, ...]:
-    """Built dimension by dimension: each new dimension extends every token so far."""
+    order (built dimension by dimension: each new dimension extends every token so far)."""
     tokens: list[str] = []
-    for dim, found in zip(dimensions, values, strict=True):
+    for dim in nested.dimensions:
         short = _short(dim)
-        named = [f"{short}={_clean(v)}" for v in dict.fromkeys(found)]
-        if named:
-            tokens = tokens + [f"{t}|{v}" for t in tokens for v in named] + named
-    return tuple(tokens)
+        raw = item.get(short)
+        found = raw if isinstance(raw, list) else ([] if raw is None else [raw])
+        values = [f"{short}={_clean(v)}" for v in dict.fromkeys(found)]
+        if values:
+            tokens = tokens + [f"{t}|{v}" for t in tokens for v in values] + values
+    return tokens
 
 
 def allowed_values(definition: IndexDefinition, flt: Any) -> tuple[str, list[str]]:
