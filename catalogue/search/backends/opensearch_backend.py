@@ -28,6 +28,7 @@ from catalogue.search.query import CountRequest, SearchRequest, SearchResult, so
 
 log = logging.getLogger(__name__)
 
+
 def _json(value: Any) -> bytes:
     """UTF-8 JSON, as ``json.dumps(ensure_ascii=False)`` writes it but faster; integers
     beyond 64 bits, which orjson refuses, through the standard library."""
@@ -181,9 +182,9 @@ class RestSearchBackend(SearchBackend):
         refresh writes a small segment to merge later), the next batch read, built and encoded
         while the engine takes the ones before (``FILL_REQUESTS`` bulk requests in flight: a
         bulk request into one shard runs on one write thread of its node, so one at a time
-        leaves the other cores idle). At the end, failure
-        or not, the index's own settings are back; the replicas then copy the finished segments
-        instead of indexing, and the load waits until they have (or until the timeout)."""
+        leaves the other cores idle). At the end, failure or not, the index's own settings are
+        back; the replicas then copy the finished segments instead of indexing, and the load
+        waits until they have (or until the timeout)."""
         definition = self._definition(index)
         wanted = ("refresh_interval", "number_of_replicas")
         found = self._request("GET", f"/{index}/_settings",
