@@ -273,7 +273,9 @@ class TantivyBackend(SearchBackend):
         """Apply every action with the one writer, then commit once; anything raised on the
         way rolls all of it back. An upsert first deletes its id (a parent and its item
         documents share the parent field: one term each); in a ``fresh`` index, only an id
-        that came earlier in the same load."""
+        that came earlier in the same load. Deleting every id there doubled the time of a
+        subjects load (each delete is looked up in every segment at the commit); remembering
+        the ids costs about 60 bytes each."""
         handle = self._opened(index)
         result = BulkResult()
         items = _items(handle.definition)
