@@ -208,11 +208,21 @@ def headline(name: str, result: dict[str, Any]) -> list[Row]:
                     f.get("ratio_vs_baseline_scan"), "≥ 20,000 rows/s",
                     _at_least(f.get("ingest_rows_per_s"), 20_000))]
     if name == "indexing":
-        return [Row(name, f"{index} index rebuild docs/s vs the engine's bulk alone",
-                    f[index]["rebuild_docs_per_s"], f[index]["engine_alone_docs_per_s"],
-                    f[index]["ratio_rebuild_vs_engine_alone"],
-                    f"≥ {f[index]['target_docs_per_s']:,}/s", f[index]["meets_target"])
-                for index in ("datasets", "subjects")]
+        rows = []
+        for index in ("datasets", "subjects"):
+            found = f[index]
+            target = f"≥ {found['target_docs_per_s']:,}/s"
+            rows.append(Row(name, f"{index} index rebuild docs/s vs the engine's bulk alone",
+                            found["rebuild_docs_per_s"], found["engine_alone_docs_per_s"],
+                            found["ratio_rebuild_vs_engine_alone"], target,
+                            found["meets_target"]))
+            if "engine_json_only_docs_per_s" in found:  # tantivy: its writer's own ceiling
+                rows.append(Row(name, f"{index} index rebuild docs/s vs tantivy's writer "
+                                "alone (JSON documents, one commit)",
+                                found["rebuild_docs_per_s"], found["engine_json_only_docs_per_s"],
+                                found["ratio_rebuild_vs_engine_json_only"], target,
+                                found["meets_target"]))
+        return rows
     if name == "search":
         tantivy = f.get("engine") == "tantivy"
         return [

@@ -3,6 +3,7 @@ path, and the engine alone loading the same documents; no timing thresholds."""
 
 from __future__ import annotations
 
+from catalogue.bench import all as every
 from catalogue.bench import indexing
 from catalogue.runtime import Runtime
 from catalogue.search.query import SearchRequest, Terms
@@ -37,3 +38,9 @@ def test_small_run_rebuilds_both_indices_in_full(runtime: Runtime) -> None:
     assert row is not None and published == row["n"] > 0
     assert runtime.search.search(runtime.search.logical_name("datasets"),
                                  SearchRequest(text="lung")).total > 0
+    # `catalogue bench` summarises both indices against both baselines
+    rows = every.headline("indexing", {"status": "ok", "figures": figures})
+    assert [(row.value, row.baseline) for row in rows] == [
+        (figures[index]["rebuild_docs_per_s"], figures[index][baseline])
+        for index in ("datasets", "subjects")
+        for baseline in ("engine_alone_docs_per_s", "engine_json_only_docs_per_s")]
