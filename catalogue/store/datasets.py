@@ -131,7 +131,7 @@ class DatasetRepository:
         return [_from_row(r, dists[str(r["id"])]) for r in rows]
 
     #: what a search document is made of (:func:`catalogue.search.indexer.dataset_document`)
-    _SEARCHED = ("identifier", "organisation_id", "status", "updated_at", "version",
+    _SEARCHED = ("identifier", "organisation_id", "status", "updated_at",
                  *_ARRAY_FIELDS, "access_rights", "licence", "number_of_individuals",
                  "number_of_studies", "min_age", "max_age", "temporal_start", "temporal_end",
                  "issued", "modified", "title", "description", "aggregates")

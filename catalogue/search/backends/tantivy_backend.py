@@ -291,8 +291,10 @@ class TantivyBackend(SearchBackend):
                         if fresh:
                             seen.add(action.id)
                         if isinstance(action, Upsert):
-                            for doc in self._engine_documents(handle, action):
-                                writer.add_document(doc)
+                            for doc in self._documents(handle.definition, action.id,
+                                                       action.document):
+                                writer.add_document(
+                                    tantivy.Document.from_dict(doc, handle.schema))
                         result.applied += 1
                 writer.commit()
             except (ValueError, TypeError) as exc:
@@ -582,12 +584,6 @@ class TantivyBackend(SearchBackend):
         if fdef.type == "date":
             return datetime.fromtimestamp(float(value), UTC)
         return float(value)
-
-    @classmethod
-    def _engine_documents(cls, handle: _OpenIndex, action: Upsert) -> list[Any]:
-        """The tantivy documents of one upsert (see :meth:`_documents`)."""
-        return [tantivy.Document.from_dict(doc, handle.schema)
-                for doc in cls._documents(handle.definition, action.id, action.document)]
 
     @classmethod
     def _documents(cls, definition: IndexDefinition, doc_id: str,
