@@ -118,37 +118,53 @@ class Noise:
                       scales: tuple[float, float], policy: DisclosurePolicy
                       ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         """:meth:`protect_pair` of every cell, with what is the same for every cell worked out
-        once (a grouped question releases thousands of numbers). Equal answers share one
-        dict: the caller only serialises them."""
-        if policy.exact:  # tests only
-            return [(_exact(a), _exact(b)) for a, b in trues]
+        once (a grouped question releases thousands of numbers)."""
+        return release_pairs(trues, self.draws(labels, scales), policy)
+
+    def draws(self, labels: list[bytes], scales: tuple[float, float]
+              ) -> list[tuple[float, float]]:
+        """The Laplace noise of each cell's (subjects, studies) pair, in :meth:`protect_pair`'s
+        arithmetic. It depends on the question, the cell and the scales, never on the counts,
+        so it can be drawn while the engine counts."""
         log, keyed = math.log, self._keyed.copy
-        rounding, floor = policy.rounding, policy.floor
         first_scale, second_scale = scales
         prefix = _scales(scales)
-        hidden = {"value": None, "suppressed": True, "display": f"<{floor}"}
-        made: dict[int, dict[str, Any]] = {}
 
-        def release(true: int, bits: int, scale: float) -> dict[str, Any]:
-            """``_release`` of ``true`` + Laplace(``scale``) from 53 uniform bits."""
+        def laplace(bits: int, scale: float) -> float:
             u = (bits + 0.5) / _TWO_53 - 0.5
-            noisy = true + (-scale if u >= 0 else scale) * log(1.0 - 2.0 * abs(u))
-            if noisy < floor:
-                return hidden
-            value = max(round(noisy / rounding) * rounding, floor)
-            return made.get(value) or made.setdefault(
-                value, {"value": value, "suppressed": False, "display": str(value)})
+            return (-scale if u >= 0 else scale) * log(1.0 - 2.0 * abs(u))
 
-        out: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        out: list[tuple[float, float]] = []
         append = out.append
-        for (first_true, second_true), label in zip(trues, labels, strict=True):
+        for label in labels:
             h = keyed()
             h.update(prefix)
             h.update(label)
             first, second = _halves(h.digest())
-            append((release(first_true, first, first_scale),
-                    release(second_true, second, second_scale)))
+            append((laplace(first, first_scale), laplace(second, second_scale)))
         return out
+
+
+def release_pairs(trues: list[tuple[int, int]], noise: list[tuple[float, float]],
+                  policy: DisclosurePolicy) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """The released (subjects, studies) of each cell from its true counts and its
+    :meth:`Noise.draws`: ``_release`` of ``true + noise``. Equal answers share one dict: the
+    caller only serialises them."""
+    if policy.exact:  # tests only
+        return [(_exact(a), _exact(b)) for a, b in trues]
+    rounding, floor = policy.rounding, policy.floor
+    hidden = {"value": None, "suppressed": True, "display": f"<{floor}"}
+    made: dict[int, dict[str, Any]] = {}
+
+    def release(noisy: float) -> dict[str, Any]:
+        if noisy < floor:
+            return hidden
+        value = max(round(noisy / rounding) * rounding, floor)
+        return made.get(value) or made.setdefault(
+            value, {"value": value, "suppressed": False, "display": str(value)})
+
+    return [(release(first_true + first), release(second_true + second))
+            for (first_true, second_true), (first, second) in zip(trues, noise, strict=True)]
 
 
 _TWO_53 = float(1 << 53)

@@ -8,11 +8,13 @@ import hmac
 import logging
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any, NamedTuple
 
 from catalogue.cohorts.criteria import (
     SINGLE_VALUED,
+    Cell,
     Context,
     Question,
     buckets,
@@ -23,7 +25,12 @@ from catalogue.cohorts.criteria import (
 )
 from catalogue.errors import NotFound, SearchUnavailable, TooManyRequests, ValidationError
 from catalogue.model.identity import Identity, Role
-from catalogue.privacy.disclosure import NOISE_DERIVATION, DisclosurePolicy, Noise
+from catalogue.privacy.disclosure import (
+    NOISE_DERIVATION,
+    DisclosurePolicy,
+    Noise,
+    release_pairs,
+)
 from catalogue.search.base import SearchBackend
 from catalogue.search.indexer import data_version
 from catalogue.search.mappings import load_definition
@@ -48,6 +55,10 @@ CONTEXT_STAMP = (
     "(SELECT count(*) AS n, coalesce(sum(xmin::text::bigint), 0) AS x FROM organisations) AS o")
 
 
+#: questions whose noise is drawn at once, per process (more wait their turn)
+NOISE_THREADS = 8
+
+
 class _CachedContext(NamedTuple):
     read_at: float   # time.monotonic() of the last check
     stamp: Any       # the CONTEXT_STAMP row the context was read under
@@ -69,6 +80,8 @@ class CohortService:
         self.policy = policy or DisclosurePolicy()
         self.definition = load_definition("subjects")
         self._context: _CachedContext | None = None
+        #: draws the noise of questions while their counts are made (one per serving thread)
+        self._drawing = ThreadPoolExecutor(NOISE_THREADS, thread_name_prefix="catalogue-noise")
         #: a fingerprint of the noise secret and of how noise is drawn from it: answers are
         #: repeats (free) only under the same secret and derivation (after an upgrade that
         #: changes the draws, a repeated question is charged like a new one)
@@ -115,47 +128,50 @@ class CohortService:
         return Context(datasets, providers, countries, self.definition, unpublished)
 
     def count(self, identity: Identity, body: Any) -> dict[str, Any]:
-        """Answer one count question for a researcher (see ``catalogue.cohorts.criteria``)."""
+        """Answer one count question for a researcher (see ``catalogue.cohorts.criteria``).
+
+        The data version is read before the engine is asked; the budget is decided and the
+        question recorded after it answered, on the same connection."""
         require_role(identity, Role.RESEARCHER)
         if self.search is None:
             raise SearchUnavailable()
+        search = self.search
         ctx = self.context()
         try:  # anything refused, while parsing, planning or counting, is audited
             question = parse_question(body, ctx)
-            with self.db.transaction() as conn:
-                version = data_version(conn)
             cells = plan(question, ctx)
             request = CountRequest(
                 "studies", tuple(c.engine for c in cells),
                 filters=(*published_only(ctx), to_filter(question.criteria, ctx)),
                 item_cap=self.policy.study_cap)
-            counts = self.search.count_cells(self.search.logical_name("subjects"), request)
         except ValidationError as exc:
             self.refused(identity, exc.message)
             raise
         scales = self.scales(question, ctx)
-        # the noise of a number: keyed on the data version, the canonical criteria (not the
-        # grouping: a total is the same whatever the cells), the cell, family and scale
-        noise = Noise(self.secret, f"{version}|{dumps(question.criteria)}|")
-        (total,) = noise.protect_pairs(
-            counts[:1], [b"total"], (scales["total_subjects"], scales["total_studies"]),
-            self.policy)
-        groups: list[dict[str, Any]] = []
-        numbers = (not total[0]["suppressed"]) + (not total[1]["suppressed"])
-        if len(cells) > 1:
-            pairs = noise.protect_pairs(
-                counts[1:], [cell.label().encode() for cell in cells[1:]],
-                (scales["cell_subjects"], scales["cell_studies"]), self.policy)
-            groups = [{**cell.labels, "subjects": subjects, "studies": studies}
-                      for cell, (subjects, studies) in zip(cells[1:], pairs, strict=True)]
-            numbers += sum((not s["suppressed"]) + (not t["suppressed"]) for s, t in pairs)
         digest = question.digest()
         window = timedelta(days=self.policy.window_days)
+        with self.db.statement() as conn:
+            version = data_version(conn)
+        # the noise never depends on the counts: a helper thread draws it while this one
+        # waits for the engine (a thread waiting on a socket leaves the interpreter free)
+        drawing = self._drawing.submit(self._noise, version, question, cells, scales)
+        try:
+            counts = search.count_cells(search.logical_name("subjects"), request)
+        except ValidationError as exc:
+            self.refused(identity, exc.message)
+            raise
+        total_noise, cell_noise = drawing.result()
+        (total,) = release_pairs(counts[:1], total_noise, self.policy)
+        pairs = release_pairs(counts[1:], cell_noise, self.policy)
+        groups = [{**cell.labels, "subjects": subjects, "studies": studies}
+                  for cell, (subjects, studies) in zip(cells[1:], pairs, strict=True)]
+        numbers = sum((not s["suppressed"]) + (not t["suppressed"]) for s, t in [total, *pairs])
         refused: str | None = None
-        with self.db.transaction() as conn:
+        # the budget decision and the audit entry: two round trips (the locks and the standing
+        # read together, the entry and the commit together)
+        with self.db.transaction() as conn, conn.pipeline():
             ledger = CohortLedger(conn)
-            ledger.lock(identity)
-            repeated, user_spent, organisation_spent = ledger.standing(
+            repeated, user_spent, organisation_spent = ledger.locked_standing(
                 identity, digest, version, self.noise_key, window)
             cost = 0.0 if repeated else self.policy.epsilon
             budget = self._budget(ledger, identity, window,
@@ -181,6 +197,7 @@ class CohortService:
                     if state is not None:
                         state["spent"] = round(state["spent"] + cost, 6)
                         state["remaining"] = round(max(state["limit"] - state["spent"], 0.0), 6)
+            conn.commit()
         if refused is not None:
             raise TooManyRequests(refused)
         return {
@@ -196,6 +213,17 @@ class CohortService:
             },
             "budget": budget,
         }
+
+    def _noise(self, version: int, question: Question, cells: list[Cell],
+               scales: dict[str, float]
+               ) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+        """The noise of the total and of each group cell. Keyed on the data version, the
+        canonical criteria (not the grouping: a total is the same whatever the cells), the
+        cell, the family and the scale."""
+        noise = Noise(self.secret, f"{version}|{dumps(question.criteria)}|")
+        return (noise.draws([b"total"], (scales["total_subjects"], scales["total_studies"])),
+                noise.draws([cell.label().encode() for cell in cells[1:]],
+                            (scales.get("cell_subjects", 1.0), scales.get("cell_studies", 1.0))))
 
     def refused(self, identity: Identity, message: str) -> None:
         """Audit a count request refused as invalid (a researcher's only: others are refused

@@ -56,6 +56,16 @@ class CohortLedger:
         return (bool(row["repeated"]), float(row["user_spent"]),
                 float(row["organisation_spent"]))
 
+    def locked_standing(self, identity: Identity, question_hash: str, data_version: int,
+                        noise_key: str, window: timedelta) -> tuple[bool, float, float]:
+        """:meth:`lock`, then :meth:`standing`, sent together in one round trip (a pipeline):
+        the server runs the standing statement after the locks are held, so it sees every
+        decision committed before them (one statement holding both would read a snapshot taken
+        before it waited for the locks)."""
+        with self.conn.pipeline():
+            self.lock(identity)
+            return self.standing(identity, question_hash, data_version, noise_key, window)
+
     def spent(self, scope: str, scope_id: str, window: timedelta) -> float:
         """ε spent by a user or an organisation in the rolling window (since its last reset)."""
         if scope == "user" and not is_uuid(scope_id):
@@ -69,16 +79,16 @@ class CohortLedger:
     def record(self, identity: Identity, outcome: str, *, question_hash: str | None = None,
                question: Any = None, data_version: int | None = None,
                noise_key: str | None = None, cells: int = 0, released: int = 0,
-               epsilon: float = 0.0, message: str | None = None) -> int:
-        row = self.conn.execute(
+               epsilon: float = 0.0, message: str | None = None) -> None:
+        """One entry of the audit log (nothing is read back: in a pipeline the entry and the
+        commit travel together)."""
+        self.conn.execute(
             "INSERT INTO cohort_queries (user_id, username, organisation_id, token_id, outcome, "
             "question_hash, question, data_version, noise_key, cells, released, epsilon, "
-            "message) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            "message) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (identity.user_id, identity.username, identity.organisation_id, identity.token_id,
              outcome, question_hash, None if question is None else Jsonb(question),
-             data_version, noise_key, cells, released, epsilon, message)).fetchone()
-        assert row is not None
-        return int(row["id"])
+             data_version, noise_key, cells, released, epsilon, message))
 
     def reset(self, scope: str, scope_id: str, by: Identity, reason: str | None) -> None:
         self.conn.execute(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +16,7 @@ import pytest
 
 from catalogue.config import Config
 from catalogue.errors import NotFound, ValidationError
+from catalogue.search.backends import opensearch_backend
 from catalogue.search.base import Delete, SearchBackend, Upsert
 from catalogue.search.indexer import sort_key
 from catalogue.search.mappings import load_definition
@@ -326,6 +329,86 @@ def test_tantivy_readers_survive_alias_switches_and_drops_by_another_process(
         reader.close()
     assert not errors, errors[:3]
     assert searches > 25
+
+
+@pytest.mark.opensearch
+def test_opensearch_readers_follow_alias_switches_and_drops_by_another_process(
+        tmp_path: Path, opensearch_urls: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Searches go to the physical index the alias named when last read (``ALIAS_TTL``): a
+    reader (another process: its own backend object) whose index was dropped reads the alias
+    again and answers from the new index at once; one whose index was only switched away
+    from follows when the alias is read again. Nothing fails meanwhile."""
+    config = make_config(tmp_path, "postgresql://unused/x", search_url=",".join(opensearch_urls),
+                         search_index_prefix=f"r{os.getpid()}-{tmp_path.name[-12:]}-".lower()
+                         .replace("_", "-"))
+    writer, reader = create_backend(config), create_backend(config)
+    definition = load_definition("datasets")
+    alias = writer.logical_name("datasets")
+
+    def load(docs: list[dict[str, Any]]) -> str:
+        physical = writer.create_index(definition)
+        writer.bulk(physical, [Upsert(d["id"], _keyed(d)) for d in docs])
+        writer.refresh(physical)
+        writer.switch_alias(alias, physical)
+        return physical
+
+    try:
+        first = load(DOCS)
+        sent: list[str] = []
+        send = reader._send  # type: ignore[attr-defined]
+
+        def counted(method: str, path: str, *args: Any) -> Any:
+            sent.append(path)
+            return send(method, path, *args)
+
+        monkeypatch.setattr(reader, "_send", counted)
+        for _ in range(5):
+            assert reader.search(alias, SearchRequest()).total == 4  # the reader knows `first`
+        # one round trip per search, after the first reading of the alias
+        assert [p.split("?")[0] for p in sent] == [f"/_alias/{alias}"] + [f"/{first}/_search"] * 5
+        second = load(DOCS[:2])
+        writer.drop_index(first)
+        assert reader.search(alias, SearchRequest()).total == 2  # 404, alias read again
+        # switched away from, not dropped: followed when the alias is next read
+        monkeypatch.setattr(opensearch_backend, "ALIAS_TTL", 0.3)
+        assert reader.search(alias, SearchRequest()).total == 2
+        load(DOCS[:3])
+        time.sleep(0.35)
+        assert reader.search(alias, SearchRequest()).total == 3
+        writer.drop_index(second)
+        # rebuilds with drops under a searching reader: never an error, never a mixed answer
+        errors: list[BaseException] = []
+        totals: set[int] = set()
+        stop = threading.Event()
+
+        def read() -> None:
+            while not stop.is_set():
+                try:
+                    totals.add(reader.search(alias, SearchRequest()).total)
+                except BaseException as exc:
+                    errors.append(exc)
+
+        thread = threading.Thread(target=read)
+        thread.start()
+        try:
+            for n in range(8):
+                old = writer.current_index(alias)
+                load(DOCS[: 1 + n % 4])
+                assert old is not None
+                writer.drop_index(old)
+        finally:
+            stop.set()
+            thread.join()
+        assert not errors, errors[:3]
+        assert totals <= {1, 2, 3, 4} and len(totals) > 1
+        assert reader.search(alias, SearchRequest()).total == 4  # the last load: DOCS[:4]
+    finally:
+        for physical in writer.list_indices(alias):
+            with contextlib.suppress(Exception):
+                writer.switch_alias(writer.logical_name("parked"), physical)
+                writer.drop_index(physical)
+        writer.close()
+        reader.close()
 
 
 def test_fill_loads_lazily_made_batches(backend: SearchBackend) -> None:

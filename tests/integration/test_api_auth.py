@@ -246,6 +246,32 @@ def test_token_lifecycle_revoke_and_expiry(client: Any, runtime: Runtime, world:
     assert "expired" in r.json["error"]["message"]
 
 
+def test_a_token_in_use_is_stamped_at_most_once_a_minute(client: Any, runtime: Runtime,
+                                                         world: World) -> None:
+    """``last_used_at`` is written on first use and then only when a minute old."""
+    issued = runtime.identities.issue_token(SYSTEM, "res1")
+
+    def stamp() -> tuple[Any, str]:
+        with runtime.database.transaction() as conn:
+            row = conn.execute("SELECT last_used_at, xmin::text AS x FROM api_tokens "
+                               "WHERE id = %s", (issued.token.id,)).fetchone()
+        return row["last_used_at"], row["x"]
+
+    assert stamp()[0] is None
+    assert client.get("/api/v1/me", headers=auth(issued.secret)).status_code == 200
+    first = stamp()
+    assert first[0] is not None
+    for _ in range(3):
+        assert client.get("/api/v1/me", headers=auth(issued.secret)).status_code == 200
+    assert stamp() == first  # same row version: not rewritten
+    with runtime.database.transaction() as conn:
+        conn.execute("UPDATE api_tokens SET last_used_at = now() - interval '2 minutes' "
+                     "WHERE id = %s", (issued.token.id,))
+    aged = stamp()
+    assert client.get("/api/v1/me", headers=auth(issued.secret)).status_code == 200
+    assert stamp()[0] > aged[0]
+
+
 def test_users_cannot_mint_tokens_for_others_or_revoke_theirs(client: Any, world: World) -> None:
     r = client.post(
         "/api/v1/tokens", json={"username": "admin1"}, headers=auth(world.tokens["researcher"])

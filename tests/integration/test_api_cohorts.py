@@ -4,12 +4,14 @@ exhausted, free repeats, admin inspection and reset, the audit log, the CLI comm
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner
 
 from catalogue.cli import main
+from catalogue.errors import TooManyRequests
 from catalogue.model.identity import SYSTEM, Organisation, Role, User
 from catalogue.runtime import Runtime
 from tests.conftest import TEST_SECRET
@@ -168,3 +170,32 @@ def test_cli_count_charges_the_named_researcher(runtime: Runtime, db_url: str,
     bad.write_text('{"criteria": {"sex": ["woman"]}}')
     result = CliRunner().invoke(main, ["cohorts", "count", str(bad), "--as", "cli-res"], env=env)
     assert result.exit_code != 0 and "unknown value 'woman'" in result.output
+
+
+def test_concurrent_questions_never_spend_beyond_the_budgets(runtime: Runtime) -> None:
+    """Four researchers of one organisation ask 32 distinct questions at once, eight at a time:
+    the organisation's budget (4.0, 20 questions of ε 0.2) answers exactly 20 and refuses the
+    rest, and no researcher gets more than their own 10 (the budget decisions of a researcher
+    and of an organisation are serialised: the locks are held before the spending is read)."""
+    stage(runtime)
+    tokens = _tokens(runtime)
+    who = [runtime.identities.authenticate(tokens[f"r{n}"]) for n in (1, 2, 3, 4)]
+
+    def ask(n: int) -> tuple[str, int]:
+        identity = who[n % 4]
+        try:
+            runtime.cohorts.count(identity, _question(n))
+        except TooManyRequests:
+            return identity.username, 429
+        return identity.username, 200
+
+    with ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(ask, range(32)))
+    answered = [user for user, status in replies if status == 200]
+    assert len(answered) == 20 and sum(status == 429 for _, status in replies) == 12
+    assert max(answered.count(u.username) for u in who) <= 10
+    with runtime.database.transaction() as conn:
+        spent = conn.execute("SELECT round(sum(epsilon)::numeric, 6) AS e, count(*) AS n "
+                             "FROM cohort_queries WHERE organisation_id = 'uni-x' "
+                             "AND outcome = 'answered'").fetchone()
+    assert float(spent["e"]) == 4.0 and spent["n"] == 20

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -44,6 +45,15 @@ POOL_MAXSIZE = 16
 #: bulk requests in flight while an index loads (see ``RestSearchBackend.fill``)
 FILL_REQUESTS = 2
 
+#: seconds searches and counts reuse the physical index an alias named without asking the
+#: engine again (one round trip less per request); a request to an index dropped meanwhile (a
+#: rebuild switched the alias) reads the alias again at once and is sent again
+ALIAS_TTL = 5.0
+
+#: searches and counts: exact or an error (by default a search whose shards partly failed
+#: answers with what the others found)
+_SEARCH = "/_search?allow_partial_search_results=false"
+
 _PHYSICAL = re.compile(r"^(?P<logical>.+)-v(?P<version>\d+)-(?P<stamp>\d{20})$")
 
 
@@ -56,6 +66,7 @@ class EngineHTTPError(Exception):
 
 class RestSearchBackend(SearchBackend):
     """Shared logic; subclasses implement :meth:`_send`."""
+
 
     def __init__(
         self,
@@ -72,6 +83,8 @@ class RestSearchBackend(SearchBackend):
         self.replicas = replicas
         self.timeout = timeout
         self.verify_certs = verify_certs
+        #: alias -> (time.monotonic() when read, physical index, its definition)
+        self._physical: dict[str, tuple[float, str, IndexDefinition]] = {}
 
     @classmethod
     def from_config(cls, config: Any) -> RestSearchBackend:
@@ -121,6 +134,59 @@ class RestSearchBackend(SearchBackend):
         name = match.group("logical")[len(self.prefix) :]
         return load_definition(name, int(match.group("version")))
 
+    def _resolve(self, index: str, fresh: bool = False) -> tuple[str, IndexDefinition]:
+        """The physical index behind ``index`` (an alias or already physical) and its
+        definition; an alias is read at most every ``ALIAS_TTL`` seconds unless ``fresh``."""
+        if _PHYSICAL.match(index):
+            return index, self._definition(index)
+        now = time.monotonic()
+        known = self._physical.get(index)
+        if known is not None and not fresh and now - known[0] < ALIAS_TTL:
+            return known[1], known[2]
+        physical = self.current_index(index)
+        if physical is None:
+            self._physical.pop(index, None)
+            raise NotFound(f"search index {index!r} does not exist")
+        definition = self._definition(physical)
+        self._physical[index] = (now, physical, definition)
+        return physical, definition
+
+    def _prepare(self, index: str, build: Callable[[IndexDefinition], Any]
+                 ) -> tuple[str, IndexDefinition, Any]:
+        """The physical index behind ``index``, its definition, and the body ``build`` makes
+        for that definition (so that a body always matches the mapping it is sent to, even
+        while an upgrade switches the alias to a new definition)."""
+        physical, definition = self._resolve(index)
+        return physical, definition, build(definition)
+
+    def _read(self, index: str, path: str, build: Callable[[IndexDefinition], Any],
+              prepared: tuple[str, IndexDefinition, Any] | None = None
+              ) -> tuple[IndexDefinition, Any]:
+        """POST a read (``path``: ``/_search``...) to the physical index behind ``index``
+        (``prepared`` by :meth:`_prepare`, or now). If that index is gone or going (a rebuild
+        switched the alias and dropped it), the alias is read again and the request sent once
+        more. Reads never take partial results: an index whose shards are going answers an
+        error, not a count of what is left."""
+        physical, definition, body = prepared or self._prepare(index, build)
+        try:
+            return definition, self._request("POST", f"/{physical}{path}", body)
+        except (NotFound, SearchUnavailable):  # dropped, or being dropped (its shards go)
+            if physical == index:
+                raise
+            stale = physical
+        physical, definition = self._resolve(index, fresh=True)
+        if physical == stale:  # the alias still names it: a failure of its own
+            raise SearchUnavailable()
+        return definition, self._request("POST", f"/{physical}{path}", build(definition))
+
+    def close(self) -> None:
+        self.client.close()  # type: ignore[attr-defined]  # each subclass's official client
+
+    def _forget(self, physical: str) -> None:
+        for alias, known in list(self._physical.items()):
+            if known[1] == physical:
+                self._physical.pop(alias, None)
+
     # -- contract -----------------------------------------------------------------------------
     def ping(self) -> dict[str, Any]:
         info = self._request("GET", "/")
@@ -160,6 +226,7 @@ class RestSearchBackend(SearchBackend):
         if current and current != physical:
             actions.insert(0, {"remove": {"index": current, "alias": logical}})
         self._request("POST", "/_aliases", {"actions": actions})
+        self._physical.pop(logical, None)
 
     def list_indices(self, logical: str) -> list[str]:
         found = self._request("GET", f"/{logical}-v*", params={"expand_wildcards": "open"})
@@ -170,6 +237,7 @@ class RestSearchBackend(SearchBackend):
             if self.current_index(logical) == physical:
                 raise ValidationError(f"{physical} is the current index of {logical}")
         self._request("DELETE", f"/{physical}")
+        self._forget(physical)
 
     def bulk(self, index: str, actions: Sequence[Action]) -> BulkResult:
         if not actions:
@@ -268,9 +336,13 @@ class RestSearchBackend(SearchBackend):
         return int(self._request("POST", f"/{index}/_count", body)["count"])
 
     def count_cells(self, index: str, request: CountRequest) -> list[tuple[int, int]]:
-        definition = self._definition(index)
-        body, groups = es_dsl.count_body(definition, request)
-        response = self._request("POST", f"/{index}/_search", body)
+        groups: list[Any] = []
+
+        def build(definition: IndexDefinition) -> bytes:
+            body, groups[:] = es_dsl.count_body(definition, request)
+            return _json(body)
+
+        _definition, response = self._read(index, _SEARCH, build)
         return es_dsl.parse_counts(response, groups, len(request.cells))
 
     def get(self, index: str, doc_id: str) -> dict[str, Any] | None:
@@ -284,10 +356,9 @@ class RestSearchBackend(SearchBackend):
         return es_dsl.stored(definition, found["_source"])
 
     def search(self, index: str, request: SearchRequest) -> SearchResult:
-        definition = self._definition(index)
         tokens = words(request.text) if request.text else []
-        body = es_dsl.search_body(definition, request, tokens)
-        response = self._request("POST", f"/{index}/_search", body)
+        definition, response = self._read(
+            index, _SEARCH, lambda definition: es_dsl.search_body(definition, request, tokens))
         hits = response["hits"]
         cursors: list[int] = []
         if request.sort:
@@ -354,8 +425,6 @@ class OpenSearchBackend(RestSearchBackend):
         except osx.ImproperlyConfigured as exc:
             raise CatalogueError(f"search client misconfigured: {exc}") from None
 
-    def close(self) -> None:
-        self.client.close()
 
 
 class ElasticsearchBackend(RestSearchBackend):
@@ -393,8 +462,6 @@ class ElasticsearchBackend(RestSearchBackend):
             raise SearchUnavailable() from None
         return response.body
 
-    def close(self) -> None:
-        self.client.close()
 
 
 def detect_engine(url: str, timeout: float = 5.0, verify: bool = True) -> str:
