@@ -123,9 +123,10 @@ class CatalogueCollector(Collector):
         questions = CounterMetricFamily(
             "catalogue_cohort_questions",
             "Cohort count questions by outcome: answered, repeated (free), refused (privacy "
-            "budget exhausted), invalid.", labels=["outcome"])
+            "budget exhausted), invalid, failed (the engine did not answer).",
+            labels=["outcome"])
         seen = {r["outcome"]: float(r["n"]) for r in rows["questions"]}
-        for outcome in ("answered", "repeated", "refused", "invalid"):
+        for outcome in ("answered", "repeated", "refused", "invalid", "failed"):
             questions.add_metric([outcome], seen.get(outcome, 0.0))
         yield questions
         refusals = CounterMetricFamily(

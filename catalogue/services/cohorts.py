@@ -8,7 +8,7 @@ import hmac
 import logging
 import math
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any, NamedTuple
 
@@ -55,8 +55,17 @@ CONTEXT_STAMP = (
     "(SELECT count(*) AS n, coalesce(sum(xmin::text::bigint), 0) AS x FROM organisations) AS o")
 
 
-#: questions whose noise is drawn at once, per process (more wait their turn)
-NOISE_THREADS = 8
+#: threads deciding budgets and drawing noise while counts are made, per process (two per
+#: question in flight; more wait their turn)
+HELPER_THREADS = 16
+
+
+class _Decision(NamedTuple):
+    entry: int               # the ledger entry (settled once the counts are in)
+    repeated: bool
+    cost: float
+    budget: dict[str, Any]
+    refused: str | None      # why the budget refused the question, if it did
 
 
 class _CachedContext(NamedTuple):
@@ -80,8 +89,9 @@ class CohortService:
         self.policy = policy or DisclosurePolicy()
         self.definition = load_definition("subjects")
         self._context: _CachedContext | None = None
-        #: draws the noise of questions while their counts are made (one per serving thread)
-        self._drawing = ThreadPoolExecutor(NOISE_THREADS, thread_name_prefix="catalogue-noise")
+        #: decide the budget and draw the noise of questions while their counts are made
+        self._helpers = ThreadPoolExecutor(HELPER_THREADS,
+                                           thread_name_prefix="catalogue-cohorts")
         #: a fingerprint of the noise secret and of how noise is drawn from it: answers are
         #: repeats (free) only under the same secret and derivation (after an upgrade that
         #: changes the draws, a repeated question is charged like a new one)
@@ -130,8 +140,12 @@ class CohortService:
     def count(self, identity: Identity, body: Any) -> dict[str, Any]:
         """Answer one count question for a researcher (see ``catalogue.cohorts.criteria``).
 
-        The data version is read before the engine is asked; the budget is decided and the
-        question recorded after it answered, on the same connection."""
+        The data version is read before the engine is asked. While the engine counts, helper
+        threads decide and record the budget (the charge is committed under the researcher's
+        and the organisation's locks, so concurrent questions see it) and draw the noise (which
+        never depends on the counts). Then the numbers are released and the entry settled with
+        how many were; a question the engine refuses is settled ``invalid``, one it could not
+        answer ``failed``, both uncharged. So the ledger is never behind what was released."""
         require_role(identity, Role.RESEARCHER)
         if self.search is None:
             raise SearchUnavailable()
@@ -148,71 +162,99 @@ class CohortService:
             self.refused(identity, exc.message)
             raise
         scales = self.scales(question, ctx)
-        digest = question.digest()
-        window = timedelta(days=self.policy.window_days)
         with self.db.statement() as conn:
             version = data_version(conn)
-        # the noise never depends on the counts: a helper thread draws it while this one
-        # waits for the engine (a thread waiting on a socket leaves the interpreter free)
-        drawing = self._drawing.submit(self._noise, version, question, cells, scales)
+        # a thread waiting on a socket (the engine's, PostgreSQL's) leaves the interpreter free
+        deciding = self._helpers.submit(self._decide, identity, question, version, len(cells))
+        drawing = self._helpers.submit(self._noise, version, question, cells, scales)
         try:
             counts = search.count_cells(search.logical_name("subjects"), request)
         except ValidationError as exc:
-            self.refused(identity, exc.message)
+            self._settle_unanswered(deciding, "invalid", exc.message[:500])
             raise
+        except Exception:
+            self._settle_unanswered(deciding, "failed", "the search engine did not answer")
+            raise
+        decision = deciding.result()
+        if decision.refused is not None:
+            raise TooManyRequests(decision.refused)
         total_noise, cell_noise = drawing.result()
         (total,) = release_pairs(counts[:1], total_noise, self.policy)
         pairs = release_pairs(counts[1:], cell_noise, self.policy)
         groups = [{**cell.labels, "subjects": subjects, "studies": studies}
                   for cell, (subjects, studies) in zip(cells[1:], pairs, strict=True)]
         numbers = sum((not s["suppressed"]) + (not t["suppressed"]) for s, t in [total, *pairs])
-        refused: str | None = None
-        # the budget decision and the audit entry: two round trips (the locks and the standing
-        # read together, the entry and the commit together)
-        with self.db.transaction() as conn, conn.pipeline():
-            ledger = CohortLedger(conn)
-            repeated, user_spent, organisation_spent = ledger.locked_standing(
-                identity, digest, version, self.noise_key, window)
-            cost = 0.0 if repeated else self.policy.epsilon
-            budget = self._budget(ledger, identity, window,
-                                  spent=(user_spent, organisation_spent))
-            for scope, state in budget.items():
-                if state is not None and cost > state["remaining"] + 1e-9:
-                    refused = (f"the {scope} privacy budget is exhausted: {state['remaining']:.2f}"
-                               f" of {state['limit']:.2f} left in the {self.policy.window_days}-"
-                               f"day window and this question costs {cost:.2f}; it renews as "
-                               "earlier questions age out of the window, or an administrator "
-                               "can reset it")
-                    break
-            if refused is not None:
-                ledger.record(identity, "refused", question_hash=digest,
-                              question=question.canonical(), data_version=version,
-                              message=refused)
-            else:
-                ledger.record(identity, "repeated" if repeated else "answered",
-                              question_hash=digest, question=question.canonical(),
-                              data_version=version, noise_key=self.noise_key,
-                              cells=len(cells), released=numbers, epsilon=cost)
-                for state in budget.values():
-                    if state is not None:
-                        state["spent"] = round(state["spent"] + cost, 6)
-                        state["remaining"] = round(max(state["limit"] - state["spent"], 0.0), 6)
-            conn.commit()
-        if refused is not None:
-            raise TooManyRequests(refused)
+        with self.db.statement() as conn:
+            CohortLedger(conn).settle(decision.entry, released=numbers)
         return {
             "question": question.canonical(),
             "total": {"subjects": total[0], "studies": total[1]},
             "group_by": list(question.group_by),
             "groups": groups,
             "parameters": {
-                "epsilon": self.policy.epsilon, "charged": cost, "repeated": repeated,
+                "epsilon": self.policy.epsilon, "charged": decision.cost,
+                "repeated": decision.repeated,
                 "noise_scale": scales, "rounding": self.policy.rounding,
                 "floor": self.policy.floor, "study_cap": self.policy.study_cap,
                 "data_version": version, "mechanism": "laplace",
             },
-            "budget": budget,
+            "budget": decision.budget,
         }
+
+    def _decide(self, identity: Identity, question: Question, version: int,
+                cells: int) -> _Decision:
+        """Charge the question, or refuse it, in one round trip: the locks, the standing read
+        (which runs after the locks are held, so it sees every charge committed before), the
+        entry and the commit, pipelined."""
+        digest = question.digest()
+        window = timedelta(days=self.policy.window_days)
+        refused: str | None = None
+        with self.db.transaction() as conn:
+            with conn.pipeline():
+                ledger = CohortLedger(conn)
+                repeated, user_spent, organisation_spent = ledger.locked_standing(
+                    identity, digest, version, self.noise_key, window)
+                cost = 0.0 if repeated else self.policy.epsilon
+                budget = self._budget(ledger, identity, window,
+                                      spent=(user_spent, organisation_spent))
+                for scope, state in budget.items():
+                    if state is not None and cost > state["remaining"] + 1e-9:
+                        refused = (
+                            f"the {scope} privacy budget is exhausted: {state['remaining']:.2f}"
+                            f" of {state['limit']:.2f} left in the {self.policy.window_days}-"
+                            f"day window and this question costs {cost:.2f}; it renews as "
+                            "earlier questions age out of the window, or an administrator "
+                            "can reset it")
+                        break
+                if refused is not None:
+                    entry = ledger.record(identity, "refused", question_hash=digest,
+                                          question=question.canonical(), data_version=version,
+                                          message=refused)
+                else:
+                    entry = ledger.record(identity, "repeated" if repeated else "answered",
+                                          question_hash=digest, question=question.canonical(),
+                                          data_version=version, noise_key=self.noise_key,
+                                          cells=cells, epsilon=cost)
+                    for state in budget.values():
+                        if state is not None:
+                            state["spent"] = round(state["spent"] + cost, 6)
+                            state["remaining"] = round(
+                                max(state["limit"] - state["spent"], 0.0), 6)
+                conn.commit()
+            row = entry.fetchone()
+        assert row is not None
+        return _Decision(int(row["id"]), repeated, cost, budget, refused)
+
+    def _settle_unanswered(self, deciding: Future[_Decision], outcome: str,
+                           message: str) -> None:
+        """The engine refused the question (``invalid``) or did not answer (``failed``):
+        nothing is released, so nothing is charged."""
+        try:
+            decision = deciding.result()
+            with self.db.statement() as conn:
+                CohortLedger(conn).settle(decision.entry, outcome=outcome, message=message)
+        except Exception:  # the caller's error is the one to report
+            log.exception("could not settle a cohort question the engine did not answer")
 
     def _noise(self, version: int, question: Question, cells: list[Cell],
                scales: dict[str, float]

@@ -79,16 +79,29 @@ class CohortLedger:
     def record(self, identity: Identity, outcome: str, *, question_hash: str | None = None,
                question: Any = None, data_version: int | None = None,
                noise_key: str | None = None, cells: int = 0, released: int = 0,
-               epsilon: float = 0.0, message: str | None = None) -> None:
-        """One entry of the audit log (nothing is read back: in a pipeline the entry and the
-        commit travel together)."""
-        self.conn.execute(
+               epsilon: float = 0.0, message: str | None = None) -> Any:
+        """One entry of the ledger; returns the cursor, whose row is the entry's id once the
+        statement has been sent (in a pipeline the entry and the commit travel together and
+        the id is read after)."""
+        return self.conn.execute(
             "INSERT INTO cohort_queries (user_id, username, organisation_id, token_id, outcome, "
             "question_hash, question, data_version, noise_key, cells, released, epsilon, "
-            "message) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            "message) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
             (identity.user_id, identity.username, identity.organisation_id, identity.token_id,
              outcome, question_hash, None if question is None else Jsonb(question),
              data_version, noise_key, cells, released, epsilon, message))
+
+    def settle(self, entry: int, *, released: int | None = None, outcome: str | None = None,
+               message: str | None = None) -> None:
+        """Complete an entry recorded before its counts were known: the numbers released, or
+        (``outcome`` ``invalid`` or ``failed``) nothing released and nothing charged."""
+        if outcome is None:
+            self.conn.execute("UPDATE cohort_queries SET released = %s WHERE id = %s",
+                              (released, entry))
+        else:
+            self.conn.execute("UPDATE cohort_queries SET outcome = %s, epsilon = 0, "
+                              "released = 0, message = %s WHERE id = %s",
+                              (outcome, message, entry))
 
     def reset(self, scope: str, scope_id: str, by: Identity, reason: str | None) -> None:
         self.conn.execute(

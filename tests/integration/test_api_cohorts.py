@@ -8,12 +8,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
+from opensearchpy import OpenSearch
 
 from catalogue.cli import main
-from catalogue.errors import TooManyRequests
+from catalogue.config import Config
+from catalogue.errors import SearchUnavailable, TooManyRequests
 from catalogue.model.identity import SYSTEM, Organisation, Role, User
 from catalogue.runtime import Runtime
+from catalogue.search.backends.opensearch_backend import OpenSearchBackend
 from tests.conftest import TEST_SECRET
 from tests.integration.cohorts import LUNG, stage
 
@@ -199,3 +203,37 @@ def test_concurrent_questions_never_spend_beyond_the_budgets(runtime: Runtime) -
                              "FROM cohort_queries WHERE organisation_id = 'uni-x' "
                              "AND outcome = 'answered'").fetchone()
     assert float(spent["e"]) == 4.0 and spent["n"] == 20
+
+
+def test_a_question_the_engine_cannot_answer_is_settled_failed_and_not_charged(
+        opensearch_config: Config) -> None:
+    """The budget is charged while the engine counts; when the engine then does not answer
+    (here: every node unreachable), the question is a 503, its ledger entry is settled
+    ``failed``, and the researcher's budget is as before."""
+    rt = Runtime(opensearch_config).start()
+    try:
+        stage(rt)
+        rt.identities.create_user(SYSTEM, User("", "res-f", Role.RESEARCHER))
+        who = rt.identities.authenticate(rt.identities.issue_token(SYSTEM, "res-f").secret)
+        answered = rt.cohorts.count(who, _question(1))
+        assert answered["budget"]["researcher"]["spent"] == 0.2
+        assert isinstance(rt.search, OpenSearchBackend)
+        working = rt.search.client
+        rt.search.client = OpenSearch(hosts=["http://127.0.0.1:9"], max_retries=0, timeout=2)
+        try:
+            with pytest.raises(SearchUnavailable):
+                rt.cohorts.count(who, _question(2))
+        finally:
+            rt.search.client = working
+        with rt.database.transaction() as conn:
+            rows = conn.execute("SELECT outcome, epsilon, released, message FROM cohort_queries "
+                                "WHERE username = 'res-f' ORDER BY id").fetchall()
+        assert [(r["outcome"], r["epsilon"]) for r in rows] == [("answered", 0.2),
+                                                                ("failed", 0.0)]
+        assert rows[0]["released"] > 0 and rows[1]["released"] == 0
+        assert "did not answer" in rows[1]["message"]
+        assert rt.cohorts.budget(who)["researcher"]["spent"] == 0.2
+        again = rt.cohorts.count(who, _question(2))  # the engine is back: asked and charged
+        assert again["parameters"]["charged"] == 0.2 and not again["parameters"]["repeated"]
+    finally:
+        rt.close()
