@@ -99,6 +99,10 @@ class CohortService:
                                   b"cohort-noise-fingerprint" + NOISE_DERIVATION.encode(),
                                   hashlib.sha256).hexdigest()[:16]
 
+    def close(self) -> None:
+        """Let the helper threads finish what they hold (a question being settled), then end."""
+        self._helpers.shutdown(wait=True, cancel_futures=True)
+
     # -- questions ----------------------------------------------------------------------------
     def context(self) -> Context:
         """Published datasets, organisations and countries. At most every few seconds
