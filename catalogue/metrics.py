@@ -123,10 +123,11 @@ class CatalogueCollector(Collector):
         questions = CounterMetricFamily(
             "catalogue_cohort_questions",
             "Cohort count questions by outcome: answered, repeated (free), refused (privacy "
-            "budget exhausted), invalid, failed (the engine did not answer).",
+            "budget exhausted), invalid, failed (the engine did not answer), pending (charged, "
+            "counting).",
             labels=["outcome"])
         seen = {r["outcome"]: float(r["n"]) for r in rows["questions"]}
-        for outcome in ("answered", "repeated", "refused", "invalid", "failed"):
+        for outcome in ("answered", "repeated", "refused", "invalid", "failed", "pending"):
             questions.add_metric([outcome], seen.get(outcome, 0.0))
         yield questions
         refusals = CounterMetricFamily(

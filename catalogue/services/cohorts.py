@@ -146,10 +146,12 @@ class CohortService:
 
         The data version is read before the engine is asked. While the engine counts, helper
         threads decide and record the budget (the charge is committed under the researcher's
-        and the organisation's locks, so concurrent questions see it) and draw the noise (which
-        never depends on the counts). Then the numbers are released and the entry settled with
-        how many were; a question the engine refuses is settled ``invalid``, one it could not
-        answer ``failed``, both uncharged. So the ledger is never behind what was released."""
+        and the organisation's locks, so concurrent questions see it; the entry is ``pending``,
+        so a concurrent repeat is charged too, not free) and draw the noise (which never
+        depends on the counts). Then the numbers are released and the entry settled
+        ``answered`` or ``repeated`` with how many were; a question the engine refuses is
+        settled ``invalid``, one it could not answer ``failed``, both uncharged. So the ledger
+        is never behind what was released."""
         require_role(identity, Role.RESEARCHER)
         if self.search is None:
             raise SearchUnavailable()
@@ -189,7 +191,9 @@ class CohortService:
                   for cell, (subjects, studies) in zip(cells[1:], pairs, strict=True)]
         numbers = sum((not s["suppressed"]) + (not t["suppressed"]) for s, t in [total, *pairs])
         with self.db.statement() as conn:
-            CohortLedger(conn).settle(decision.entry, released=numbers)
+            CohortLedger(conn).settle(decision.entry,
+                                      "repeated" if decision.repeated else "answered",
+                                      released=numbers)
         return {
             "question": question.canonical(),
             "total": {"subjects": total[0], "studies": total[1]},
@@ -235,7 +239,7 @@ class CohortService:
                                           question=question.canonical(), data_version=version,
                                           message=refused)
                 else:
-                    entry = ledger.record(identity, "repeated" if repeated else "answered",
+                    entry = ledger.record(identity, "pending",
                                           question_hash=digest, question=question.canonical(),
                                           data_version=version, noise_key=self.noise_key,
                                           cells=cells, epsilon=cost)
@@ -256,7 +260,7 @@ class CohortService:
         try:
             decision = deciding.result()
             with self.db.statement() as conn:
-                CohortLedger(conn).settle(decision.entry, outcome=outcome, message=message)
+                CohortLedger(conn).settle(decision.entry, outcome, message=message)
         except Exception:  # the caller's error is the one to report
             log.exception("could not settle a cohort question the engine did not answer")
 

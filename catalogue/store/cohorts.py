@@ -91,13 +91,14 @@ class CohortLedger:
              outcome, question_hash, None if question is None else Jsonb(question),
              data_version, noise_key, cells, released, epsilon, message))
 
-    def settle(self, entry: int, *, released: int | None = None, outcome: str | None = None,
+    def settle(self, entry: int, outcome: str, *, released: int = 0,
                message: str | None = None) -> None:
-        """Complete an entry recorded before its counts were known: the numbers released, or
-        (``outcome`` ``invalid`` or ``failed``) nothing released and nothing charged."""
-        if outcome is None:
-            self.conn.execute("UPDATE cohort_queries SET released = %s WHERE id = %s",
-                              (released, entry))
+        """Complete a ``pending`` entry, recorded (and charged) before its counts were known:
+        ``answered`` or ``repeated`` with the numbers released, or ``invalid`` or ``failed``
+        with nothing released and nothing charged."""
+        if outcome in ("answered", "repeated"):
+            self.conn.execute("UPDATE cohort_queries SET outcome = %s, released = %s "
+                              "WHERE id = %s", (outcome, released, entry))
         else:
             self.conn.execute("UPDATE cohort_queries SET outcome = %s, epsilon = 0, "
                               "released = 0, message = %s WHERE id = %s",

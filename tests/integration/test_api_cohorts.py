@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from catalogue.errors import SearchUnavailable, TooManyRequests
 from catalogue.model.identity import SYSTEM, Organisation, Role, User
 from catalogue.runtime import Runtime
 from catalogue.search.backends.opensearch_backend import OpenSearchBackend
+from catalogue.store.cohorts import CohortLedger
 from tests.conftest import TEST_SECRET
 from tests.integration.cohorts import LUNG, stage
 
@@ -237,3 +239,28 @@ def test_a_question_the_engine_cannot_answer_is_settled_failed_and_not_charged(
         assert again["parameters"]["charged"] == 0.2 and not again["parameters"]["repeated"]
     finally:
         rt.close()
+
+
+def test_a_pending_entry_is_charged_but_is_not_an_answer_to_repeat_for_free(
+        runtime: Runtime) -> None:
+    """While its counts are being made, a question's entry is ``pending``: its ε counts against
+    the budgets, but asking the same question meanwhile is not a free repeat (if the first
+    then failed, the second would have been answered uncharged). Settled ``answered``, it is."""
+    runtime.identities.create_user(SYSTEM, User("", "res-p", Role.RESEARCHER))
+    who = runtime.identities.authenticate(runtime.identities.issue_token(SYSTEM, "res-p").secret)
+    window = timedelta(days=30)
+    with runtime.database.transaction() as conn:
+        ledger = CohortLedger(conn)
+        entry = ledger.record(who, "pending", question_hash="q1", data_version=3,
+                              noise_key="k", cells=2, epsilon=0.2).fetchone()["id"]
+        assert ledger.locked_standing(who, "q1", 3, "k", window) == (False, 0.2, 0.0)
+        ledger.settle(entry, "answered", released=4)
+        assert ledger.locked_standing(who, "q1", 3, "k", window) == (True, 0.2, 0.0)
+        assert ledger.locked_standing(who, "q1", 4, "k", window)[0] is False  # new data
+        failed = ledger.record(who, "pending", question_hash="q2", data_version=3,
+                               noise_key="k", epsilon=0.2).fetchone()["id"]
+        ledger.settle(failed, "failed", message="the search engine did not answer")
+        assert ledger.locked_standing(who, "q2", 3, "k", window) == (False, 0.2, 0.0)
+        row = conn.execute("SELECT outcome, released FROM cohort_queries WHERE id = %s",
+                           (entry,)).fetchone()
+    assert (row["outcome"], row["released"]) == ("answered", 4)
