@@ -11,11 +11,13 @@ from catalogue.model.identity import Identity
 from catalogue.store.db import Connection, is_uuid
 
 #: ε spent by one user or organisation (``column`` = id, window, scope, scope id) in the rolling
-#: window since its last reset. `user_id = uuid` (not `user_id::text`): the (user_id, at) index
-#: is used, so the cost does not grow with the audit log. No organisation (NULL) matches nothing.
+#: window since its last reset. `user_id = uuid` (not `user_id::text`): the partial covering
+#: indices on (user_id, at) and (organisation_id, at) of charged entries are used, so the cost
+#: grows neither with the audit log nor with questions that cost nothing (refused, repeated,
+#: invalid, failed). No organisation (NULL) matches nothing.
 _SPENT = ("SELECT coalesce(sum(epsilon), 0) FROM cohort_queries WHERE {column} = %s "
-          "AND at > now() - %s AND at > coalesce((SELECT max(at) FROM cohort_budget_resets "
-          "WHERE scope = %s AND scope_id = %s), '-infinity')")
+          "AND epsilon > 0 AND at > now() - %s AND at > coalesce((SELECT max(at) FROM "
+          "cohort_budget_resets WHERE scope = %s AND scope_id = %s), '-infinity')")
 
 
 class CohortLedger:
