@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 from rdflib import BNode, Graph, URIRef
@@ -90,6 +90,13 @@ def _public_source(url: str | None) -> str | None:
         return None
     netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+class _Loaded(NamedTuple):
+    """What rendering a page's unstored fragments needs, read with its listing."""
+
+    full: dict[str, dict[str, Any]]   # dataset id -> full row
+    datasets: dict[str, Dataset]      # dataset id -> dataset (published ones)
 
 
 class ExportService:
@@ -208,33 +215,59 @@ class ExportService:
             self._render(conn, rows, fmt, missing, out)
         return [b or b"" for b in out]
 
-    def _page_fragments(self, rows: list[PageRow], fmt: str) -> list[bytes]:
+    def _load(self, conn: Any, ids: list[str]) -> _Loaded:
+        """What rendering these datasets needs: their full rows, and the datasets of those
+        that are published (the others are records of withdrawn datasets)."""
+        full = {str(r["id"]): r for r in ExportRepository(conn).rows(ids)} if ids else {}
+        published = [i for i, r in full.items() if r["status"] == "published"]
+        datasets = {str(d.id): d for d in DatasetRepository(conn).get_many(published)} \
+            if published else {}
+        return _Loaded(full, datasets)
+
+    def _page_fragments(self, rows: list[PageRow], fmt: str, loaded: _Loaded) -> list[bytes]:
         """The fragments of a page's rows: stored ones unpacked; the others (not stored, stale,
-        unreadable, or records of withdrawn datasets) from their full rows, rendered."""
+        or records of withdrawn datasets) rendered from what was ``loaded`` with the listing,
+        in its snapshot. A stored one found unreadable now is read again (a rare repair)."""
         out: list[bytes | None] = [unpack(r.body) if r.status == "published" else None
                                    for r in rows]
         redo = [i for i, body in enumerate(out) if body is None]
-        if redo:
+        if not redo:
+            return [b or b"" for b in out]
+        unread = [rows[i].id for i in redo if rows[i].id not in loaded.full]
+        if unread:
             with self.db.transaction() as conn:
-                full = {str(r["id"]): r for r in ExportRepository(conn).rows(
-                    [rows[i].id for i in redo])}
-                present = [i for i in redo if rows[i].id in full]  # else gone since
-                made = self.fragments(conn, [full[rows[i].id] for i in present], fmt)
-            for i, body in zip(present, made, strict=True):
-                out[i] = body
+                more = self._load(conn, unread)
+            loaded = _Loaded({**loaded.full, **more.full}, {**loaded.datasets, **more.datasets})
+        full = [loaded.full.get(rows[i].id) for i in redo]
+        fresh = self._render_loaded([r for r in full if r is not None], loaded.datasets, fmt,
+                                    out, [i for i, r in zip(redo, full, strict=True) if r])
+        if fresh:
+            with self.db.transaction() as conn:
+                ExportRepository(conn).save_fragments(fresh)
         return [b or b"" for b in out]
 
     def _render(self, conn: Any, rows: list[dict[str, Any]], fmt: str, missing: list[int],
                 out: list[bytes | None]) -> None:
         """Render the ``missing`` rows in every format, store them, fill ``out`` in ``fmt``."""
-        datasets = {d.id: d for d in DatasetRepository(conn).get_many(
+        datasets = {str(d.id): d for d in DatasetRepository(conn).get_many(
             [str(rows[i]["id"]) for i in missing])}
+        ExportRepository(conn).save_fragments(self._render_loaded(
+            [rows[i] for i in missing], datasets, fmt, out, missing))
+
+    def _render_loaded(self, rows: list[dict[str, Any]], datasets: dict[str, Dataset],
+                       fmt: str, out: list[bytes | None], places: list[int]
+                       ) -> list[tuple[str, str, str, bytes]]:
+        """Each row's fragment in ``fmt`` into ``out`` at its place; a published dataset is
+        rendered in every format at once (building its graph is the expensive part) and the
+        fragments to store are returned. A row whose dataset is gone gets an empty fragment."""
         fresh = []
-        for i in missing:
-            row = rows[i]
+        for row, place in zip(rows, places, strict=True):
+            if row["status"] != "published":  # the record of a withdrawn dataset
+                out[place] = rdf.fragment(self._triples(row, None), fmt)
+                continue
             ds = datasets.get(str(row["id"]))
             if ds is None:  # gone since the page was read
-                out[i] = b""
+                out[place] = b""
                 continue
             triples = self._triples(row, ds)
             key = self.render_key(row)
@@ -242,8 +275,8 @@ class ExportService:
                 body = rdf.fragment(triples, name)
                 fresh.append((str(row["id"]), name, key, body))
                 if name == fmt:
-                    out[i] = body
-        ExportRepository(conn).save_fragments(fresh)
+                    out[place] = body
+        return fresh
 
     # -- pages ----------------------------------------------------------------------------------
     def page(self, fmt: str, selection: Selection, cursor: str | None, size: int,
@@ -263,6 +296,11 @@ class ExportService:
             more = len(rows) > size
             rows = rows[:size]
             ids = [r.id for r in rows]
+            # what the body cannot take from stored fragments is read now, in the listing's
+            # snapshot: a dataset withdrawn or changed before the body is made is still
+            # described as listed (made later, from a second read, it was not)
+            loaded = self._load(conn, [r.id for r in rows
+                                       if r.status != "published" or r.body is None])
             next_cursor = ids[-1] if more else None
             digest = hashlib.sha256()
             digest.update(f"{fmt}|{selection}|{cursor}|{size}|{total}|{last}|{self.base}|"
@@ -272,7 +310,7 @@ class ExportService:
             etag = '"' + digest.hexdigest()[:32] + '"'
 
             def body() -> bytes:
-                fragments = self._page_fragments(rows, fmt)
+                fragments = self._page_fragments(rows, fmt, loaded)
                 live = [self._iri(r.iri, r.id) for r in rows if r.status == "published"]
                 head = rdf.catalog_graph(self.catalog, (), (), changed)
                 links = rdf.PageLinks(

@@ -468,3 +468,36 @@ def test_stored_fragments_are_packed_and_a_bad_one_is_rendered_again(
     for body in fixed.values():  # rendered and stored again, packed
         plain = unpack(body)
         assert plain is not None and plain in again.data
+
+
+@pytest.mark.parametrize("warm", [False, True])
+def test_a_page_describes_its_datasets_as_listed_even_if_one_changes_before_its_body(
+        runtime: Runtime, client: Any, world: dict[str, Any], warm: bool) -> None:
+    """A page's listing and the descriptions in its body come from one snapshot: a dataset
+    withdrawn or updated after the listing was read (while the answer is being made) is still
+    described on that page as listed, not as a deleted record next to a live listing entry."""
+    from catalogue.store.exports import Selection
+
+    service = runtime.export
+    if warm:
+        assert client.get("/dcat/catalog?format=nt&page_size=50").status_code == 200
+    page = service.page("nt", Selection(), None, 50, lambda after: service.catalog_iri)
+    gone, updated = world["datasets"][3], world["datasets"][4]
+    assert client.delete(f"/api/v1/datasets/{gone}",
+                         headers=auth(world["tokens"]["org-a"])).status_code == 200
+    org_b = world["tokens"]["org-b"]
+    changed = client.put(f"/api/v1/datasets/{updated}?organisation_id=org-b&status=published",
+                         data=turtle(4, version="2.0.0"),
+                         headers={**auth(org_b), "Content-Type": "text/turtle"})
+    assert changed.status_code == 200, changed.json
+    graph = parse_rdf(page.body(), content_type="application/n-triples")
+    assert set(listed(graph)) == {iri(i) for i in range(23)}
+    for ds in listed(graph):
+        assert (ds, RDF.type, DCAT.Dataset) in graph
+        records = list(graph.subjects(FOAF.primaryTopic, ds))
+        assert len(records) == 1 and graph.value(records[0], ADMS.status) == CHANGED + "created"
+    assert graph.value(iri(4), DCAT.version) == Literal("1.0.0")  # as listed, not as written
+    # the next page (a new snapshot) has both changes
+    after = pages(client, size=50)[0][1]
+    assert iri(3) not in set(listed(after))
+    assert after.value(iri(4), DCAT.version) == Literal("2.0.0")
