@@ -8,7 +8,7 @@ import os
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +110,30 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SearchBa
     b.close()
 
 
+@contextlib.contextmanager
+def reading(read: Callable[[], Any]) -> Iterator[tuple[set[Any], list[BaseException]]]:
+    """Calls ``read`` over and over on another thread while the block runs; yields the set of
+    what it returned and the list of what it raised (complete once the block has ended)."""
+    results: set[Any] = set()
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                results.add(read())
+            except BaseException as exc:
+                errors.append(exc)
+
+    thread = threading.Thread(target=loop)
+    thread.start()
+    try:
+        yield results, errors
+    finally:
+        stop.set()
+        thread.join()
+
+
 def _keyed(doc: dict[str, Any]) -> dict[str, Any]:
     """A document with the sort keys the indexer adds."""
     return {**doc, "individuals_key": sort_key(doc.get("number_of_individuals"), doc["id"])}
@@ -208,24 +232,8 @@ def test_versioned_rebuild_switches_alias_atomically(loaded: tuple[SearchBackend
     assert new != old and new.startswith(alias + f"-v{load_definition('datasets').version}-")
     backend.bulk(new, [Upsert(d["id"], d) for d in DOCS[:2]])
     backend.refresh(new)
-    errors: list[Exception] = []
-    counts: set[int] = set()
-    stop = threading.Event()
-
-    def reader() -> None:
-        while not stop.is_set():
-            try:
-                counts.add(backend.count(alias))
-            except Exception as exc:
-                errors.append(exc)
-
-    thread = threading.Thread(target=reader)
-    thread.start()
-    try:
+    with reading(lambda: backend.count(alias)) as (counts, errors):
         backend.switch_alias(alias, new)
-    finally:
-        stop.set()
-        thread.join()
     assert not errors
     assert counts <= {4, 2}
     assert backend.current_index(alias) == new
@@ -377,28 +385,12 @@ def test_opensearch_readers_follow_alias_switches_and_drops_by_another_process(
         assert reader.search(alias, SearchRequest()).total == 3
         writer.drop_index(second)
         # rebuilds with drops under a searching reader: never an error, never a mixed answer
-        errors: list[BaseException] = []
-        totals: set[int] = set()
-        stop = threading.Event()
-
-        def read() -> None:
-            while not stop.is_set():
-                try:
-                    totals.add(reader.search(alias, SearchRequest()).total)
-                except BaseException as exc:
-                    errors.append(exc)
-
-        thread = threading.Thread(target=read)
-        thread.start()
-        try:
+        with reading(lambda: reader.search(alias, SearchRequest()).total) as (totals, errors):
             for n in range(8):
                 old = writer.current_index(alias)
                 load(DOCS[: 1 + n % 4])
                 assert old is not None
                 writer.drop_index(old)
-        finally:
-            stop.set()
-            thread.join()
         assert not errors, errors[:3]
         assert totals <= {1, 2, 3, 4} and len(totals) > 1
         assert reader.search(alias, SearchRequest()).total == 4  # the last load: DOCS[:4]

@@ -67,7 +67,6 @@ class EngineHTTPError(Exception):
 class RestSearchBackend(SearchBackend):
     """Shared logic; subclasses implement :meth:`_send`."""
 
-
     def __init__(
         self,
         urls: list[str],
@@ -426,7 +425,6 @@ class OpenSearchBackend(RestSearchBackend):
             raise CatalogueError(f"search client misconfigured: {exc}") from None
 
 
-
 class ElasticsearchBackend(RestSearchBackend):
     name = "elasticsearch"
 
@@ -461,7 +459,6 @@ class ElasticsearchBackend(RestSearchBackend):
         except elastic_transport.TransportError:
             raise SearchUnavailable() from None
         return response.body
-
 
 
 def detect_engine(url: str, timeout: float = 5.0, verify: bool = True) -> str:
