@@ -122,8 +122,7 @@ def run(runtime: Runtime, spec: Spec, queries: int = 200, seed: int = 0, reuse: 
     if family == "opensearch":  # a kept population asked the same questions before
         backend._request("POST", f"/{alias}/_cache/clear", params={"request": "true"})  # type: ignore[attr-defined]
     say(f"asking {queries} questions")
-    runtime.settle()  # as `catalogue serve` does before serving
-    with serve(runtime, threads=4) as base:
+    with serve(runtime, threads=4, settle=True) as base:  # settled as `catalogue serve` is
         client = _Client(base, token)
         for number, body in enumerate(asked):
             question = parse_question(body, ctx)

@@ -391,8 +391,7 @@ def run(runtime: Runtime, datasets: int = 100_000, small: int = 10_000, page_siz
         for state in memory_full}
     figures["dumps"] = {"small": memory_small, "full": memory_full}
 
-    runtime.settle()  # as `catalogue serve` does before serving
-    with serve(runtime) as base:
+    with serve(runtime, settle=True) as base:  # settled as `catalogue serve` is
         cold = _cold(runtime, base, page_size, datasets, say)
         settle(runtime)
         warm = _warm(runtime, base, page_size, datasets, say)

@@ -129,8 +129,7 @@ def run(runtime: Runtime, datasets: int = 100_000, queries: int = 300, seed: int
         say("searching")
         plan = _plan(load.samples, queries, random.Random(seed))  # noqa: S311 - not security
         depth = max(1, min(DEEP_PAGES, load.published // PAGE_SIZE))  # tiny corpora: shallower
-        runtime.settle()  # as `catalogue serve` does before serving
-        with serve(runtime, threads=4) as base:
+        with serve(runtime, threads=4, settle=True) as base:  # as `catalogue serve` is
             timings = _search(runtime, backend, base, ANONYMOUS, plan, depth)
             say("weighing the search page")
             weight = _page_weight(_Client(base),

@@ -20,14 +20,18 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(runtime: Runtime, threads: int = 8) -> Iterator[str]:
-    """Serve ``runtime``'s app; yields its base URL and stops the server on exit."""
+def serve(runtime: Runtime, threads: int = 8, settle: bool = False) -> Iterator[str]:
+    """Serve ``runtime``'s app; yields its base URL and stops the server on exit. ``settle``
+    (benchmarks): ``runtime.settle()`` once the app is made, as ``catalogue serve`` does, so
+    that the app's own objects are frozen too (never for tests: frozen objects stay)."""
     from waitress import create_server
 
     from catalogue.api.app import create_app
     from catalogue.serving import SERVER_OPTIONS
 
     app = create_app(runtime=runtime, background_indexer=False)
+    if settle:
+        runtime.settle()
     server: Any = create_server(app, host="127.0.0.1", port=0, threads=threads,
                                 **SERVER_OPTIONS)
     thread = threading.Thread(target=server.run, name="catalogue-waitress", daemon=True)
