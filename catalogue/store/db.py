@@ -46,8 +46,6 @@ CHECK_IDLE_AFTER = 0.5
 
 def _returned(conn: psycopg.Connection[Any]) -> None:
     conn._catalogue_returned_at = time.monotonic()  # type: ignore[attr-defined]
-    if conn.autocommit:  # every connection is handed out in transaction mode
-        conn.autocommit = False
 
 
 def _check(conn: psycopg.Connection[Any]) -> None:

@@ -67,6 +67,8 @@ class EngineHTTPError(Exception):
 class RestSearchBackend(SearchBackend):
     """Shared logic; subclasses implement :meth:`_send`."""
 
+    client: Any  # each subclass's official client
+
     def __init__(
         self,
         urls: list[str],
@@ -150,25 +152,18 @@ class RestSearchBackend(SearchBackend):
         self._physical[index] = (now, physical, definition)
         return physical, definition
 
-    def _prepare(self, index: str, build: Callable[[IndexDefinition], Any]
-                 ) -> tuple[str, IndexDefinition, Any]:
-        """The physical index behind ``index``, its definition, and the body ``build`` makes
-        for that definition (so that a body always matches the mapping it is sent to, even
-        while an upgrade switches the alias to a new definition)."""
-        physical, definition = self._resolve(index)
-        return physical, definition, build(definition)
-
-    def _read(self, index: str, path: str, build: Callable[[IndexDefinition], Any],
-              prepared: tuple[str, IndexDefinition, Any] | None = None
+    def _read(self, index: str, path: str, build: Callable[[IndexDefinition], Any]
               ) -> tuple[IndexDefinition, Any]:
-        """POST a read (``path``: ``/_search``...) to the physical index behind ``index``
-        (``prepared`` by :meth:`_prepare`, or now). If that index is gone or going (a rebuild
-        switched the alias and dropped it), the alias is read again and the request sent once
-        more. Reads never take partial results: an index whose shards are going answers an
-        error, not a count of what is left."""
-        physical, definition, body = prepared or self._prepare(index, build)
+        """POST a read (``path``: ``/_search``...) to the physical index behind ``index``, with
+        the body ``build`` makes for that index's definition (so that a body always matches
+        the mapping it is sent to, even while an upgrade switches the alias to a new
+        definition). If that index is gone or going (a rebuild switched the alias and dropped
+        it), the alias is read again and the request sent once more. Reads never take partial
+        results: an index whose shards are going answers an error, not a count of what is
+        left."""
+        physical, definition = self._resolve(index)
         try:
-            return definition, self._request("POST", f"/{physical}{path}", body)
+            return definition, self._request("POST", f"/{physical}{path}", build(definition))
         except (NotFound, SearchUnavailable):  # dropped, or being dropped (its shards go)
             if physical == index:
                 raise
@@ -179,7 +174,7 @@ class RestSearchBackend(SearchBackend):
         return definition, self._request("POST", f"/{physical}{path}", build(definition))
 
     def close(self) -> None:
-        self.client.close()  # type: ignore[attr-defined]  # each subclass's official client
+        self.client.close()
 
     def _forget(self, physical: str) -> None:
         for alias, known in list(self._physical.items()):
