@@ -1,10 +1,20 @@
-"""A small thread-safe LRU map for per-process caches (search hits and their JSON)."""
+"""Caches: a small thread-safe LRU map for per-process caches (search hits and their JSON),
+and a byte-bounded cache of whole response bodies on disk shared by serving processes."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import logging
+import os
 import threading
+import time
 from collections import OrderedDict
-from typing import Generic, TypeVar
+from collections.abc import Sequence
+from pathlib import Path
+from typing import BinaryIO, Generic, NamedTuple, TypeVar
+
+log = logging.getLogger(__name__)
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -34,3 +44,185 @@ class LRU(Generic[K, V]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+#: buffers per ``writev`` call (Linux allows 1024)
+_IOV_MAX = 1024
+
+
+def _write_all(fd: int, parts: Sequence[bytes]) -> None:
+    """Write every byte of ``parts`` to ``fd`` in order, in as few system calls as it takes."""
+    pending = [memoryview(p) for p in parts if p]
+    start = 0
+    while start < len(pending):
+        written = os.writev(fd, pending[start:start + _IOV_MAX])
+        while written:  # skip what went out; a part written in half is cut
+            if written >= len(pending[start]):
+                written -= len(pending[start])
+                start += 1
+            else:
+                pending[start] = pending[start][written:]
+                written = 0
+
+
+class CachedFile(NamedTuple):
+    """A stored body, open and positioned at its first byte; ``size`` bytes follow."""
+
+    file: BinaryIO
+    size: int
+
+    def read(self) -> bytes:
+        return self.file.read(self.size)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class FileCache:
+    """Whole response bodies on disk by key, within a byte budget; for bodies that are large,
+    expensive to assemble and served again unchanged (DCAT export pages).
+
+    Several processes may share the folder (``catalogue serve --processes N``). A body is
+    written to a temporary file and renamed into place, so a reader sees all of it or nothing;
+    each file starts with a header (magic, the key's digest, the body's length) that is checked
+    on opening, so a truncated or foreign file is a miss (and is removed). A reader's open file
+    stays readable when the entry is evicted meanwhile (POSIX unlink semantics).
+
+    Eviction: about every ``budget / 8`` bytes written, the folder is listed and the entries
+    least recently used (by modification time, which a hit refreshes at most every
+    ``TOUCH_EVERY`` seconds) are removed until the folder holds at most ``LOW_WATER`` of the
+    budget. Failures to read or write are misses, logged once per process: the cache can only
+    make an answer faster, never make it fail.
+    """
+
+    MAGIC = b"CICBODY1"
+    HEADER = len(MAGIC) + 32 + 8  # magic, sha256 of the key, body length (little endian)
+    SUFFIX = ".body"
+    TOUCH_EVERY = 30.0
+    LOW_WATER = 0.75
+    #: temporary files older than this are leftovers of a process that died while writing
+    STALE_TEMP = 3600.0
+
+    def __init__(self, folder: Path | str, budget: int) -> None:
+        self.folder = Path(folder)
+        self.budget = budget
+        self._written = budget  # the first write lists the folder (other processes' entries)
+        self._lock = threading.Lock()
+        self._warned = False
+
+    def _path(self, key: str) -> Path:
+        return self.folder / (hashlib.sha256(key.encode()).hexdigest() + self.SUFFIX)
+
+    def _header(self, key: str, size: int) -> bytes:
+        return self.MAGIC + hashlib.sha256(key.encode()).digest() + size.to_bytes(8, "little")
+
+    def open(self, key: str) -> CachedFile | None:
+        """The body stored under ``key``, or None."""
+        path = self._path(key)
+        try:
+            file = open(path, "rb")
+        except OSError:
+            return None
+        try:
+            head = file.read(self.HEADER)
+            stat = os.fstat(file.fileno())
+            size = int.from_bytes(head[-8:], "little") if len(head) == self.HEADER else -1
+            if head[:-8] != self._header(key, 0)[:-8] or stat.st_size != self.HEADER + size:
+                file.close()
+                self._discard(path)
+                return None
+            if time.time() - stat.st_mtime > self.TOUCH_EVERY:
+                os.utime(file.fileno())
+            return CachedFile(file, size)
+        except OSError as exc:
+            file.close()
+            self._warn("read", exc)
+            return None
+
+    def put(self, key: str, body: bytes) -> None:
+        """Store ``body`` under ``key`` (replacing what was there)."""
+        stored = self.store(key, [body])
+        if stored is not None:
+            stored.close()
+
+    def store(self, key: str, parts: Sequence[bytes]) -> CachedFile | None:
+        """Store the concatenation of ``parts`` under ``key`` and return it open, positioned
+        at its first byte: a body assembled from many parts is written once, by the kernel
+        (``writev``), and sent from the file, never joined in memory. None when it cannot be
+        stored (too large for the budget, or the disk refuses): the caller keeps its parts."""
+        size = sum(len(part) for part in parts)
+        if size + self.HEADER > self.budget:
+            return None
+        path = self._path(key)
+        temp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            file = open(temp, "w+b", buffering=0)
+        except OSError as exc:
+            self._warn("write", exc)
+            return None
+        try:
+            _write_all(file.fileno(), [self._header(key, size), *parts])
+            os.replace(temp, path)
+            file.seek(self.HEADER)
+        except OSError as exc:
+            file.close()
+            self._discard(temp)
+            self._warn("write", exc)
+            return None
+        with self._lock:
+            self._written += size + self.HEADER
+            due = self._written >= self.budget / 8
+            if due:
+                self._written = 0
+        if due:
+            self.evict()
+        return CachedFile(file, size)  # type: ignore[arg-type]
+
+    def evict(self) -> None:
+        """Bring the folder under ``LOW_WATER`` of the budget when it is over the budget,
+        least recently used first."""
+        entries = []
+        now = time.time()
+        try:
+            with os.scandir(self.folder) as listing:
+                for entry in listing:
+                    try:
+                        stat = entry.stat()
+                    except OSError:
+                        continue  # removed meanwhile
+                    if entry.name.endswith(".tmp"):
+                        if now - stat.st_mtime > self.STALE_TEMP:
+                            self._discard(Path(entry.path))
+                    elif entry.name.endswith(self.SUFFIX):
+                        entries.append((stat.st_mtime, stat.st_size, entry.path))
+        except OSError as exc:
+            self._warn("list", exc)
+            return
+        total = sum(size for _, size, _ in entries)
+        if total <= self.budget:
+            return
+        entries.sort()
+        for _, size, path in entries:
+            if total <= self.budget * self.LOW_WATER:
+                break
+            self._discard(Path(path))
+            total -= size
+
+    def clear(self) -> None:
+        """Remove every entry (benchmarks measure the first walk after a change this way)."""
+        with contextlib.suppress(OSError), os.scandir(self.folder) as listing:
+            for entry in listing:
+                if entry.name.endswith((self.SUFFIX, ".tmp")):
+                    self._discard(Path(entry.path))
+
+    @staticmethod
+    def _discard(path: Path) -> None:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+    def _warn(self, what: str, exc: OSError) -> None:
+        if not self._warned:
+            self._warned = True
+            log.warning("response cache in %s: cannot %s (%s); serving without it where it "
+                        "fails", self.folder, what, exc.strerror or exc)
