@@ -198,6 +198,15 @@ SETTINGS: tuple[Setting, ...] = (
         "Largest accepted request body, in bytes.",
     ),
     Setting(
+        "export_page_cache_mb",
+        "CATALOGUE_EXPORT_PAGE_CACHE_MB",
+        int,
+        2048,
+        "Disk space (MB, in the data folder's `export-pages`) for whole DCAT export pages, "
+        "served again without assembling them while nothing they list changes; `0` turns the "
+        "cache off.",
+    ),
+    Setting(
         "indexer_interval",
         "CATALOGUE_INDEXER_INTERVAL",
         float,
@@ -392,6 +401,7 @@ class Config:
     log_level: str = "INFO"
     log_format: str = "text"
     max_request_bytes: int = 20 * 1024 * 1024
+    export_page_cache_mb: int = 2048
     indexer_interval: float = 1.0
     indexer_batch: int = 500
     harvest_scheduler: bool = True

@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from catalogue.caching import FileCache
 from catalogue.config import Config, check_secret_strength
 from catalogue.dcat.export import CatalogFacts
 from catalogue.errors import CatalogueError, ConfigError
@@ -159,9 +160,12 @@ class Runtime:
             self.db, self.search, on_change=self.indexer.wake if self.indexer else None
         )
         base = config.public_base_url
+        pages = FileCache(Path(config.data_dir) / "export-pages",
+                          config.export_page_cache_mb * 2**20) \
+            if config.export_page_cache_mb > 0 else None
         self._export = ExportService(self.db, base, CatalogFacts(
             f"{base}/dcat/catalog", config.catalog_title, config.catalog_description,
-            config.catalog_publisher, base + "/", config.catalog_admin_email))
+            config.catalog_publisher, base + "/", config.catalog_admin_email), pages=pages)
         return self
 
     def settle(self) -> None:

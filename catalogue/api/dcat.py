@@ -13,8 +13,10 @@ from email.utils import format_datetime, parsedate_to_datetime
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, request
+from werkzeug.wsgi import wrap_file
 
 from catalogue.api.routing import int_arg, op, runtime
+from catalogue.caching import CachedFile
 from catalogue.dcat.export import UnknownFormat, choose_format, media_type
 from catalogue.errors import ValidationError
 from catalogue.services.export import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, parse_instant
@@ -53,14 +55,26 @@ def not_modified(etag: str, last_modified: datetime | None) -> bool:
     return False
 
 
-def _respond(body: bytes | Callable[[], bytes], fmt: str, etag: str,
-             last_modified: datetime | None, status: int = 200) -> Response:
-    """``body`` may be a callable: it is called only when the answer is not a 304."""
+def _respond(body: bytes | Callable[[], bytes | CachedFile], fmt: str, etag: str,
+             last_modified: datetime | None, status: int = 200,
+             discard: Callable[[], None] | None = None) -> Response:
+    """``body`` may be a callable: it is called only when the answer is not a 304 (then
+    ``discard`` is). A stored body (:class:`CachedFile`) is handed to the server as a file
+    (``wsgi.file_wrapper``): it is sent from the file, not copied into its buffers first."""
     if status == 200 and not_modified(etag, last_modified):
+        if discard is not None:
+            discard()
         response = Response(status=304)
     else:
-        response = Response(body() if callable(body) else body, status=status, mimetype=None,
-                            content_type=media_type(fmt))
+        content = body() if callable(body) else body
+        if isinstance(content, CachedFile):
+            response = Response(wrap_file(request.environ, content.file, 2**20), status=status,
+                                mimetype=None, content_type=media_type(fmt),
+                                direct_passthrough=True)
+            response.content_length = content.size
+        else:
+            response = Response(content, status=status, mimetype=None,
+                                content_type=media_type(fmt))
     response.headers["ETag"] = etag
     if last_modified is not None:
         response.headers["Last-Modified"] = _http_date(last_modified)
@@ -105,7 +119,7 @@ def catalog() -> Response:
 
     page = service.page(fmt, Selection(since=since, organisation=organisation), cursor, size,
                         url)
-    response = _respond(page.body, fmt, page.etag, page.last_modified)
+    response = _respond(page.body, fmt, page.etag, page.last_modified, discard=page.discard)
     links = [f'<{url(None)}>; rel="first"']
     if page.next_cursor:
         links.append(f'<{url(page.next_cursor)}>; rel="next"')

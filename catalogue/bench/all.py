@@ -251,10 +251,16 @@ def headline(name: str, result: dict[str, Any]) -> list[Row]:
     if name == "export":
         rows = []
         for fmt, figures in (f.get("formats") or {}).items():
-            rows.append(Row(name, f"DCAT {fmt} datasets/s vs Oxigraph alone (warm)",
+            rows.append(Row(name, f"DCAT {fmt} datasets/s vs Oxigraph alone (warm: pages "
+                            "assembled from stored fragments)",
                             figures.get("warm_per_s"), figures.get("oxigraph_alone_per_s"),
                             figures.get("ratio_warm"), "≥ 0.7×",
                             _at_least(figures.get("ratio_warm"), 0.7)))
+            rows.append(Row(name, f"DCAT {fmt} datasets/s vs Oxigraph alone (repeat: pages "
+                            "stored)",
+                            figures.get("repeat_per_s"), figures.get("oxigraph_alone_per_s"),
+                            figures.get("ratio_repeat"), "≥ 0.7×",
+                            _at_least(figures.get("ratio_repeat"), 0.7)))
         rss = (f.get("rss") or {}).get("warm_turtle", {})
         rows.append(Row(name, "peak RSS, small vs full catalogue (MB)", rss.get("full_mb"),
                         rss.get("small_mb"), rss.get("ratio"), "flat", None))

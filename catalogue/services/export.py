@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from rdflib import BNode, Graph, URIRef
 
+from catalogue.caching import CachedFile, FileCache
 from catalogue.dcat import export as rdf
 from catalogue.dcat.namespaces import EUCAIM
 from catalogue.dcat.profiles import get_profile
@@ -53,7 +54,7 @@ class Gone(CatalogueError):
 @dataclass
 class Page:
     """One page of an export: its validators and its body (made when asked for: a 304 never
-    reads the fragments)."""
+    reads the fragments), or the stored body when the page cache had it."""
 
     fmt: str
     total: int
@@ -62,7 +63,13 @@ class Page:
     last_cursor: str | None
     etag: str
     last_modified: datetime | None
-    body: Callable[[], bytes]
+    body: Callable[[], bytes | CachedFile]
+    cached: CachedFile | None = None  # the stored body ``body`` returns (open)
+
+    def discard(self) -> None:
+        """Close the stored body when it is not sent (a 304)."""
+        if self.cached is not None:
+            self.cached.close()
 
 
 def parse_instant(raw: str | None, name: str) -> datetime | None:
@@ -101,7 +108,7 @@ class _Loaded(NamedTuple):
 
 class ExportService:
     def __init__(self, db: Database, base_url: str, catalog: rdf.CatalogFacts | None = None,
-                 profile: str = "eucaim") -> None:
+                 profile: str = "eucaim", pages: FileCache | None = None) -> None:
         self.db = db
         self.base = base_url.rstrip("/")
         self.catalog_iri = f"{self.base}/dcat/catalog"
@@ -109,6 +116,10 @@ class ExportService:
             self.catalog_iri, "Cancer Imaging Catalogue", "Cancer imaging datasets.",
             "Cancer Imaging Catalogue operator", self.base + "/")
         self.profile = get_profile(profile)
+        #: whole page bodies by key (None: every page is assembled from its fragments)
+        self.pages = pages
+        # what a page's body depends on besides its ETag and links
+        self._facts = hashlib.sha256(repr(self.catalog).encode()).hexdigest()[:16]
         # (selection, page size, last change) -> (when, total, start of the last page): a
         # harvester walks many pages of one listing; counting it and finding its last page
         # once per listing state, not on every page, is most of a page's own cost. Entries
@@ -151,13 +162,13 @@ class ExportService:
 
     # -- rendering ------------------------------------------------------------------------------
     def render_key(self, row: dict[str, Any]) -> str:
-        """What a stored fragment was rendered from (``ExportRepository.listing`` compares it
-        in SQL: keep the two in step)."""
+        """What a stored fragment was rendered from (a page compares it with each listed
+        row's version and change time, :meth:`_with_fragments`)."""
         prefix, suffix = self._key()
         return f"{prefix}{row['version']}|{micros(row['updated_at'])}{suffix}"
 
     def _key(self) -> tuple[str, str]:
-        """The render key around ``{version}|{changed}``, as ``listing`` takes it."""
+        """The render key around ``{version}|{changed}``."""
         return f"{RENDER_VERSION}|", f"|{self.base}"
 
     def _record(self, row: dict[str, Any]) -> rdf.RecordFacts:
@@ -246,6 +257,22 @@ class ExportService:
                 ExportRepository(conn).save_fragments(fresh)
         return [b or b"" for b in out]
 
+    def _with_fragments(self, repo: ExportRepository, rows: list[PageRow], fmt: str,
+                        selection: Selection) -> list[PageRow]:
+        """``rows`` with the fragments stored for them under their current render key."""
+        published = [r.id for r in rows if r.status == "published"]
+        # a complete listing holds nearly every dataset between its first and last id
+        span = selection.since is None and selection.organisation is None
+        stored = repo.fragments(fmt, published, span)
+        prefix, suffix = self._key()
+        out = []
+        for r in rows:
+            hit = stored.get(r.id)
+            if hit is not None and hit[0] == f"{prefix}{r.version}|{r.changed}{suffix}":
+                r = r._replace(body=hit[1])
+            out.append(r)
+        return out
+
     def _render(self, conn: Any, rows: list[dict[str, Any]], fmt: str, missing: list[int],
                 out: list[bytes | None]) -> None:
         """Render the ``missing`` rows in every format, store them, fill ``out`` in ``fmt``."""
@@ -282,51 +309,68 @@ class ExportService:
     def page(self, fmt: str, selection: Selection, cursor: str | None, size: int,
              url: Callable[[str | None], str]) -> Page:
         """One keyset page of ``selection`` after ``cursor`` (a dataset id). ``url(cursor)``
-        makes the URL of the page starting after ``cursor`` (None: the first page)."""
+        makes the URL of the page starting after ``cursor`` (None: the first page).
+
+        The listing is read without fragments: it is all the ETag needs. A page whose body is
+        in the page cache under its key (its ETag, its links and the catalogue's own facts) is
+        served from there; only a page that is not reads its fragments, in the same snapshot,
+        and is stored as it is sent."""
         if cursor is not None and not is_uuid(cursor):
             raise ValidationError("cursor: not one this catalogue gave out")
         size = max(1, min(size, MAX_PAGE_SIZE))
+        cached: CachedFile | None = None
         with self.db.transaction() as conn:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             repo = ExportRepository(conn)
             changed = repo.last_change()
             total, last = self._shape(repo, selection, size, changed)
             # one more: is there a next?
-            rows = repo.listing(selection, cursor, size + 1, fmt, self._key())
+            rows = repo.listing(selection, cursor, size + 1)
             more = len(rows) > size
             rows = rows[:size]
             ids = [r.id for r in rows]
-            # what the body cannot take from stored fragments is read now, in the listing's
-            # snapshot: a dataset withdrawn or changed before the body is made is still
-            # described as listed (made later, from a second read, it was not)
-            loaded = self._load(conn, [r.id for r in rows
-                                       if r.status != "published" or r.body is None])
             next_cursor = ids[-1] if more else None
             digest = hashlib.sha256()
             digest.update(f"{fmt}|{selection}|{cursor}|{size}|{total}|{last}|{self.base}|"
                           f"{RENDER_VERSION}|{changed}".encode())
-            digest.update("".join([f"|{r.id}:{r.version}:{r.changed}:{r.status}"
+            digest.update("".join([f"|{r.id}:{r.version}:{r.changed}:{r.status}:{r.iri}"
                                    for r in rows]).encode())
             etag = '"' + digest.hexdigest()[:32] + '"'
+            key = f"{etag}|{url(cursor)}|{url(None)}|{self._facts}"
+            if self.pages is not None:
+                cached = self.pages.open(key)
+            if cached is None:
+                rows = self._with_fragments(repo, rows, fmt, selection)
+            # what the body cannot take from stored fragments is read now, in the listing's
+            # snapshot: a dataset withdrawn or changed before the body is made is still
+            # described as listed (made later, from a second read, it was not)
+            loaded = self._load(conn, [r.id for r in rows
+                                       if r.status != "published" or r.body is None]) \
+                if cached is None else _Loaded({}, {})
 
-            def body() -> bytes:
-                fragments = self._page_fragments(rows, fmt, loaded)
-                live = [self._iri(r.iri, r.id) for r in rows if r.status == "published"]
-                head = rdf.catalog_graph(self.catalog, (), (), changed)
-                links = rdf.PageLinks(
-                    collection=self.catalog_iri, page=url(cursor), total=total, first=url(None),
-                    next=url(next_cursor) if next_cursor else None,
-                    last=url(last) if total > size else url(None))
-                for triple in rdf.hydra_graph(links):
-                    head.add(triple)
-                listing = rdf.links(self.catalog_iri, live,
-                                    [self.record_iri(r.id) for r in rows], fmt)
-                # one buffer with its length: the server sends it as it is (no chunked
-                # framing, which copies the page twice more)
-                return b"".join(rdf.join(fmt, [rdf.render(head, fmt, "catalog"), listing,
-                                               *fragments]))
+        def body() -> bytes | CachedFile:
+            if cached is not None:
+                return cached
+            fragments = self._page_fragments(rows, fmt, loaded)
+            live = [self._iri(r.iri, r.id) for r in rows if r.status == "published"]
+            head = rdf.catalog_graph(self.catalog, (), (), changed)
+            links = rdf.PageLinks(
+                collection=self.catalog_iri, page=url(cursor), total=total, first=url(None),
+                next=url(next_cursor) if next_cursor else None,
+                last=url(last) if total > size else url(None))
+            for triple in rdf.hydra_graph(links):
+                head.add(triple)
+            listing = rdf.links(self.catalog_iri, live,
+                                [self.record_iri(r.id) for r in rows], fmt)
+            parts = list(rdf.join(fmt, [rdf.render(head, fmt, "catalog"), listing,
+                                        *fragments]))
+            # stored, the page is written once and sent from its file; else one buffer with
+            # its length, which the server sends as it is (no chunked framing, which copies
+            # the page twice more)
+            stored = self.pages.store(key, parts) if self.pages is not None else None
+            return stored if stored is not None else b"".join(parts)
 
-        return Page(fmt, total, ids, next_cursor, last, etag, changed, body)
+        return Page(fmt, total, ids, next_cursor, last, etag, changed, body, cached)
 
     def dump(self, fmt: str, selection: Selection, size: int = 500) -> Iterator[bytes]:
         """The whole selection as one document, one keyset page in memory at a time."""

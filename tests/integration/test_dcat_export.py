@@ -11,6 +11,7 @@ import pytest
 from rdflib import Graph, Literal, URIRef
 from rdflib.compare import isomorphic
 
+from catalogue.caching import CachedFile
 from catalogue.dcat.formats import parse_rdf
 from catalogue.dcat.namespaces import ADMS, DCAT, DCT, EUCAIM, FOAF, HEALTHDCATAP, HYDRA, RDF
 from catalogue.dcat.validation import get_validator
@@ -78,6 +79,16 @@ def pages(client: Any, fmt: str = "nt", size: int = 7, query: str = "",
         assert len(nxt) <= 1
         url = str(nxt[0]).replace("http://127.0.0.1:8080", "") if nxt else None
     return out
+
+
+def content(body: bytes | CachedFile) -> bytes:
+    """A page's body, read from its stored file when it was served from the page cache."""
+    if isinstance(body, CachedFile):
+        try:
+            return body.read()
+        finally:
+            body.close()
+    return body
 
 
 def listed(graph: Graph) -> list[URIRef]:
@@ -456,6 +467,7 @@ def test_stored_fragments_are_packed_and_a_bad_one_is_rendered_again(
                      "WHERE dataset_id = %s AND format = 'nt'", (corrupt,))
         conn.execute("UPDATE dataset_exports SET body = convert_to('<a> <b> <c> .', 'UTF8') "
                      "WHERE dataset_id = %s AND format = 'nt'", (foreign,))
+    runtime.export.pages.clear()  # the page itself was stored: assemble it again
     again = client.get(url)
     assert again.status_code == 200
     assert isomorphic(parse_rdf(again.data, content_type="application/n-triples"),
@@ -470,18 +482,26 @@ def test_stored_fragments_are_packed_and_a_bad_one_is_rendered_again(
         assert plain is not None and plain in again.data
 
 
-@pytest.mark.parametrize("warm", [False, True])
+@pytest.mark.parametrize("stored", ["nothing", "fragments", "page"])
 def test_a_page_describes_its_datasets_as_listed_even_if_one_changes_before_its_body(
-        runtime: Runtime, client: Any, world: dict[str, Any], warm: bool) -> None:
+        runtime: Runtime, client: Any, world: dict[str, Any], stored: str) -> None:
     """A page's listing and the descriptions in its body come from one snapshot: a dataset
     withdrawn or updated after the listing was read (while the answer is being made) is still
-    described on that page as listed, not as a deleted record next to a live listing entry."""
+    described on that page as listed, not as a deleted record next to a live listing entry.
+    The same whether the body is rendered, assembled from stored fragments, or stored whole
+    (and evicted meanwhile: the open file is what is sent)."""
     from catalogue.store.exports import Selection
 
     service = runtime.export
-    if warm:
+    assert service.pages is not None
+    if stored != "nothing":
         assert client.get("/dcat/catalog?format=nt&page_size=50").status_code == 200
-    page = service.page("nt", Selection(), None, 50, lambda after: service.catalog_iri)
+    if stored == "fragments":
+        service.pages.clear()
+    page = service.page("nt", Selection(), None, 50,
+                        lambda after: "http://127.0.0.1:8080/dcat/catalog?format=nt&page_size=50")
+    assert (page.cached is not None) == (stored == "page")
+    service.pages.clear()
     gone, updated = world["datasets"][3], world["datasets"][4]
     assert client.delete(f"/api/v1/datasets/{gone}",
                          headers=auth(world["tokens"]["org-a"])).status_code == 200
@@ -490,7 +510,7 @@ def test_a_page_describes_its_datasets_as_listed_even_if_one_changes_before_its_
                          data=turtle(4, version="2.0.0"),
                          headers={**auth(org_b), "Content-Type": "text/turtle"})
     assert changed.status_code == 200, changed.json
-    graph = parse_rdf(page.body(), content_type="application/n-triples")
+    graph = parse_rdf(content(page.body()), content_type="application/n-triples")
     assert set(listed(graph)) == {iri(i) for i in range(23)}
     for ds in listed(graph):
         assert (ds, RDF.type, DCAT.Dataset) in graph
@@ -501,3 +521,129 @@ def test_a_page_describes_its_datasets_as_listed_even_if_one_changes_before_its_
     after = pages(client, size=50)[0][1]
     assert iri(3) not in set(listed(after))
     assert after.value(iri(4), DCAT.version) == Literal("2.0.0")
+
+
+def _view(graph: Graph) -> str:
+    catalog = URIRef("http://127.0.0.1:8080/dcat/catalog")
+    return str(graph.value(catalog, HYDRA.view))
+
+
+def test_a_stored_page_is_served_until_anything_it_shows_changes(
+        runtime: Runtime, client: Any, world: dict[str, Any]) -> None:
+    """A page is assembled once and then served as stored, with the same validators, while
+    nothing it shows changes: not its datasets, not the catalogue's totals or last change, not
+    its links (which follow the request's own parameters)."""
+    cache = runtime.export.pages
+    assert cache is not None
+    url = "/dcat/catalog?format=nt&page_size=7"
+    first = client.get(url)
+    assert first.status_code == 200
+    files = list(cache.folder.glob("*" + cache.SUFFIX))
+    assert len(files) == 1
+    # mark the stored body (same length: its header stays valid) to see where answers come from
+    stored = files[0].read_bytes()
+    assert stored[cache.HEADER:] == first.data
+    files[0].write_bytes(stored.replace(b"dcat#Catalog>", b"dcat#Catalox>", 1))
+    again = client.get(url)
+    assert b"dcat#Catalox>" in again.data and len(again.data) == len(first.data)
+    assert again.headers["ETag"] == first.headers["ETag"]
+    assert again.headers["Content-Length"] == str(len(again.data))
+    assert again.headers["Link"] == first.headers["Link"]
+    assert client.get(url, headers={"If-None-Match": first.headers["ETag"]}).status_code == 304
+
+    # the same page asked for with other parameters is another page: its links are its own
+    for other, headers, view in (
+            ("/dcat/catalog?format=ntriples&page_size=7", {}, "format=ntriples&page_size=7"),
+            ("/dcat/catalog?page_size=7", {"Accept": "application/n-triples"}, "?page_size=7")):
+        r = client.get(other, headers=headers)
+        assert b"Catalox" not in r.data
+        assert _view(parse_rdf(r.data, content_type="application/n-triples")).endswith(view)
+    assert len(list(cache.folder.glob("*" + cache.SUFFIX))) == 3
+
+    # a dataset on a later page changes: this page's datasets did not, but the catalogue's
+    # last change (and possibly its total) did, so the page is assembled again
+    last_page = pages(client, size=7)[-1][1]
+    later = sorted(listed(last_page))[0]
+    number = int(str(later).rsplit("-", 1)[1])
+    org = "org-a" if number % 2 else "org-b"
+    r = client.put(f"/api/v1/datasets/{world['datasets'][number]}?organisation_id={org}"
+                   "&status=published", data=turtle(number, version="3.0.0"),
+                   headers={**auth(world["tokens"][org]), "Content-Type": "text/turtle"})
+    assert r.status_code == 200, r.json
+    fresh = client.get(url)
+    assert b"Catalox" not in fresh.data and fresh.headers["ETag"] != first.headers["ETag"]
+    graph = parse_rdf(fresh.data, content_type="application/n-triples")
+    catalog = URIRef("http://127.0.0.1:8080/dcat/catalog")
+    before = parse_rdf(first.data, content_type="application/n-triples")
+    assert graph.value(catalog, DCT.modified) >= before.value(catalog, DCT.modified)  # seconds
+    assert set(listed(graph)) == set(listed(before))
+
+    # a dataset on this page is withdrawn: it leaves the page at once
+    gone = sorted(listed(graph))[0]
+    number = int(str(gone).rsplit("-", 1)[1])
+    org = "org-a" if number % 2 else "org-b"
+    assert client.delete(f"/api/v1/datasets/{world['datasets'][number]}",
+                         headers=auth(world["tokens"][org])).status_code == 200
+    after = parse_rdf(client.get(url).data, content_type="application/n-triples")
+    assert gone not in set(listed(after)) and len(listed(after)) == 7
+    assert after.value(catalog, HYDRA.totalItems) == Literal(22)
+
+
+def test_a_damaged_stored_page_is_assembled_again(runtime: Runtime, client: Any,
+                                                  world: dict[str, Any]) -> None:
+    cache = runtime.export.pages
+    assert cache is not None
+    url = "/dcat/catalog?format=turtle&page_size=10"
+    first = client.get(url).data
+    [path] = cache.folder.glob("*" + cache.SUFFIX)
+    with open(path, "r+b") as f:
+        f.truncate(cache.HEADER + 100)  # e.g. the disk filled up under another writer
+    again = client.get(url)
+    assert again.status_code == 200 and again.data == first
+    assert path.read_bytes()[cache.HEADER:] == first  # stored whole again
+
+
+def test_pages_over_http_from_the_stored_file(runtime: Runtime, world: dict[str, Any]) -> None:
+    """Through the real server: a stored page goes out as a file (``wsgi.file_wrapper``) with
+    its length, on a kept-alive connection that then carries further requests."""
+    import http.client
+
+    from catalogue.testing.app_server import serve
+
+    path = "/dcat/catalog?format=jsonld&page_size=10"
+    with serve(runtime) as base:
+        conn = http.client.HTTPConnection(base.removeprefix("http://"), timeout=30)
+        answers = []
+        for method, headers in (("GET", {}), ("GET", {}), ("HEAD", {}), ("GET", {}),
+                                ("GET", {"If-None-Match": "*"}), ("GET", {})):
+            conn.request(method, path, headers=headers)
+            r = conn.getresponse()
+            answers.append((r.status, r.getheader("Content-Length"), r.getheader("ETag"),
+                            r.read()))
+        conn.close()
+    assert [a[0] for a in answers] == [200, 200, 200, 200, 304, 200]
+    bodies = [a[3] for a in answers if a[0] == 200]
+    body = bodies[0]
+    assert bodies == [body, body, b"", body, body]
+    assert {a[1] for a in answers if a[0] == 200} == {str(len(body))}
+    assert len({a[2] for a in answers}) == 1
+    graph = parse_rdf(body, content_type="application/ld+json")
+    assert len(listed(graph)) == 10
+
+
+def test_pages_without_the_page_cache(tmp_path: Any, db_url: str, world: dict[str, Any]) -> None:
+    """``CATALOGUE_EXPORT_PAGE_CACHE_MB=0``: every page is assembled, nothing is written."""
+    from catalogue.api.app import create_app
+    from tests.conftest import make_config
+
+    config = make_config(tmp_path / "off", db_url, export_page_cache_mb=0)
+    off = Runtime(config).start()
+    try:
+        assert off.export.pages is None
+        client = create_app(runtime=off, background_indexer=False).test_client()
+        got = pages(client, "turtle", size=10)
+        assert [len(listed(graph)) for _, graph in got] == [10, 10, 3]
+        assert client.get("/dcat/catalog?format=turtle&page_size=10").data == got[0][0].data
+        assert not (tmp_path / "off" / "data" / "export-pages").exists()
+    finally:
+        off.close()
