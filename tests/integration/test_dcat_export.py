@@ -647,3 +647,19 @@ def test_pages_without_the_page_cache(tmp_path: Any, db_url: str, world: dict[st
         assert not (tmp_path / "off" / "data" / "export-pages").exists()
     finally:
         off.close()
+
+
+def test_a_providers_listing_has_exactly_its_datasets_described(
+        client: Any, world: dict[str, Any]) -> None:
+    """``?organisation=``: the fragments of a filtered listing are read by id (the complete
+    listing reads a range of ids); each listed dataset is described, first assembled and then
+    from the stored page."""
+    for org, mine in (("org-a", {iri(i) for i in range(23) if i % 2}),
+                      ("org-b", {iri(i) for i in range(23) if not i % 2})):
+        for _ in range(2):
+            got = pages(client, "nt", size=5, query=f"&organisation={org}")
+            seen = [d for _, graph in got for d in listed(graph)]
+            assert len(seen) == len(set(seen)) and set(seen) == mine
+            for _, graph in got:
+                for ds in listed(graph):
+                    assert (ds, DCT.title, None) in graph
