@@ -177,7 +177,7 @@ class FileCache:
                 self._written = 0
         if due:
             self.evict()
-        return CachedFile(file, size)  # type: ignore[arg-type]
+        return CachedFile(file, size)
 
     def evict(self) -> None:
         """Bring the folder under ``LOW_WATER`` of the budget when it is over the budget,

@@ -177,13 +177,16 @@ class ExportRepository:
         half the time of looking each id up), else each id."""
         if not ids:
             return {}
+        params: list[Any] = [fmt]
         if span:
-            where, params = "dataset_id >= %s AND dataset_id <= %s", [ids[0], ids[-1]]
+            where = "dataset_id >= %s AND dataset_id <= %s"
+            params += [ids[0], ids[-1]]
         else:
-            where, params = "dataset_id = ANY(%s::uuid[])", [ids]
+            where = "dataset_id = ANY(%s::uuid[])"
+            params.append(ids)
         with self.conn.cursor(row_factory=tuple_row, binary=True) as cur:
             cur.execute(f"SELECT dataset_id::text, render_key, body FROM dataset_exports "
-                        f"WHERE format = %s AND {where}", [fmt, *params])
+                        f"WHERE format = %s AND {where}", params)
             return {row[0]: (row[1], row[2]) for row in cur.fetchall()}
 
     def rows(self, ids: list[str]) -> list[dict[str, Any]]:
