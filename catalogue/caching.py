@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import logging
 import os
 import threading
@@ -12,7 +13,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO, Generic, NamedTuple, TypeVar
+from typing import Any, BinaryIO, Generic, NamedTuple, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,68 @@ class CachedFile(NamedTuple):
 
     def close(self) -> None:
         self.file.close()
+
+
+class Joined(io.RawIOBase):
+    """``prefix`` followed by a stored body, as one read-only, seekable stream of ``size``
+    bytes: what a server sends as a file (``wsgi.file_wrapper``) without joining the two in
+    memory. Closing it closes the stored body's file."""
+
+    def __init__(self, prefix: bytes, stored: CachedFile) -> None:
+        super().__init__()
+        self.prefix = prefix
+        self.stored = stored
+        self.size = len(prefix) + stored.size
+        self._start = stored.file.tell()  # where the stored body starts in its file
+        self._pos = 0
+        self._synced = True  # the file is at the position that matches _pos
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
+        pos = max(0, base + offset)
+        if pos != self._pos:
+            self._pos = pos
+            self._synced = False
+        return pos
+
+    def read(self, size: int | None = -1) -> bytes:
+        left = self.size - self._pos
+        n = left if size is None or size < 0 else min(size, left)
+        if n <= 0:
+            return b""
+        head = len(self.prefix)
+        out = b""
+        if self._pos < head:
+            out = self.prefix[self._pos:self._pos + n]
+            self._pos += len(out)
+            n -= len(out)
+        if n > 0:
+            if not self._synced or self._pos == head:
+                self.stored.file.seek(self._start + self._pos - head)
+                self._synced = True
+            data = self.stored.file.read(n)
+            self._pos += len(data)
+            out = out + data if out else data
+        return out
+
+    def readinto(self, buffer: Any) -> int:
+        out = self.read(len(buffer))
+        buffer[:len(out)] = out
+        return len(out)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.stored.close()
+        super().close()
 
 
 class FileCache:

@@ -16,7 +16,7 @@ from flask import Blueprint, Response, request
 from werkzeug.wsgi import wrap_file
 
 from catalogue.api.routing import int_arg, op, runtime
-from catalogue.caching import CachedFile
+from catalogue.caching import Joined
 from catalogue.dcat.export import UnknownFormat, choose_format, media_type
 from catalogue.errors import ValidationError
 from catalogue.services.export import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, parse_instant
@@ -55,11 +55,11 @@ def not_modified(etag: str, last_modified: datetime | None) -> bool:
     return False
 
 
-def _respond(body: bytes | Callable[[], bytes | CachedFile], fmt: str, etag: str,
+def _respond(body: bytes | Callable[[], bytes | Joined], fmt: str, etag: str,
              last_modified: datetime | None, status: int = 200,
              discard: Callable[[], None] | None = None) -> Response:
     """``body`` may be a callable: it is called only when the answer is not a 304 (then
-    ``discard`` is). A stored body (:class:`CachedFile`) is handed to the server as a file
+    ``discard`` is). A body partly stored (:class:`Joined`) is handed to the server as a file
     (``wsgi.file_wrapper``): it is sent from the file, not copied into its buffers first."""
     if status == 200 and not_modified(etag, last_modified):
         if discard is not None:
@@ -67,8 +67,8 @@ def _respond(body: bytes | Callable[[], bytes | CachedFile], fmt: str, etag: str
         response = Response(status=304)
     else:
         content = body() if callable(body) else body
-        if isinstance(content, CachedFile):
-            response = Response(wrap_file(request.environ, content.file, 2**20), status=status,
+        if isinstance(content, Joined):
+            response = Response(wrap_file(request.environ, content, 2**20), status=status,
                                 mimetype=None, content_type=media_type(fmt),
                                 direct_passthrough=True)
             response.content_length = content.size

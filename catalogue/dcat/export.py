@@ -233,6 +233,31 @@ def join(fmt: str, parts: Iterable[bytes]) -> Iterator[bytes]:
         yield env.tail
 
 
+def opening(fmt: str, first: bytes) -> bytes:
+    """A document's start up to and including its first part (which must not be empty): with
+    :func:`rest` after it, the same bytes as :func:`join` of all the parts. A page's first part
+    is the catalogue's own statements (totals, links), which change with any write to the
+    catalogue; the rest (its listing and descriptions) only when its datasets change."""
+    if not first:
+        raise ValueError("a document's first part must not be empty")
+    return envelope(fmt).head + first
+
+
+def rest(fmt: str, parts: Iterable[bytes]) -> list[bytes]:
+    """The document after its first part: each non-empty part after its separator, then the
+    tail."""
+    env = envelope(fmt)
+    out = []
+    for part in parts:
+        if part:
+            if env.separator:
+                out.append(env.separator)
+            out.append(part)
+    if env.tail:
+        out.append(env.tail)
+    return out
+
+
 # -- the catalogue's own statements ---------------------------------------------------------------
 
 

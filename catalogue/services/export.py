@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from rdflib import BNode, Graph, URIRef
 
-from catalogue.caching import CachedFile, FileCache
+from catalogue.caching import LRU, CachedFile, FileCache, Joined
 from catalogue.dcat import export as rdf
 from catalogue.dcat.namespaces import EUCAIM
 from catalogue.dcat.profiles import get_profile
@@ -54,7 +54,7 @@ class Gone(CatalogueError):
 @dataclass
 class Page:
     """One page of an export: its validators and its body (made when asked for: a 304 never
-    reads the fragments), or the stored body when the page cache had it."""
+    reads the fragments), from the stored rest of the page when the page cache had it."""
 
     fmt: str
     total: int
@@ -63,8 +63,8 @@ class Page:
     last_cursor: str | None
     etag: str
     last_modified: datetime | None
-    body: Callable[[], bytes | CachedFile]
-    cached: CachedFile | None = None  # the stored body ``body`` returns (open)
+    body: Callable[[], bytes | Joined]
+    cached: CachedFile | None = None  # the stored rest of the page ``body`` sends (open)
 
     def discard(self) -> None:
         """Close the stored body when it is not sent (a 304)."""
@@ -118,8 +118,10 @@ class ExportService:
         self.profile = get_profile(profile)
         #: whole page bodies by key (None: every page is assembled from its fragments)
         self.pages = pages
-        # what a page's body depends on besides its ETag and links
+        # what a page's descriptions depend on besides the rows they describe
         self._facts = hashlib.sha256(repr(self.catalog).encode()).hexdigest()[:16]
+        # page openings by ETag and links (a few KB each)
+        self._openings: LRU[str, bytes] = LRU(512)
         # (selection, page size, last change) -> (when, total, start of the last page): a
         # harvester walks many pages of one listing; counting it and finding its last page
         # once per listing state, not on every page, is most of a page's own cost. Entries
@@ -311,10 +313,13 @@ class ExportService:
         """One keyset page of ``selection`` after ``cursor`` (a dataset id). ``url(cursor)``
         makes the URL of the page starting after ``cursor`` (None: the first page).
 
-        The listing is read without fragments: it is all the ETag needs. A page whose body is
-        in the page cache under its key (its ETag, its links and the catalogue's own facts) is
-        served from there; only a page that is not reads its fragments, in the same snapshot,
-        and is stored as it is sent."""
+        The listing is read without fragments: it is all the ETag needs. A page is its
+        opening (the catalogue's statements: totals, links, last change; made per request,
+        they change with any write) and its rest (the listing and the descriptions). A rest
+        in the page cache under its key (the format and the listed rows' ids, versions,
+        change times, statuses and IRIs) is sent from there; only a page whose rest is not
+        stored reads its fragments, in the same snapshot, and its rest is stored as it is
+        sent. So a write changes the stored rest of its own page only."""
         if cursor is not None and not is_uuid(cursor):
             raise ValidationError("cursor: not one this catalogue gave out")
         size = max(1, min(size, MAX_PAGE_SIZE))
@@ -330,13 +335,14 @@ class ExportService:
             rows = rows[:size]
             ids = [r.id for r in rows]
             next_cursor = ids[-1] if more else None
-            digest = hashlib.sha256()
-            digest.update(f"{fmt}|{selection}|{cursor}|{size}|{total}|{last}|{self.base}|"
-                          f"{RENDER_VERSION}|{changed}".encode())
-            digest.update("".join([f"|{r.id}:{r.version}:{r.changed}:{r.status}:{r.iri}"
-                                   for r in rows]).encode())
-            etag = '"' + digest.hexdigest()[:32] + '"'
-            key = f"{etag}|{url(cursor)}|{url(None)}|{self._facts}"
+            # what the page's listing and descriptions are made of (its rest: see body())
+            listed = hashlib.sha256("".join(
+                [f"|{r.id}:{r.version}:{r.changed}:{r.status}:{r.iri}" for r in rows]).encode()
+            ).hexdigest()
+            key = f"{fmt}|{self.base}|{RENDER_VERSION}|{self._facts}|{listed}"
+            etag = '"' + hashlib.sha256(
+                f"{fmt}|{selection}|{cursor}|{size}|{total}|{last}|{self.base}|"
+                f"{RENDER_VERSION}|{changed}|{listed}".encode()).hexdigest()[:32] + '"'
             if self.pages is not None:
                 cached = self.pages.open(key)
             if cached is None:
@@ -348,29 +354,46 @@ class ExportService:
                                        if r.status != "published" or r.body is None]) \
                 if cached is None else _Loaded({}, {})
 
-        def body() -> bytes | CachedFile:
+        def body() -> bytes | Joined:
+            # the catalogue's own statements (totals, links, last change) open the page; they
+            # change with any write to the catalogue. The rest (the listing and the
+            # descriptions) changes only with the page's own datasets, and is what is stored.
+            opening = self._opening(fmt, changed, total, size, url, cursor, next_cursor, last,
+                                    f"{etag}|{url(cursor)}|{url(None)}")
             if cached is not None:
-                return cached
+                return Joined(opening, cached)
             fragments = self._page_fragments(rows, fmt, loaded)
             live = [self._iri(r.iri, r.id) for r in rows if r.status == "published"]
-            head = rdf.catalog_graph(self.catalog, (), (), changed)
-            links = rdf.PageLinks(
-                collection=self.catalog_iri, page=url(cursor), total=total, first=url(None),
-                next=url(next_cursor) if next_cursor else None,
-                last=url(last) if total > size else url(None))
-            for triple in rdf.hydra_graph(links):
-                head.add(triple)
             listing = rdf.links(self.catalog_iri, live,
                                 [self.record_iri(r.id) for r in rows], fmt)
-            parts = list(rdf.join(fmt, [rdf.render(head, fmt, "catalog"), listing,
-                                        *fragments]))
-            # stored, the page is written once and sent from its file; else one buffer with
+            parts = rdf.rest(fmt, [listing, *fragments])
+            # stored, the rest is written once and sent from its file; else one buffer with
             # its length, which the server sends as it is (no chunked framing, which copies
             # the page twice more)
             stored = self.pages.store(key, parts) if self.pages is not None else None
-            return stored if stored is not None else b"".join(parts)
+            return Joined(opening, stored) if stored is not None \
+                else b"".join([opening, *parts])
 
         return Page(fmt, total, ids, next_cursor, last, etag, changed, body, cached)
+
+    def _opening(self, fmt: str, changed: Any, total: int, size: int,
+                 url: Callable[[str | None], str], cursor: str | None,
+                 next_cursor: str | None, last: str | None, memo: str) -> bytes:
+        """A page's start: the format's head and the catalogue's own statements with the
+        Hydra view (remembered by ``memo``: the ETag and the links it is made from)."""
+        known = self._openings.get(memo)
+        if known is not None:
+            return known
+        head = rdf.catalog_graph(self.catalog, (), (), changed)
+        links = rdf.PageLinks(
+            collection=self.catalog_iri, page=url(cursor), total=total, first=url(None),
+            next=url(next_cursor) if next_cursor else None,
+            last=url(last) if total > size else url(None))
+        for triple in rdf.hydra_graph(links):
+            head.add(triple)
+        made = rdf.opening(fmt, rdf.render(head, fmt, "catalog"))
+        self._openings.put(memo, made)
+        return made
 
     def dump(self, fmt: str, selection: Selection, size: int = 500) -> Iterator[bytes]:
         """The whole selection as one document, one keyset page in memory at a time."""

@@ -11,7 +11,7 @@ import pytest
 from rdflib import Graph, Literal, URIRef
 from rdflib.compare import isomorphic
 
-from catalogue.caching import CachedFile
+from catalogue.caching import Joined
 from catalogue.dcat.formats import parse_rdf
 from catalogue.dcat.namespaces import ADMS, DCAT, DCT, EUCAIM, FOAF, HEALTHDCATAP, HYDRA, RDF
 from catalogue.dcat.validation import get_validator
@@ -81,9 +81,9 @@ def pages(client: Any, fmt: str = "nt", size: int = 7, query: str = "",
     return out
 
 
-def content(body: bytes | CachedFile) -> bytes:
-    """A page's body, read from its stored file when it was served from the page cache."""
-    if isinstance(body, CachedFile):
+def content(body: bytes | Joined) -> bytes:
+    """A page's body, read through its stored file when it has one."""
+    if isinstance(body, Joined):
         try:
             return body.read()
         finally:
@@ -530,38 +530,40 @@ def _view(graph: Graph) -> str:
 
 def test_a_stored_page_is_served_until_anything_it_shows_changes(
         runtime: Runtime, client: Any, world: dict[str, Any]) -> None:
-    """A page is assembled once and then served as stored, with the same validators, while
-    nothing it shows changes: not its datasets, not the catalogue's totals or last change, not
-    its links (which follow the request's own parameters)."""
+    """A page is assembled once; its rest (listing and descriptions) is stored and sent again
+    while the page's datasets do not change. Its opening (the catalogue's totals, last change
+    and the Hydra links, which follow the request's own parameters) is always current."""
     cache = runtime.export.pages
     assert cache is not None
+    catalog = URIRef("http://127.0.0.1:8080/dcat/catalog")
     url = "/dcat/catalog?format=nt&page_size=7"
     first = client.get(url)
     assert first.status_code == 200
     files = list(cache.folder.glob("*" + cache.SUFFIX))
     assert len(files) == 1
-    # mark the stored body (same length: its header stays valid) to see where answers come from
     stored = files[0].read_bytes()
-    assert stored[cache.HEADER:] == first.data
-    files[0].write_bytes(stored.replace(b"dcat#Catalog>", b"dcat#Catalox>", 1))
+    rest = stored[cache.HEADER:]
+    assert first.data.endswith(rest) and len(rest) > 0.9 * len(first.data)
+    # mark the stored rest (same length: its header stays valid) to see where answers come from
+    files[0].write_bytes(stored.replace(b"dcat#Dataset>", b"dcat#Datasex>", 1))
     again = client.get(url)
-    assert b"dcat#Catalox>" in again.data and len(again.data) == len(first.data)
+    assert b"dcat#Datasex>" in again.data and len(again.data) == len(first.data)
     assert again.headers["ETag"] == first.headers["ETag"]
     assert again.headers["Content-Length"] == str(len(again.data))
     assert again.headers["Link"] == first.headers["Link"]
     assert client.get(url, headers={"If-None-Match": first.headers["ETag"]}).status_code == 304
 
-    # the same page asked for with other parameters is another page: its links are its own
+    # the same page asked for with other parameters: the same stored rest, its own links
     for other, headers, view in (
             ("/dcat/catalog?format=ntriples&page_size=7", {}, "format=ntriples&page_size=7"),
             ("/dcat/catalog?page_size=7", {"Accept": "application/n-triples"}, "?page_size=7")):
         r = client.get(other, headers=headers)
-        assert b"Catalox" not in r.data
+        assert b"Datasex" in r.data
         assert _view(parse_rdf(r.data, content_type="application/n-triples")).endswith(view)
-    assert len(list(cache.folder.glob("*" + cache.SUFFIX))) == 3
+    assert len(list(cache.folder.glob("*" + cache.SUFFIX))) == 1
 
-    # a dataset on a later page changes: this page's datasets did not, but the catalogue's
-    # last change (and possibly its total) did, so the page is assembled again
+    # a dataset on a later page changes: this page's rest is still the stored one, its
+    # opening says the catalogue changed
     last_page = pages(client, size=7)[-1][1]
     later = sorted(listed(last_page))[0]
     number = int(str(later).rsplit("-", 1)[1])
@@ -570,23 +572,29 @@ def test_a_stored_page_is_served_until_anything_it_shows_changes(
                    "&status=published", data=turtle(number, version="3.0.0"),
                    headers={**auth(world["tokens"][org]), "Content-Type": "text/turtle"})
     assert r.status_code == 200, r.json
+    time.sleep(1.1)  # dct:modified has seconds: let the next write show in it
+    post(client, world["tokens"]["org-a"], "org-a", 300)  # a new dataset, listed last
     fresh = client.get(url)
-    assert b"Catalox" not in fresh.data and fresh.headers["ETag"] != first.headers["ETag"]
+    assert b"Datasex" in fresh.data and fresh.headers["ETag"] != first.headers["ETag"]
     graph = parse_rdf(fresh.data, content_type="application/n-triples")
-    catalog = URIRef("http://127.0.0.1:8080/dcat/catalog")
     before = parse_rdf(first.data, content_type="application/n-triples")
-    assert graph.value(catalog, DCT.modified) >= before.value(catalog, DCT.modified)  # seconds
+    assert graph.value(catalog, DCT.modified) > before.value(catalog, DCT.modified)
+    assert graph.value(catalog, HYDRA.totalItems) == Literal(24)
     assert set(listed(graph)) == set(listed(before))
 
-    # a dataset on this page is withdrawn: it leaves the page at once
+    # a dataset on this page is withdrawn: the page's rest is made again, without it
     gone = sorted(listed(graph))[0]
     number = int(str(gone).rsplit("-", 1)[1])
     org = "org-a" if number % 2 else "org-b"
     assert client.delete(f"/api/v1/datasets/{world['datasets'][number]}",
                          headers=auth(world["tokens"][org])).status_code == 200
-    after = parse_rdf(client.get(url).data, content_type="application/n-triples")
-    assert gone not in set(listed(after)) and len(listed(after)) == 7
-    assert after.value(catalog, HYDRA.totalItems) == Literal(22)
+    after = client.get(url)
+    assert b"Datasex" not in after.data
+    graph = parse_rdf(after.data, content_type="application/n-triples")
+    assert gone not in set(listed(graph)) and len(listed(graph)) == 7
+    assert graph.value(catalog, HYDRA.totalItems) == Literal(23)
+    for ds in listed(graph):
+        assert (ds, RDF.type, DCAT.Dataset) in graph
 
 
 def test_a_damaged_stored_page_is_assembled_again(runtime: Runtime, client: Any,
@@ -600,7 +608,8 @@ def test_a_damaged_stored_page_is_assembled_again(runtime: Runtime, client: Any,
         f.truncate(cache.HEADER + 100)  # e.g. the disk filled up under another writer
     again = client.get(url)
     assert again.status_code == 200 and again.data == first
-    assert path.read_bytes()[cache.HEADER:] == first  # stored whole again
+    rest = path.read_bytes()[cache.HEADER:]  # stored whole again
+    assert first.endswith(rest) and len(rest) > 0.9 * len(first)
 
 
 def test_pages_over_http_from_the_stored_file(runtime: Runtime, world: dict[str, Any]) -> None:
