@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import IO, cast
 from email.utils import format_datetime, parsedate_to_datetime
 from urllib.parse import urlencode
 
@@ -68,7 +69,8 @@ def _respond(body: bytes | Callable[[], bytes | Joined], fmt: str, etag: str,
     else:
         content = body() if callable(body) else body
         if isinstance(content, Joined):
-            response = Response(wrap_file(request.environ, content, 2**20), status=status,
+            stream = cast(IO[bytes], content)  # read, seek and tell: all a file wrapper uses
+            response = Response(wrap_file(request.environ, stream, 2**20), status=status,
                                 mimetype=None, content_type=media_type(fmt),
                                 direct_passthrough=True)
             response.content_length = content.size
