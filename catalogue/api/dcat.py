@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import IO, cast
 from email.utils import format_datetime, parsedate_to_datetime
+from typing import IO, cast
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, request
