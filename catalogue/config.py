@@ -202,9 +202,9 @@ SETTINGS: tuple[Setting, ...] = (
         "CATALOGUE_EXPORT_PAGE_CACHE_MB",
         int,
         2048,
-        "Disk space (MB, in the data folder's `export-pages`) for whole DCAT export pages, "
-        "served again without assembling them while nothing they list changes; `0` turns the "
-        "cache off.",
+        "Disk space (MB, in the data folder's `export-pages`) for DCAT export pages (their "
+        "listing and descriptions), sent again without assembling them while the page's "
+        "datasets do not change; `0` turns the cache off.",
     ),
     Setting(
         "indexer_interval",

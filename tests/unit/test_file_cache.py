@@ -144,3 +144,48 @@ def test_a_body_that_cannot_be_stored_is_left_to_the_caller(tmp_path: Path) -> N
     blocked.write_bytes(b"")
     assert FileCache(blocked, 2**20).store("a", [b"x"]) is None  # the disk refuses
     assert stored(cache) == [] and not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_prefix_and_a_stored_body_read_as_one_stream(tmp_path: Path) -> None:
+    """What a page is sent as: its opening, then its stored rest. Read whole, in pieces that
+    cross the boundary, and the way waitress's ``wsgi.file_wrapper`` reads it (size from
+    seeking to the end; peek a chunk, seek back, skip what went out)."""
+    from waitress.buffers import ReadOnlyFileBasedBuffer
+
+    from catalogue.caching import Joined
+
+    cache = FileCache(tmp_path, 10 * 2**20)
+    prefix, body = os.urandom(5000), os.urandom(200_000)
+    whole = prefix + body
+    cache.put("page", body)
+
+    def joined() -> Joined:
+        hit = cache.open("page")
+        assert hit is not None
+        return Joined(prefix, hit)
+
+    stream = joined()
+    assert stream.size == len(whole) and stream.read() == whole and stream.read() == b""
+    stream.close()
+    assert stream.closed and stream.stored.file.closed
+
+    stream = joined()
+    pieces = []
+    while piece := stream.read(3001):  # 3001 does not divide 5000: a piece spans both
+        pieces.append(piece)
+    assert b"".join(pieces) == whole
+    stream.seek(4990)
+    assert stream.read(20) == whole[4990:5010]
+    stream.seek(-10, os.SEEK_END)
+    assert stream.read() == whole[-10:]
+    stream.close()
+
+    buffer = ReadOnlyFileBasedBuffer(joined(), 2**20)
+    assert buffer.prepare(len(whole)) == len(whole)
+    sent = bytearray()
+    while len(buffer):
+        chunk = buffer.get(16384)
+        sent += chunk[:10000]  # the socket took part of it
+        buffer.skip(min(10000, len(chunk)), True)
+    assert bytes(sent) == whole
+    buffer.close()
