@@ -3,6 +3,7 @@ and a byte-bounded cache of whole response bodies on disk shared by serving proc
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import hashlib
 import io
@@ -80,18 +81,26 @@ class CachedFile(NamedTuple):
 
 
 class Joined(io.RawIOBase):
-    """``prefix`` followed by a stored body, as one read-only, seekable stream of ``size``
-    bytes: what a server sends as a file (``wsgi.file_wrapper``) without joining the two in
-    memory. Closing it closes the stored body's file."""
+    """Byte strings and stored bodies one after the other, as one read-only, seekable stream
+    of ``size`` bytes: what a server sends as a file (``wsgi.file_wrapper``) without joining
+    them in memory. Closing it closes the stored bodies' files."""
 
-    def __init__(self, prefix: bytes, stored: CachedFile) -> None:
+    def __init__(self, segments: Sequence[bytes | CachedFile]) -> None:
         super().__init__()
-        self.prefix = prefix
-        self.stored = stored
-        self.size = len(prefix) + stored.size
-        self._start = stored.file.tell()  # where the stored body starts in its file
+        self.segments = list(segments)
+        self._starts: list[int] = []  # where each segment starts in the stream
+        self._origins: list[int] = []  # where a stored body starts in its file
+        size = 0
+        for segment in self.segments:
+            self._starts.append(size)
+            if isinstance(segment, bytes):
+                self._origins.append(0)
+                size += len(segment)
+            else:
+                self._origins.append(segment.file.tell())
+                size += segment.size
+        self.size = size
         self._pos = 0
-        self._synced = True  # the file is at the position that matches _pos
 
     def readable(self) -> bool:
         return True
@@ -104,31 +113,28 @@ class Joined(io.RawIOBase):
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
-        pos = max(0, base + offset)
-        if pos != self._pos:
-            self._pos = pos
-            self._synced = False
-        return pos
+        self._pos = max(0, base + offset)
+        return self._pos
 
     def read(self, size: int | None = -1) -> bytes:
         left = self.size - self._pos
         n = left if size is None or size < 0 else min(size, left)
-        if n <= 0:
-            return b""
-        head = len(self.prefix)
-        out = b""
-        if self._pos < head:
-            out = self.prefix[self._pos:self._pos + n]
-            self._pos += len(out)
-            n -= len(out)
-        if n > 0:
-            if not self._synced or self._pos == head:
-                self.stored.file.seek(self._start + self._pos - head)
-                self._synced = True
-            data = self.stored.file.read(n)
-            self._pos += len(data)
-            out = out + data if out else data
-        return out
+        out = []
+        while n > 0:
+            # the segment holding the position (an empty one shares its start with the next)
+            i = bisect.bisect_right(self._starts, self._pos) - 1
+            segment, offset = self.segments[i], self._pos - self._starts[i]
+            if isinstance(segment, bytes):
+                chunk = segment[offset:offset + n]
+            else:
+                segment.file.seek(self._origins[i] + offset)
+                chunk = segment.file.read(min(n, segment.size - offset))
+            if not chunk:  # a stored body shorter than its header said: stop, never spin
+                break
+            out.append(chunk)
+            self._pos += len(chunk)
+            n -= len(chunk)
+        return out[0] if len(out) == 1 else b"".join(out)
 
     def readinto(self, buffer: Any) -> int:
         out = self.read(len(buffer))
@@ -137,7 +143,9 @@ class Joined(io.RawIOBase):
 
     def close(self) -> None:
         if not self.closed:
-            self.stored.close()
+            for segment in self.segments:
+                if isinstance(segment, CachedFile):
+                    segment.close()
         super().close()
 
 

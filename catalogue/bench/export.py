@@ -11,10 +11,12 @@ Measured in one run, on one generated catalogue of realistic EUCAIM-DCAT-AP desc
   same slice again (its pages now stored);
 - *warm*, per format, over HTTP: the whole catalogue with every fragment stored and no page
   stored (every page assembled), page by page following the ``Link: rel="next"`` header,
-  reading every byte; then *repeat*: the same walk again, every page's rest now stored (a
+  reading every byte; then *repeat*: the same walk again, every page's runs now stored (a
   repeat harvest of an unchanged catalogue, or a second harvester); then *changed*: again
-  after one dataset changed (the harvest after an ordinary update: one page assembled, every
-  opening new); rounds interleaved across formats, the best of :data:`ROUNDS` counts;
+  after one dataset changed (the harvest after an ordinary update: one run assembled, every
+  opening new); then *shifted*: again after one dataset near the start was withdrawn (every
+  later page shifted by one: the runs at their edges assembled); rounds interleaved across
+  formats, the best of :data:`ROUNDS` counts;
 - the baseline: the same per-dataset graphs (description with aggregates applied, plus its
   catalogue record), converted to Oxigraph triples beforehand, serialised one by one by the
   fastest serializer available (Oxigraph) alone, best of :data:`ROUNDS`; rdflib's serializer
@@ -355,15 +357,36 @@ def change_one(runtime: Runtime, n: int) -> None:
                      "OFFSET %s LIMIT 1)", (n,))
 
 
+def withdraw_one(runtime: Runtime, n: int) -> str:
+    """Dataset ``n`` (in id order) is withdrawn, as a provider's withdrawal changes what the
+    export reads: the complete listing loses it, so every page after it shifts by one
+    dataset. Its id (for :func:`republish`)."""
+    with runtime.database.transaction() as conn:
+        row = conn.execute(
+            "UPDATE datasets SET status = 'withdrawn', withdrawn_at = now(), "
+            "version = version + 1, updated_at = now() WHERE id = (SELECT id FROM datasets "
+            "WHERE status = 'published' ORDER BY id OFFSET %s LIMIT 1) RETURNING id::text AS id",
+            (n,)).fetchone()
+    assert row is not None
+    return str(row["id"])
+
+
+def republish(runtime: Runtime, dataset_id: str) -> None:
+    with runtime.database.transaction() as conn:
+        conn.execute("UPDATE datasets SET status = 'published', withdrawn_at = NULL, "
+                     "version = version + 1, updated_at = now() WHERE id = %s", (dataset_id,))
+
+
 def _warm(runtime: Runtime, base: str, page_size: int, datasets: int,
           say: Callable[[str], None]) -> dict[str, dict[str, Any]]:
-    """Per format: the whole catalogue with every fragment stored, walked three times: first
-    with the page cache empty (every page assembled from its stored fragments, its rest
+    """Per format: the whole catalogue with every fragment stored, walked four times: first
+    with the page cache empty (every page assembled from its stored fragments, its runs
     stored), then again (a repeat harvest of an unchanged catalogue), then after one dataset
-    changed (the harvest after an ordinary update). Rounds interleaved across formats, the
-    best one of each walk counts."""
+    changed (the harvest after an ordinary update), then after one dataset was withdrawn
+    (every later page shifted by one). Rounds interleaved across formats, the best one of
+    each walk counts."""
     public = runtime.config.public_base_url
-    walks = ("warm", "repeat", "changed")
+    walks = ("warm", "repeat", "changed", "shifted")
     runs: dict[str, dict[str, list[Export]]] = {
         fmt: {walk: [] for walk in walks} for fmt in FORMATS}
     for round_ in range(ROUNDS):
@@ -371,11 +394,17 @@ def _warm(runtime: Runtime, base: str, page_size: int, datasets: int,
             forget_pages(runtime)
             got = {"warm": export_http(base, fmt, page_size, public),
                    "repeat": export_http(base, fmt, page_size, public)}
-            change_one(runtime, (round_ * len(FORMATS) + n + 1) * datasets // 10 % datasets)
+            at = (round_ * len(FORMATS) + n + 1) * datasets // 10 % datasets
+            change_one(runtime, at)
             got["changed"] = export_http(base, fmt, page_size, public)
+            # near the start: nearly every page shifts
+            gone = withdraw_one(runtime, at // 8)
+            got["shifted"] = export_http(base, fmt, page_size, public)
+            republish(runtime, gone)
             for walk, export in got.items():
-                if export.datasets != datasets:
-                    raise RuntimeError(f"{fmt}, {walk}: {export.datasets} of {datasets} "
+                expected = datasets - 1 if walk == "shifted" else datasets
+                if export.datasets != expected:
+                    raise RuntimeError(f"{fmt}, {walk}: {export.datasets} of {expected} "
                                        "datasets exported")
                 runs[fmt][walk].append(export)
             if got["repeat"].size != got["warm"].size:
@@ -454,6 +483,7 @@ def run(runtime: Runtime, datasets: int = 100_000, small: int = 10_000, page_siz
         entry["ratio_warm"] = round(entry["warm_per_s"] / alone, 3)
         entry["ratio_repeat"] = round(entry["repeat_per_s"] / alone, 3)
         entry["ratio_changed"] = round(entry["changed_per_s"] / alone, 3)
+        entry["ratio_shifted"] = round(entry["shifted_per_s"] / alone, 3)
         entry["ratio_cold"] = round(entry["cold_per_s"] / alone, 3)
         entry["ratio_stored_alone"] = round(stored / alone, 3)
         say(f"{fmt}: Oxigraph alone {alone:,.0f}/s, stored fragments read alone "
@@ -473,21 +503,23 @@ def table(figures: dict[str, Any]) -> str:
     lines = [
         f"DCAT export of {figures['datasets']:,} datasets, pages of {figures['page_size']} over "
         "loopback HTTP, datasets/s (× = ratio to Oxigraph alone; target ≥ 0.7)",
-        f"{'format':8} {'warm':>8} {'repeat':>8} {'changed':>8} {'cold':>6} {'oxigraph':>9} "
-        f"{'stored':>8} {'warm ×':>7} {'repeat ×':>9} {'changed ×':>10} {'cold ×':>7} "
-        f"{'stored ×':>9} {'MB':>6}"]
+        f"{'format':8} {'warm':>8} {'repeat':>8} {'changed':>8} {'shifted':>8} {'cold':>6} "
+        f"{'oxigraph':>9} {'stored':>8} {'warm ×':>7} {'repeat ×':>9} {'changed ×':>10} "
+        f"{'shifted ×':>10} {'cold ×':>7} {'stored ×':>9} {'MB':>6}"]
     for fmt, e in figures["formats"].items():
         lines.append(f"{fmt:8} {e['warm_per_s']:>8,.0f} {e['repeat_per_s']:>8,.0f} "
-                     f"{e['changed_per_s']:>8,.0f} {e['cold_per_s']:>6,.0f} "
-                     f"{e['oxigraph_alone_per_s']:>9,.0f} {e['stored_alone_per_s']:>8,.0f} "
-                     f"{e['ratio_warm']:>7.2f} {e['ratio_repeat']:>9.2f} "
-                     f"{e['ratio_changed']:>10.2f} {e['ratio_cold']:>7.3f} "
+                     f"{e['changed_per_s']:>8,.0f} {e['shifted_per_s']:>8,.0f} "
+                     f"{e['cold_per_s']:>6,.0f} {e['oxigraph_alone_per_s']:>9,.0f} "
+                     f"{e['stored_alone_per_s']:>8,.0f} {e['ratio_warm']:>7.2f} "
+                     f"{e['ratio_repeat']:>9.2f} {e['ratio_changed']:>10.2f} "
+                     f"{e['ratio_shifted']:>10.2f} {e['ratio_cold']:>7.3f} "
                      f"{e['ratio_stored_alone']:>9.2f} {e['mb']:>6,.0f}")
     first = next(iter(figures["formats"].values()))
     lines += [
         "warm: the whole catalogue, fragments stored, no page stored (every page "
-        "assembled); repeat: the same walk again (page rests stored); changed: again after "
-        f"one dataset changed (best of {ROUNDS}); cold: one provider's "
+        "assembled); repeat: the same walk again (runs stored); changed: again after one "
+        "dataset changed; shifted: again after one dataset near the start was withdrawn "
+        f"(best of {ROUNDS}); cold: one provider's "
         f"{first['cold_datasets']:,} datasets, nothing stored; stored: reading and unpacking "
         "the stored fragments alone",
         "first export of the whole catalogue (renders every dataset in all formats): "

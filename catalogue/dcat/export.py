@@ -234,28 +234,30 @@ def join(fmt: str, parts: Iterable[bytes]) -> Iterator[bytes]:
 
 
 def opening(fmt: str, first: bytes) -> bytes:
-    """A document's start up to and including its first part (which must not be empty): with
-    :func:`rest` after it, the same bytes as :func:`join` of all the parts. A page's first part
-    is the catalogue's own statements (totals, links), which change with any write to the
-    catalogue; the rest (its listing and descriptions) only when its datasets change."""
+    """A document's start up to and including its first part (which must not be empty). With
+    :func:`continued` parts after it and :func:`closing`, the same bytes as :func:`join` of
+    all the parts. A page's first part is the catalogue's own statements (totals, links),
+    which change with any write to the catalogue; the parts after it (listings and
+    descriptions) only when their datasets change."""
     if not first:
         raise ValueError("a document's first part must not be empty")
     return envelope(fmt).head + first
 
 
-def rest(fmt: str, parts: Iterable[bytes]) -> list[bytes]:
-    """The document after its first part: each non-empty part after its separator, then the
-    tail."""
-    env = envelope(fmt)
+def continued(fmt: str, parts: Iterable[bytes]) -> list[bytes]:
+    """Parts after a document's first one: each non-empty part after its separator."""
+    separator = envelope(fmt).separator
     out = []
     for part in parts:
         if part:
-            if env.separator:
-                out.append(env.separator)
+            if separator:
+                out.append(separator)
             out.append(part)
-    if env.tail:
-        out.append(env.tail)
     return out
+
+
+def closing(fmt: str) -> bytes:
+    return envelope(fmt).tail
 
 
 # -- the catalogue's own statements ---------------------------------------------------------------

@@ -16,9 +16,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from rdflib import BNode, Graph, URIRef
@@ -54,7 +54,7 @@ class Gone(CatalogueError):
 @dataclass
 class Page:
     """One page of an export: its validators and its body (made when asked for: a 304 never
-    reads the fragments), from the stored rest of the page when the page cache had it."""
+    reads the fragments), partly from stored runs when the page cache had them."""
 
     fmt: str
     total: int
@@ -64,12 +64,12 @@ class Page:
     etag: str
     last_modified: datetime | None
     body: Callable[[], bytes | Joined]
-    cached: CachedFile | None = None  # the stored rest of the page ``body`` sends (open)
+    cached: list[CachedFile] = field(default_factory=list)  # stored runs ``body`` sends (open)
 
     def discard(self) -> None:
-        """Close the stored body when it is not sent (a 304)."""
-        if self.cached is not None:
-            self.cached.close()
+        """Close the stored runs when they are not sent (a 304)."""
+        for stored in self.cached:
+            stored.close()
 
 
 def parse_instant(raw: str | None, name: str) -> datetime | None:
@@ -259,13 +259,31 @@ class ExportService:
                 ExportRepository(conn).save_fragments(fresh)
         return [b or b"" for b in out]
 
+    #: a page's runs end after about one dataset in RUN (see :meth:`run_ends`)
+    RUN = 64
+
+    def run_ends(self, dataset_id: str) -> bool:
+        """Whether a run of a page ends after this dataset: decided by the id alone (its
+        last hex digits, random in a UUID), so a run keeps its datasets wherever the page
+        boundaries fall."""
+        return int(dataset_id[-4:], 16) % self.RUN == 0
+
+    def _runs(self, rows: list[PageRow]) -> list[list[PageRow]]:
+        runs: list[list[PageRow]] = []
+        current: list[PageRow] = []
+        for row in rows:
+            current.append(row)
+            if self.run_ends(row.id):
+                runs.append(current)
+                current = []
+        if current:
+            runs.append(current)
+        return runs
+
     def _with_fragments(self, repo: ExportRepository, rows: list[PageRow], fmt: str,
-                        selection: Selection) -> list[PageRow]:
+                        span: bool) -> list[PageRow]:
         """``rows`` with the fragments stored for them under their current render key."""
-        published = [r.id for r in rows if r.status == "published"]
-        # a complete listing holds nearly every dataset between its first and last id
-        span = selection.since is None and selection.organisation is None
-        stored = repo.fragments(fmt, published, span)
+        stored = repo.fragments(fmt, [r.id for r in rows if r.status == "published"], span)
         prefix, suffix = self._key()
         out = []
         for r in rows:
@@ -315,15 +333,17 @@ class ExportService:
 
         The listing is read without fragments: it is all the ETag needs. A page is its
         opening (the catalogue's statements: totals, links, last change; made per request,
-        they change with any write) and its rest (the listing and the descriptions). A rest
-        in the page cache under its key (the format and the listed rows' ids, versions,
-        change times, statuses and IRIs) is sent from there; only a page whose rest is not
-        stored reads its fragments, in the same snapshot, and its rest is stored as it is
-        sent. So a write changes the stored rest of its own page only."""
+        they change with any write), its *runs* (listing and descriptions of consecutive
+        datasets, cut where :meth:`run_ends`) and the format's closing. A run stored in the
+        page cache under its key (the format and its rows' ids, versions, change times,
+        statuses and IRIs) is sent from there; only runs that are not stored read their
+        fragments, in the same snapshot, and are stored as they are sent. Runs are cut by
+        dataset id, not by position: a dataset added or withdrawn shifts the pages after it,
+        but of the runs only the one it is in, and those at the shifted pages' edges, are
+        new."""
         if cursor is not None and not is_uuid(cursor):
             raise ValidationError("cursor: not one this catalogue gave out")
         size = max(1, min(size, MAX_PAGE_SIZE))
-        cached: CachedFile | None = None
         with self.db.transaction() as conn:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             repo = ExportRepository(conn)
@@ -335,46 +355,59 @@ class ExportService:
             rows = rows[:size]
             ids = [r.id for r in rows]
             next_cursor = ids[-1] if more else None
-            # what the page's listing and descriptions are made of (its rest: see body())
-            listed = hashlib.sha256("".join(
-                [f"|{r.id}:{r.version}:{r.changed}:{r.status}:{r.iri}" for r in rows]).encode()
-            ).hexdigest()
-            key = f"{fmt}|{self.base}|{RENDER_VERSION}|{self._facts}|{listed}"
+            runs = self._runs(rows)
+            digests = [hashlib.sha256("".join(
+                [f"|{r.id}:{r.version}:{r.changed}:{r.status}:{r.iri}" for r in run]).encode()
+            ).hexdigest() for run in runs]
+            keys = [f"{fmt}|{self.base}|{RENDER_VERSION}|{self._facts}|{d}" for d in digests]
             etag = '"' + hashlib.sha256(
                 f"{fmt}|{selection}|{cursor}|{size}|{total}|{last}|{self.base}|"
-                f"{RENDER_VERSION}|{changed}|{listed}".encode()).hexdigest()[:32] + '"'
-            if self.pages is not None:
-                cached = self.pages.open(key)
-            if cached is None:
-                rows = self._with_fragments(repo, rows, fmt, selection)
+                f"{RENDER_VERSION}|{changed}|{'|'.join(digests)}".encode()).hexdigest()[:32] + '"'
+            cached: list[CachedFile | None] = [
+                self.pages.open(key) if self.pages is not None else None for key in keys]
+            missing = [r for run, hit in zip(runs, cached, strict=True) if hit is None
+                       for r in run]
+            if missing:
+                # a complete listing holds nearly every dataset between two ids: a range of
+                # the fragments' key is read faster than each id, when most are wanted
+                span = selection.since is None and selection.organisation is None \
+                    and 2 * len(missing) > len(rows)
+                missing = self._with_fragments(repo, missing, fmt, span)
             # what the body cannot take from stored fragments is read now, in the listing's
             # snapshot: a dataset withdrawn or changed before the body is made is still
             # described as listed (made later, from a second read, it was not)
-            loaded = self._load(conn, [r.id for r in rows
-                                       if r.status != "published" or r.body is None]) \
-                if cached is None else _Loaded({}, {})
+            loaded = self._load(conn, [r.id for r in missing
+                                       if r.status != "published" or r.body is None])
 
         def body() -> bytes | Joined:
             # the catalogue's own statements (totals, links, last change) open the page; they
-            # change with any write to the catalogue. The rest (the listing and the
-            # descriptions) changes only with the page's own datasets, and is what is stored.
-            opening = self._opening(fmt, changed, total, size, url, cursor, next_cursor, last,
-                                    f"{etag}|{url(cursor)}|{url(None)}")
-            if cached is not None:
-                return Joined(opening, cached)
-            fragments = self._page_fragments(rows, fmt, loaded)
-            live = [self._iri(r.iri, r.id) for r in rows if r.status == "published"]
-            listing = rdf.links(self.catalog_iri, live,
-                                [self.record_iri(r.id) for r in rows], fmt)
-            parts = rdf.rest(fmt, [listing, *fragments])
-            # stored, the rest is written once and sent from its file; else one buffer with
-            # its length, which the server sends as it is (no chunked framing, which copies
-            # the page twice more)
-            stored = self.pages.store(key, parts) if self.pages is not None else None
-            return Joined(opening, stored) if stored is not None \
-                else b"".join([opening, *parts])
+            # change with any write to the catalogue. The runs change only with their own
+            # datasets, and are what is stored.
+            segments: list[bytes | CachedFile] = [self._opening(
+                fmt, changed, total, size, url, cursor, next_cursor, last,
+                f"{etag}|{url(cursor)}|{url(None)}")]
+            fragments = iter(self._page_fragments(missing, fmt, loaded)) if missing \
+                else iter(())
+            for run, key, hit in zip(runs, keys, cached, strict=True):
+                if hit is not None:
+                    segments.append(hit)
+                    continue
+                live = [self._iri(r.iri, r.id) for r in run if r.status == "published"]
+                listing = rdf.links(self.catalog_iri, live, [self.record_iri(r.id) for r in run],
+                                    fmt)
+                parts = rdf.continued(fmt, [listing, *(next(fragments) for _ in run)])
+                # stored, a run is written once and sent from its file
+                stored = self.pages.store(key, parts) if self.pages is not None else None
+                segments.append(stored if stored is not None else b"".join(parts))
+            segments.append(rdf.closing(fmt))
+            if any(isinstance(s, CachedFile) for s in segments):
+                return Joined(segments)
+            # one buffer with its length, which the server sends as it is (no chunked
+            # framing, which copies the page twice more)
+            return b"".join(cast(list[bytes], segments))
 
-        return Page(fmt, total, ids, next_cursor, last, etag, changed, body, cached)
+        return Page(fmt, total, ids, next_cursor, last, etag, changed, body,
+                    [hit for hit in cached if hit is not None])
 
     def _opening(self, fmt: str, changed: Any, total: int, size: int,
                  url: Callable[[str | None], str], cursor: str | None,

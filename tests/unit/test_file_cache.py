@@ -146,36 +146,41 @@ def test_a_body_that_cannot_be_stored_is_left_to_the_caller(tmp_path: Path) -> N
     assert stored(cache) == [] and not list(tmp_path.glob("*.tmp"))
 
 
-def test_a_prefix_and_a_stored_body_read_as_one_stream(tmp_path: Path) -> None:
-    """What a page is sent as: its opening, then its stored rest. Read whole, in pieces that
-    cross the boundary, and the way waitress's ``wsgi.file_wrapper`` reads it (size from
-    seeking to the end; peek a chunk, seek back, skip what went out)."""
+def test_byte_strings_and_stored_bodies_read_as_one_stream(tmp_path: Path) -> None:
+    """What a page is sent as: its opening, stored runs (and runs assembled afresh), its
+    closing. Read whole, in pieces that cross the boundaries, after seeks, and the way
+    waitress's ``wsgi.file_wrapper`` reads it (size from seeking to the end; peek a chunk,
+    seek back, skip what went out)."""
     from waitress.buffers import ReadOnlyFileBasedBuffer
 
     from catalogue.caching import Joined
 
     cache = FileCache(tmp_path, 10 * 2**20)
-    prefix, body = os.urandom(5000), os.urandom(200_000)
-    whole = prefix + body
-    cache.put("page", body)
+    first, second = os.urandom(200_000), os.urandom(7_000)
+    cache.put("one", first)
+    cache.put("two", second)
+    opening, middle, closing = os.urandom(5000), os.urandom(300), b"]\n"
 
     def joined() -> Joined:
-        hit = cache.open("page")
-        assert hit is not None
-        return Joined(prefix, hit)
+        one, two = cache.open("one"), cache.open("two")
+        assert one is not None and two is not None
+        return Joined([opening, one, b"", middle, two, closing])
 
+    whole = opening + first + middle + second + closing
     stream = joined()
     assert stream.size == len(whole) and stream.read() == whole and stream.read() == b""
     stream.close()
-    assert stream.closed and stream.stored.file.closed
+    assert stream.closed
+    assert all(s.file.closed for s in stream.segments if not isinstance(s, bytes))
 
     stream = joined()
     pieces = []
-    while piece := stream.read(3001):  # 3001 does not divide 5000: a piece spans both
+    while piece := stream.read(3001):  # 3001 divides none of the lengths: pieces span two
         pieces.append(piece)
     assert b"".join(pieces) == whole
-    stream.seek(4990)
-    assert stream.read(20) == whole[4990:5010]
+    for at in (4990, 204_990, 205_300, 100):  # back and forth across the boundaries
+        stream.seek(at)
+        assert stream.read(20) == whole[at:at + 20]
     stream.seek(-10, os.SEEK_END)
     assert stream.read() == whole[-10:]
     stream.close()

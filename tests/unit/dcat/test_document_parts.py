@@ -1,5 +1,5 @@
-"""A page is sent as its opening (the catalogue's own statements) and the rest (listing and
-descriptions), stored apart: the two must make exactly the document ``join`` makes."""
+"""A page is sent as its opening (the catalogue's own statements), runs of listing and
+descriptions stored apart, and the closing: together exactly the document ``join`` makes."""
 
 from __future__ import annotations
 
@@ -21,12 +21,13 @@ def test_opening_and_rest_make_the_joined_document(fmt: str) -> None:
     first = _fragment("urn:catalog", fmt)
     parts = [_fragment("urn:a", fmt), b"", _fragment("urn:b", fmt), b"", _fragment("urn:c", fmt)]
     whole = b"".join(rdf.join(fmt, [first, *parts]))
-    split = rdf.opening(fmt, first) + b"".join(rdf.rest(fmt, parts))
+    split = rdf.opening(fmt, first) + b"".join(rdf.continued(fmt, parts[:2])) \
+        + b"".join(rdf.continued(fmt, parts[2:])) + rdf.closing(fmt)
     assert split == whole
     graph = parse_rdf(split, content_type=rdf.EXPORT_FORMATS[fmt][0])
     assert len(graph) == 4
     # nothing after the opening: still one well-formed document
-    alone = rdf.opening(fmt, first) + b"".join(rdf.rest(fmt, []))
+    alone = rdf.opening(fmt, first) + b"".join(rdf.continued(fmt, [])) + rdf.closing(fmt)
     assert alone == b"".join(rdf.join(fmt, [first]))
     assert len(parse_rdf(alone, content_type=rdf.EXPORT_FORMATS[fmt][0])) == 1
 
