@@ -202,8 +202,8 @@ SETTINGS: tuple[Setting, ...] = (
         "CATALOGUE_EXPORT_PAGE_CACHE_MB",
         int,
         2048,
-        "Disk space (MB, in the data folder's `export-pages`) for DCAT export pages (their "
-        "listing and descriptions), sent again without assembling them while the page's "
+        "Disk space (MB, in the data folder's `export-pages`) for DCAT export pages (runs of "
+        "their listing and descriptions), sent again without assembling them while their "
         "datasets do not change; `0` turns the cache off.",
     ),
     Setting(
