@@ -380,6 +380,15 @@ class ExportService:
                                        if r.status != "published" or r.body is None])
 
         def body() -> bytes | Joined:
+            try:
+                return assemble()
+            except BaseException:
+                for hit in cached:
+                    if hit is not None:
+                        hit.close()
+                raise
+
+        def assemble() -> bytes | Joined:
             # the catalogue's own statements (totals, links, last change) open the page; they
             # change with any write to the catalogue. The runs change only with their own
             # datasets, and are what is stored.
