@@ -180,6 +180,14 @@ class FileCache:
         self._written = budget  # the first write lists the folder (other processes' entries)
         self._lock = threading.Lock()
         self._warned = False
+        #: what this process did (``/metrics``): lookups that found a body or not, bodies
+        #: stored or not (refused, or larger than the budget), entries evicted and their bytes
+        self.counts = {"hit": 0, "miss": 0, "stored": 0, "failed": 0, "evicted": 0,
+                       "evicted_bytes": 0}
+
+    def _count(self, what: str, n: int = 1) -> None:
+        with self._lock:
+            self.counts[what] += n
 
     def _path(self, key: str) -> Path:
         return self.folder / (hashlib.sha256(key.encode()).hexdigest() + self.SUFFIX)
@@ -193,6 +201,7 @@ class FileCache:
         try:
             file = open(path, "rb")
         except OSError:
+            self._count("miss")
             return None
         try:
             head = file.read(self.HEADER)
@@ -201,13 +210,16 @@ class FileCache:
             if head[:-8] != self._header(key, 0)[:-8] or stat.st_size != self.HEADER + size:
                 file.close()
                 self._discard(path)
+                self._count("miss")
                 return None
             if time.time() - stat.st_mtime > self.TOUCH_EVERY:
                 os.utime(file.fileno())
+            self._count("hit")
             return CachedFile(file, size)
         except OSError as exc:
             file.close()
             self._warn("read", exc)
+            self._count("miss")
             return None
 
     def put(self, key: str, body: bytes) -> None:
@@ -223,6 +235,7 @@ class FileCache:
         stored (too large for the budget, or the disk refuses): the caller keeps its parts."""
         size = sum(len(part) for part in parts)
         if size + self.HEADER > self.budget:
+            self._count("failed")
             return None
         path = self._path(key)
         temp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -231,6 +244,7 @@ class FileCache:
             file = open(temp, "w+b", buffering=0)
         except OSError as exc:
             self._warn("write", exc)
+            self._count("failed")
             return None
         try:
             _write_all(file.fileno(), [self._header(key, size), *parts])
@@ -240,8 +254,10 @@ class FileCache:
             file.close()
             self._discard(temp)
             self._warn("write", exc)
+            self._count("failed")
             return None
         with self._lock:
+            self.counts["stored"] += 1
             self._written += size + self.HEADER
             due = self._written >= self.budget / 8
             if due:
@@ -274,11 +290,17 @@ class FileCache:
         if total <= self.budget:
             return
         entries.sort()
+        evicted = freed = 0
         for _, size, path in entries:
             if total <= self.budget * self.LOW_WATER:
                 break
             self._discard(Path(path))
             total -= size
+            evicted += 1
+            freed += size
+        with self._lock:
+            self.counts["evicted"] += evicted
+            self.counts["evicted_bytes"] += freed
 
     def clear(self) -> None:
         """Remove every entry (benchmarks measure the first walk after a change this way)."""

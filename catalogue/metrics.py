@@ -3,8 +3,8 @@
 Two kinds of series:
 
 * **this process**: request latency by method, route *template* (``/api/v1/datasets/<id>``,
-  never the concrete path, so the number of series stays bounded) and status; observed by the
-  app's after-request hook;
+  never the concrete path, so the number of series stays bounded) and status, observed by the
+  app's after-request hook; and the DCAT export page cache's reads, writes and evictions;
 * **the catalogue as a whole**, read from PostgreSQL at scrape time, because harvests run in
   other processes (CLI, cron, the scheduler of another ``catalogue serve``) and every process
   should report the same figures: harvest runs by kind and outcome and the records they wrote,
@@ -77,6 +77,33 @@ class CatalogueCollector(Collector):
             yield search_up
         if rows is not None:
             yield from self._families(rows)
+        try:
+            pages = self.runtime.export.pages
+        except RuntimeError:  # a runtime not started has no export
+            pages = None
+        if pages is not None:
+            yield from self._page_cache(dict(pages.counts))
+
+    @staticmethod
+    def _page_cache(counts: dict[str, int]) -> Iterator[Metric]:
+        reads = CounterMetricFamily(
+            "catalogue_export_page_cache_reads",
+            "Runs of DCAT export pages this process looked for in the page cache: found "
+            "(hit) or assembled from stored fragments (miss).", labels=["outcome"])
+        for outcome in ("hit", "miss"):
+            reads.add_metric([outcome], float(counts[outcome]))
+        yield reads
+        writes = CounterMetricFamily(
+            "catalogue_export_page_cache_writes",
+            "Runs this process wrote to the page cache (stored), or could not (failed: the "
+            "disk refused, or larger than the budget).", labels=["outcome"])
+        for outcome in ("stored", "failed"):
+            writes.add_metric([outcome], float(counts[outcome]))
+        yield writes
+        yield CounterMetricFamily(
+            "catalogue_export_page_cache_evicted_bytes",
+            "Bytes of least recently used runs this process removed to stay within "
+            "CATALOGUE_EXPORT_PAGE_CACHE_MB.", value=float(counts["evicted_bytes"]))
 
     def _read(self) -> dict[str, list[Any]]:
         db = self.runtime.db

@@ -124,6 +124,32 @@ def test_budget_refusals_are_counted(client: Any, runtime: Runtime) -> None:
     assert value(samples, "catalogue_cohort_questions_total", outcome="repeated") == 1
 
 
+def test_export_page_cache_reads_and_writes_are_counted(client: Any, runtime: Runtime) -> None:
+    runtime.identities.create_organisation(SYSTEM, Organisation("org-a", "A", "ES"))
+    runtime.identities.create_user(SYSTEM, User("", "prov", Role.PROVIDER, "org-a"))
+    token = runtime.identities.issue_token(SYSTEM, "prov").secret
+    for i in range(3):
+        r = client.post("/api/v1/datasets?organisation_id=org-a&status=published",
+                        data=turtle(i), headers={**auth(token), "Content-Type": "text/turtle"})
+        assert r.status_code in (200, 201), r.json
+    reads, writes = ("catalogue_export_page_cache_reads_total",
+                     "catalogue_export_page_cache_writes_total")
+    before = scrape(client)
+    assert value(before, reads, outcome="hit") == value(before, reads, outcome="miss") == 0
+    url = "/dcat/catalog?format=nt&page_size=10"
+    assert client.get(url).status_code == 200  # assembled: its runs looked for, then stored
+    first = scrape(client)
+    runs = value(first, reads, outcome="miss")
+    assert runs >= 1 and value(first, writes, outcome="stored") == runs
+    assert value(first, reads, outcome="hit") == 0
+    assert client.get(url).status_code == 200  # the same runs, now stored
+    second = scrape(client)
+    assert value(second, reads, outcome="hit") == runs
+    assert value(second, reads, outcome="miss") == runs
+    assert value(second, writes, outcome="failed") == 0
+    assert value(second, "catalogue_export_page_cache_evicted_bytes_total") == 0
+
+
 def test_metrics_token(tmp_path: Path, db_url: str) -> None:
     runtime = Runtime(make_config(tmp_path, db_url, metrics_token="m" * 40)).start()
     try:

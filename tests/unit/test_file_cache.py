@@ -71,6 +71,9 @@ def test_the_least_recently_used_bodies_go_first_when_over_budget(tmp_path: Path
         assert cache._path(gone).name not in left
     assert kept_open.read() == bytes(1000)  # evicted while open: still readable
     kept_open.close()
+    assert cache.counts["evicted"] == 4
+    assert cache.counts["evicted_bytes"] == 4 * (1000 + FileCache.HEADER)
+    assert cache.counts["hit"] == 2 and cache.counts["stored"] == 11
 
 
 def test_evicting_is_triggered_by_writing_and_clears_stale_temporary_files(
