@@ -68,13 +68,21 @@ def _write_all(fd: int, parts: Sequence[bytes]) -> None:
 
 
 class CachedFile(NamedTuple):
-    """A stored body, open and positioned at its first byte; ``size`` bytes follow."""
+    """A stored body (or a slice of one): ``size`` bytes at ``origin`` of an open file, and
+    what was stored with it (``meta``)."""
 
     file: BinaryIO
     size: int
+    origin: int
+    meta: bytes = b""
 
     def read(self) -> bytes:
+        self.file.seek(self.origin)
         return self.file.read(self.size)
+
+    def slice(self, start: int, end: int) -> CachedFile:
+        """Bytes ``start`` to ``end`` of the body (the same open file)."""
+        return CachedFile(self.file, end - start, self.origin + start)
 
     def close(self) -> None:
         self.file.close()
@@ -97,7 +105,7 @@ class Joined(io.RawIOBase):
                 self._origins.append(0)
                 size += len(segment)
             else:
-                self._origins.append(segment.file.tell())
+                self._origins.append(segment.origin)
                 size += segment.size
         self.size = size
         self._pos = 0
@@ -155,9 +163,10 @@ class FileCache:
 
     Several processes may share the folder (``catalogue serve --processes N``). A body is
     written to a temporary file and renamed into place, so a reader sees all of it or nothing;
-    each file starts with a header (magic, the key's digest, the body's length) that is checked
-    on opening, so a truncated or foreign file is a miss (and is removed). A reader's open file
-    stays readable when the entry is evicted meanwhile (POSIX unlink semantics).
+    each file starts with a header (magic, the key's digest, the lengths of the body and of
+    the metadata stored after it) that is checked on opening, so a truncated or foreign file is
+    a miss (and is removed). A reader's open file stays readable when the entry is evicted
+    meanwhile (POSIX unlink semantics).
 
     Eviction: about every ``budget / 8`` bytes written, the folder is listed and the entries
     least recently used (by modification time, which a hit refreshes at most every
@@ -166,8 +175,9 @@ class FileCache:
     make an answer faster, never make it fail.
     """
 
-    MAGIC = b"CICBODY1"
-    HEADER = len(MAGIC) + 32 + 8  # magic, sha256 of the key, body length (little endian)
+    MAGIC = b"CICBODY2"
+    #: magic, sha256 of the key, body length, metadata length (little endian)
+    HEADER = len(MAGIC) + 32 + 8 + 4
     SUFFIX = ".body"
     TOUCH_EVERY = 30.0
     LOW_WATER = 0.75
@@ -192,8 +202,15 @@ class FileCache:
     def _path(self, key: str) -> Path:
         return self.folder / (hashlib.sha256(key.encode()).hexdigest() + self.SUFFIX)
 
-    def _header(self, key: str, size: int) -> bytes:
-        return self.MAGIC + hashlib.sha256(key.encode()).digest() + size.to_bytes(8, "little")
+    def _header(self, key: str, size: int, meta: int = 0) -> bytes:
+        return self.MAGIC + hashlib.sha256(key.encode()).digest() \
+            + size.to_bytes(8, "little") + meta.to_bytes(4, "little")
+
+    @classmethod
+    def body_of(cls, stored: bytes) -> bytes:
+        """The body in a stored file's bytes (for tools and tests)."""
+        size = int.from_bytes(stored[cls.HEADER - 12:cls.HEADER - 4], "little")
+        return stored[cls.HEADER:cls.HEADER + size]
 
     def open(self, key: str) -> CachedFile | None:
         """The body stored under ``key``, or None."""
@@ -206,16 +223,20 @@ class FileCache:
         try:
             head = file.read(self.HEADER)
             stat = os.fstat(file.fileno())
-            size = int.from_bytes(head[-8:], "little") if len(head) == self.HEADER else -1
-            if head[:-8] != self._header(key, 0)[:-8] or stat.st_size != self.HEADER + size:
+            whole = len(head) == self.HEADER
+            size = int.from_bytes(head[-12:-4], "little") if whole else -1
+            meta = int.from_bytes(head[-4:], "little") if whole else 0
+            if head[:-12] != self._header(key, 0)[:-12] or \
+                    stat.st_size != self.HEADER + size + meta:
                 file.close()
                 self._discard(path)
                 self._count("miss")
                 return None
+            extra = os.pread(file.fileno(), meta, self.HEADER + size) if meta else b""
             if time.time() - stat.st_mtime > self.TOUCH_EVERY:
                 os.utime(file.fileno())
             self._count("hit")
-            return CachedFile(file, size)
+            return CachedFile(file, size, self.HEADER, extra)
         except OSError as exc:
             file.close()
             self._warn("read", exc)
@@ -228,13 +249,14 @@ class FileCache:
         if stored is not None:
             stored.close()
 
-    def store(self, key: str, parts: Sequence[bytes]) -> CachedFile | None:
-        """Store the concatenation of ``parts`` under ``key`` and return it open, positioned
-        at its first byte: a body assembled from many parts is written once, by the kernel
-        (``writev``), and sent from the file, never joined in memory. None when it cannot be
-        stored (too large for the budget, or the disk refuses): the caller keeps its parts."""
+    def store(self, key: str, parts: Sequence[bytes], meta: bytes = b"") -> CachedFile | None:
+        """Store the concatenation of ``parts`` under ``key`` (with ``meta``, handed back by
+        :meth:`open`) and return it open: a body assembled from many parts is written once, by
+        the kernel (``writev``), and sent from the file, never joined in memory. None when it
+        cannot be stored (too large for the budget, or the disk refuses): the caller keeps its
+        parts."""
         size = sum(len(part) for part in parts)
-        if size + self.HEADER > self.budget:
+        if size + len(meta) + self.HEADER > self.budget:
             self._count("failed")
             return None
         path = self._path(key)
@@ -247,9 +269,8 @@ class FileCache:
             self._count("failed")
             return None
         try:
-            _write_all(file.fileno(), [self._header(key, size), *parts])
+            _write_all(file.fileno(), [self._header(key, size, len(meta)), *parts, meta])
             os.replace(temp, path)
-            file.seek(self.HEADER)
         except OSError as exc:
             file.close()
             self._discard(temp)
@@ -258,13 +279,13 @@ class FileCache:
             return None
         with self._lock:
             self.counts["stored"] += 1
-            self._written += size + self.HEADER
+            self._written += size + len(meta) + self.HEADER
             due = self._written >= self.budget / 8
             if due:
                 self._written = 0
         if due:
             self.evict()
-        return CachedFile(file, size)
+        return CachedFile(file, size, self.HEADER, meta)
 
     def evict(self) -> None:
         """Bring the folder under ``LOW_WATER`` of the budget when it is over the budget,

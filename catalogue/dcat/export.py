@@ -17,11 +17,13 @@ share a blank node once concatenated.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from xml.sax.saxutils import quoteattr
 
 import pyoxigraph as ox
 from rdflib import BNode, Graph, Literal, URIRef
@@ -390,6 +392,48 @@ def links(catalog: str, datasets: Iterable[str], records: Iterable[str], fmt: st
     triples = [ox.Triple(cat, dataset, ox.NamedNode(iri)) for iri in datasets]
     triples += [ox.Triple(cat, rec, ox.NamedNode(iri)) for iri in records]
     return fragment(triples, fmt)
+
+
+_DCAT_DATASET = str(DCAT.dataset)
+_DCAT_RECORD = str(DCAT.record)
+_DCAT_NS = str(DCAT)
+
+
+def listed(fmt: str, catalog: str, dataset: str | None, record: str) -> bytes:
+    """The catalogue's ``dcat:dataset`` (when ``dataset`` is listed live) and ``dcat:record``
+    statements about one dataset, as a fragment of ``fmt``: the same statements
+    :func:`links` makes, written by template (a page has a thousand datasets, and one
+    serializer call each would cost more than the rest of the page). IRIs are checked by
+    Oxigraph and written in its N-Triples form, which Turtle reads too."""
+    rec = ox.NamedNode(record)
+    live = ox.NamedNode(dataset) if dataset is not None else None
+    t = _listing_templates(fmt, catalog)
+    if fmt in ("nt", "turtle"):
+        text = f"{t[0]}{live} .\n" if live is not None else ""
+        return f"{text}{t[1]}{rec} .\n".encode()
+    if fmt == "jsonld":
+        text = f"{t[0]}{json.dumps(live.value, ensure_ascii=False)}}}]" \
+            if live is not None else t[2]
+        return f"{text}{t[1]}{json.dumps(rec.value, ensure_ascii=False)}}}]}}".encode()
+    text = f"{t[0]}{quoteattr(live.value)}/>" if live is not None else t[2]
+    return f"{text}{t[1]}{quoteattr(rec.value)}/></rdf:Description>\n".encode()
+
+
+@functools.lru_cache(maxsize=16)
+def _listing_templates(fmt: str, catalog: str) -> tuple[str, str, str]:
+    """(up to the dataset IRI, up to the record IRI, the start without a dataset)."""
+    cat = ox.NamedNode(catalog)
+    if fmt in ("nt", "turtle"):
+        return f"{cat} <{_DCAT_DATASET}> ", f"{cat} <{_DCAT_RECORD}> ", ""
+    if fmt == "jsonld":
+        start = "{" + f'"@id": {json.dumps(cat.value, ensure_ascii=False)}'
+        return (f'{start}, "{_DCAT_DATASET}": [{{"@id": ', f', "{_DCAT_RECORD}": [{{"@id": ',
+                start)
+    if fmt == "rdfxml":
+        start = f"<rdf:Description rdf:about={quoteattr(cat.value)}>"
+        return (f'{start}<dataset xmlns="{_DCAT_NS}" rdf:resource=',
+                f'<record xmlns="{_DCAT_NS}" rdf:resource=', start)
+    raise UnknownFormat(fmt)
 
 
 def render(graph: Iterable[tuple[Node, Node, Node]], fmt: str, scope: str = "c") -> bytes:

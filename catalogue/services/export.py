@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -333,13 +334,15 @@ class ExportService:
 
         The listing is read without fragments: it is all the ETag needs. A page is its
         opening (the catalogue's statements: totals, links, last change; made per request,
-        they change with any write), its *runs* (listing and descriptions of consecutive
-        datasets, cut where :meth:`run_ends`) and the format's closing. A run stored in the
-        page cache under its key (the format and its rows' ids, versions, change times,
-        statuses and IRIs) is sent from there; only runs that are not stored read their
-        fragments, in the same snapshot, and are stored as they are sent. Runs are cut by
-        dataset id, not by position: a dataset added or withdrawn shifts the pages after it,
-        but of the runs only the one it is in, and those at the shifted pages' edges, are
+        they change with any write), its part of the *runs* it overlaps, and the format's
+        closing. A run is the listing statements and descriptions of consecutive datasets,
+        each dataset's piece after the other; it ends after a dataset :meth:`run_ends` of,
+        not at a position on a page. A run stored in the page cache under its key (the format
+        and its rows' ids, versions, change times, statuses and IRIs) is sent from there, the
+        edge ones as a byte range (their pieces' offsets are stored with them); only runs that
+        are not stored read their fragments, in the same snapshot, and are stored as they are
+        sent. A dataset added or withdrawn shifts every later page, and any page size cuts
+        runs differently: the stored runs serve them all; only the run a change is in is
         new."""
         if cursor is not None and not is_uuid(cursor):
             raise ValidationError("cursor: not one this catalogue gave out")
@@ -355,16 +358,20 @@ class ExportService:
             rows = rows[:size]
             ids = [r.id for r in rows]
             next_cursor = ids[-1] if more else None
-            runs = self._runs(rows)
-            digests = [hashlib.sha256("".join(
-                [f"|{r.id}:{r.version}:{r.changed}:{r.status}:{r.iri}" for r in run]).encode()
-            ).hexdigest() for run in runs]
-            keys = [f"{fmt}|{self.base}|{RENDER_VERSION}|{self._facts}|{d}" for d in digests]
+            # the whole runs the page overlaps: those before it in the run it starts in, and
+            # those after it in the run it ends in
+            before = self._run_before(repo, selection, cursor) if rows else []
+            after = self._run_after(repo, selection, ids[-1]) if more else []
+            runs = self._runs(before + rows + after)
+            keys = [f"{fmt}|{self.base}|{RENDER_VERSION}|{self._facts}|{self._digest(run)}"
+                    for run in runs]
             etag = '"' + hashlib.sha256(
                 f"{fmt}|{selection}|{cursor}|{size}|{total}|{last}|{self.base}|"
-                f"{RENDER_VERSION}|{changed}|{'|'.join(digests)}".encode()).hexdigest()[:32] + '"'
+                f"{RENDER_VERSION}|{changed}|{self._digest(rows)}".encode()).hexdigest()[:32] + '"'
             cached: list[CachedFile | None] = [
                 self.pages.open(key) if self.pages is not None else None for key in keys]
+            cached = [hit if hit is None or self._offsets(hit, len(run)) is not None
+                      else self._close(hit) for hit, run in zip(cached, runs, strict=True)]
             missing = [r for run, hit in zip(runs, cached, strict=True) if hit is None
                        for r in run]
             if missing:
@@ -378,6 +385,7 @@ class ExportService:
             # described as listed (made later, from a second read, it was not)
             loaded = self._load(conn, [r.id for r in missing
                                        if r.status != "published" or r.body is None])
+        skip, keep = len(before), len(rows)  # the page's datasets among the runs' rows
 
         def body() -> bytes | Joined:
             try:
@@ -397,17 +405,33 @@ class ExportService:
                 f"{etag}|{url(cursor)}|{url(None)}")]
             fragments = iter(self._page_fragments(missing, fmt, loaded)) if missing \
                 else iter(())
+            start = 0  # where the current run starts among the runs' rows
             for run, key, hit in zip(runs, keys, cached, strict=True):
+                whole: bytes | CachedFile
                 if hit is not None:
-                    segments.append(hit)
-                    continue
-                live = [self._iri(r.iri, r.id) for r in run if r.status == "published"]
-                listing = rdf.links(self.catalog_iri, live, [self.record_iri(r.id) for r in run],
-                                    fmt)
-                parts = rdf.continued(fmt, [listing, *(next(fragments) for _ in run)])
-                # stored, a run is written once and sent from its file
-                stored = self.pages.store(key, parts) if self.pages is not None else None
-                segments.append(stored if stored is not None else b"".join(parts))
+                    whole, offsets = hit, self._offsets(hit, len(run)) or []
+                else:
+                    pieces = [b"".join(rdf.continued(fmt, [rdf.listed(
+                        fmt, self.catalog_iri,
+                        self._iri(r.iri, r.id) if r.status == "published" else None,
+                        self.record_iri(r.id)), next(fragments)])) for r in run]
+                    offsets = [0]
+                    for piece in pieces:
+                        offsets.append(offsets[-1] + len(piece))
+                    # stored, a run is written once and sent from its file
+                    stored = self.pages.store(key, pieces, _pack_offsets(offsets)) \
+                        if self.pages is not None else None
+                    whole = stored if stored is not None else b"".join(pieces)
+                # the part of the run on this page
+                low = offsets[max(0, skip - start)]
+                high = offsets[min(len(run), skip + keep - start)]
+                start += len(run)
+                if low == 0 and high == offsets[-1]:
+                    segments.append(whole)
+                elif isinstance(whole, bytes):
+                    segments.append(whole[low:high])
+                else:
+                    segments.append(whole.slice(low, high))
             segments.append(rdf.closing(fmt))
             if any(isinstance(s, CachedFile) for s in segments):
                 return Joined(segments)
@@ -417,6 +441,55 @@ class ExportService:
 
         return Page(fmt, total, ids, next_cursor, last, etag, changed, body,
                     [hit for hit in cached if hit is not None])
+
+    #: rows read at most beyond a page's edges to find the ends of the runs there (a run is
+    #: longer than this about once in 3,000 at RUN 64; then the page's edge runs are keyed
+    #: by what was read, which is still right, only not shared with the next page)
+    RUN_LIMIT = 512
+
+    def _run_before(self, repo: ExportRepository, selection: Selection,
+                    cursor: str | None) -> list[PageRow]:
+        """The rows before the page (at or before ``cursor``) in the run it starts in."""
+        if cursor is None:
+            return []
+        back = repo.listing_back(selection, cursor, self.RUN_LIMIT)
+        out = []
+        for row in back:
+            if self.run_ends(row.id):
+                break
+            out.append(row)
+        return out[::-1]
+
+    def _run_after(self, repo: ExportRepository, selection: Selection,
+                   last: str) -> list[PageRow]:
+        """The rows after the page (after its ``last`` id) in the run it ends in."""
+        if self.run_ends(last):
+            return []
+        out = []
+        for row in repo.listing(selection, last, self.RUN_LIMIT):
+            out.append(row)
+            if self.run_ends(row.id):
+                break
+        return out
+
+    @staticmethod
+    def _digest(rows: list[PageRow]) -> str:
+        return hashlib.sha256("".join(
+            [f"|{r.id}:{r.version}:{r.changed}:{r.status}:{r.iri}" for r in rows]).encode()
+        ).hexdigest()
+
+    @staticmethod
+    def _offsets(stored: CachedFile, count: int) -> list[int] | None:
+        """Where each of the ``count`` datasets' pieces starts in a stored run, and its end;
+        None when what was stored with it does not say so (a miss)."""
+        if len(stored.meta) != 8 * (count + 1):
+            return None
+        offsets = list(struct.unpack(f"<{count + 1}Q", stored.meta))
+        return offsets if offsets[0] == 0 and offsets[-1] == stored.size else None
+
+    @staticmethod
+    def _close(stored: CachedFile) -> None:
+        stored.close()
 
     def _opening(self, fmt: str, changed: Any, total: int, size: int,
                  url: Callable[[str | None], str], cursor: str | None,
@@ -496,6 +569,10 @@ class ExportService:
     def validators(self, row: dict[str, Any], fmt: str) -> tuple[str, datetime]:
         key = f"{fmt}|{self.render_key(row)}|{row['status']}".encode()
         return '"' + hashlib.sha256(key).hexdigest()[:32] + '"', row["updated_at"]
+
+
+def _pack_offsets(offsets: list[int]) -> bytes:
+    return struct.pack(f"<{len(offsets)}Q", *offsets)
 
 
 #: record-derived attributes whose values are codes or names (``CT``, ``CHEST``, ``SIEMENS``)

@@ -170,6 +170,16 @@ class ExportRepository:
                         [*params, limit])
             return [PageRow(*row) for row in cur.fetchall()]
 
+    def listing_back(self, selection: Selection, upto: str, limit: int) -> list[PageRow]:
+        """Up to ``limit`` datasets at or before the id ``upto``, nearest first (the rows of
+        a run that a page starts in the middle of, before the page)."""
+        where, params = selection.where()
+        with self.conn.cursor(row_factory=tuple_row, binary=True) as cur:
+            cur.execute(f"SELECT d.id::text, d.iri, d.status, d.version, {_CHANGED_SQL}, "
+                        f"NULL::bytea FROM datasets d WHERE {where} AND d.id <= %s "
+                        "ORDER BY d.id DESC LIMIT %s", [*params, upto, limit])
+            return [PageRow(*row) for row in cur.fetchall()]
+
     def fragments(self, fmt: str, ids: list[str], span: bool) -> dict[str, tuple[str, bytes]]:
         """The stored fragments in ``fmt`` of these datasets (ids in order): id -> (render key,
         packed body). ``span``: read every fragment between the first and the last id (one

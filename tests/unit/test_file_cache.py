@@ -197,3 +197,27 @@ def test_byte_strings_and_stored_bodies_read_as_one_stream(tmp_path: Path) -> No
         buffer.skip(min(10000, len(chunk)), True)
     assert bytes(sent) == whole
     buffer.close()
+
+
+def test_metadata_is_stored_with_a_body_and_slices_read_their_own_bytes(
+        tmp_path: Path) -> None:
+    from catalogue.caching import Joined
+
+    cache = FileCache(tmp_path, 10 * 2**20)
+    body, meta = os.urandom(50_000), b"offsets:" + os.urandom(64)
+    made = cache.store("run", [body[:10], body[10:]], meta)
+    assert made is not None and made.meta == meta and made.read() == body
+    made.close()
+    hit = cache.open("run")
+    assert hit is not None and hit.meta == meta and hit.size == len(body)
+    head, tail = hit.slice(0, 123), hit.slice(40_000, 50_000)
+    assert head.read() == body[:123] and tail.read() == body[40_000:]
+    stream = Joined([b"<", tail, b"|", head, b">"])  # two slices of one open file
+    assert stream.read() == b"<" + body[40_000:] + b"|" + body[:123] + b">"
+    stream.close()
+    assert hit.file.closed
+    path = cache._path("run")
+    raw = path.read_bytes()
+    assert FileCache.body_of(raw) == body and raw.endswith(meta)
+    path.write_bytes(raw[:-1])  # the metadata cut short: a miss
+    assert cache.open("run") is None and not path.exists()

@@ -35,3 +35,32 @@ def test_opening_and_rest_make_the_joined_document(fmt: str) -> None:
 def test_the_opening_needs_a_first_part() -> None:
     with pytest.raises(ValueError):
         rdf.opening("jsonld", b"")
+
+
+IRIS = ("https://provider.example/dataset/a?x=1&y='2'#frag", "urn:uuid:1234",
+        "https://example.org/dataset/é")
+
+
+@pytest.mark.parametrize("fmt", list(rdf.EXPORT_FORMATS))
+@pytest.mark.parametrize("live", [True, False])
+def test_listing_statements_by_template_are_those_of_the_serializer(fmt: str,
+                                                                     live: bool) -> None:
+    """One dataset's dcat:dataset / dcat:record statements written by template parse to the
+    same graph as Oxigraph's, in every format, with IRIs that need escaping; an IRI that is
+    not one is refused by both."""
+    from rdflib.compare import isomorphic
+
+    catalog = "http://127.0.0.1:8080/dcat/catalog"
+    media = rdf.EXPORT_FORMATS[fmt][0]
+    for n, dataset in enumerate(IRIS):
+        record = f"http://127.0.0.1:8080/dcat/records/{n}?a=1&b=é"
+        made = rdf.listed(fmt, catalog, dataset if live else None, record)
+        reference = rdf.links(catalog, [dataset] if live else [], [record], fmt)
+        got = parse_rdf(b"".join(rdf.join(fmt, [made])), content_type=media)
+        want = parse_rdf(b"".join(rdf.join(fmt, [reference])), content_type=media)
+        assert len(got) == (2 if live else 1) and isomorphic(got, want)
+    for bad in ('https://example.org/a"b', "https://example.org/a<b>"):
+        with pytest.raises(ValueError):
+            rdf.links(catalog, [bad], [catalog], fmt)
+        with pytest.raises(ValueError):
+            rdf.listed(fmt, catalog, bad, catalog)
