@@ -15,8 +15,9 @@ Measured in one run, on one generated catalogue of realistic EUCAIM-DCAT-AP desc
   repeat harvest of an unchanged catalogue, or a second harvester); then *changed*: again
   after one dataset changed (the harvest after an ordinary update: one run assembled, every
   opening new); then *shifted*: again after one dataset near the start was withdrawn (every
-  later page shifted by one: the runs at their edges assembled); rounds interleaved across
-  formats, the best of :data:`ROUNDS` counts;
+  later page shifted by one; their edges are byte ranges of the stored runs, only the run the
+  dataset was in is assembled); rounds interleaved across formats, the best of
+  :data:`ROUNDS` counts;
 - the baseline: the same per-dataset graphs (description with aggregates applied, plus its
   catalogue record), converted to Oxigraph triples beforehand, serialised one by one by the
   fastest serializer available (Oxigraph) alone, best of :data:`ROUNDS`; rdflib's serializer

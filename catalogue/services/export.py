@@ -442,9 +442,12 @@ class ExportService:
         return Page(fmt, total, ids, next_cursor, last, etag, changed, body,
                     [hit for hit in cached if hit is not None])
 
-    #: rows read at most beyond a page's edges to find the ends of the runs there (a run is
-    #: longer than this about once in 3,000 at RUN 64; then the page's edge runs are keyed
-    #: by what was read, which is still right, only not shared with the next page)
+    #: rows read beyond a page's edges to find the ends of the runs there: first a few (a
+    #: run is 64 long on average, and the page's edge cuts it somewhere), then up to the
+    #: limit (a run is longer than that about once in 3,000 at RUN 64; then the page's edge
+    #: runs are keyed by what was read, which is still right, only not shared with the next
+    #: page)
+    RUN_PEEK = 96
     RUN_LIMIT = 512
 
     def _run_before(self, repo: ExportRepository, selection: Selection,
@@ -452,12 +455,16 @@ class ExportService:
         """The rows before the page (at or before ``cursor``) in the run it starts in."""
         if cursor is None:
             return []
-        back = repo.listing_back(selection, cursor, self.RUN_LIMIT)
-        out = []
-        for row in back:
-            if self.run_ends(row.id):
+        out: list[PageRow] = []
+        for limit in (self.RUN_PEEK, self.RUN_LIMIT):
+            back = repo.listing_back(selection, cursor, limit)
+            out = []
+            for row in back:
+                if self.run_ends(row.id):
+                    return out[::-1]
+                out.append(row)
+            if len(back) < limit:  # the start of the listing
                 break
-            out.append(row)
         return out[::-1]
 
     def _run_after(self, repo: ExportRepository, selection: Selection,
@@ -465,10 +472,15 @@ class ExportService:
         """The rows after the page (after its ``last`` id) in the run it ends in."""
         if self.run_ends(last):
             return []
-        out = []
-        for row in repo.listing(selection, last, self.RUN_LIMIT):
-            out.append(row)
-            if self.run_ends(row.id):
+        out: list[PageRow] = []
+        for limit in (self.RUN_PEEK, self.RUN_LIMIT):
+            ahead = repo.listing(selection, last, limit)
+            out = []
+            for row in ahead:
+                out.append(row)
+                if self.run_ends(row.id):
+                    return out
+            if len(ahead) < limit:  # the end of the listing
                 break
         return out
 
