@@ -370,8 +370,10 @@ class ExportService:
                 f"{RENDER_VERSION}|{changed}|{self._digest(rows)}".encode()).hexdigest()[:32] + '"'
             cached: list[CachedFile | None] = [
                 self.pages.open(key) if self.pages is not None else None for key in keys]
-            cached = [hit if hit is None or self._offsets(hit, len(run)) is not None
-                      else self._close(hit) for hit, run in zip(cached, runs, strict=True)]
+            for n, (hit, run) in enumerate(zip(cached, runs, strict=True)):
+                if hit is not None and self._offsets(hit, len(run)) is None:
+                    hit.close()  # stored without its pieces' offsets: assembled again
+                    cached[n] = None
             missing = [r for run, hit in zip(runs, cached, strict=True) if hit is None
                        for r in run]
             if missing:
@@ -498,10 +500,6 @@ class ExportService:
             return None
         offsets = list(struct.unpack(f"<{count + 1}Q", stored.meta))
         return offsets if offsets[0] == 0 and offsets[-1] == stored.size else None
-
-    @staticmethod
-    def _close(stored: CachedFile) -> None:
-        stored.close()
 
     def _opening(self, fmt: str, changed: Any, total: int, size: int,
                  url: Callable[[str | None], str], cursor: str | None,
