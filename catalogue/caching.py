@@ -97,16 +97,10 @@ class Joined(io.RawIOBase):
         super().__init__()
         self.segments = list(segments)
         self._starts: list[int] = []  # where each segment starts in the stream
-        self._origins: list[int] = []  # where a stored body starts in its file
         size = 0
         for segment in self.segments:
             self._starts.append(size)
-            if isinstance(segment, bytes):
-                self._origins.append(0)
-                size += len(segment)
-            else:
-                self._origins.append(segment.origin)
-                size += segment.size
+            size += len(segment) if isinstance(segment, bytes) else segment.size
         self.size = size
         self._pos = 0
 
@@ -135,7 +129,7 @@ class Joined(io.RawIOBase):
             if isinstance(segment, bytes):
                 chunk = segment[offset:offset + n]
             else:
-                segment.file.seek(self._origins[i] + offset)
+                segment.file.seek(segment.origin + offset)
                 chunk = segment.file.read(min(n, segment.size - offset))
             if not chunk:  # a stored body shorter than its header said: stop, never spin
                 break
@@ -199,12 +193,16 @@ class FileCache:
         with self._lock:
             self.counts[what] += n
 
-    def _path(self, key: str) -> Path:
-        return self.folder / (hashlib.sha256(key.encode()).hexdigest() + self.SUFFIX)
+    def _located(self, key: str) -> tuple[bytes, Path]:
+        """The key's digest (in the header) and the file it names."""
+        digest = hashlib.sha256(key.encode()).digest()
+        return digest, self.folder / (digest.hex() + self.SUFFIX)
 
-    def _header(self, key: str, size: int, meta: int = 0) -> bytes:
-        return self.MAGIC + hashlib.sha256(key.encode()).digest() \
-            + size.to_bytes(8, "little") + meta.to_bytes(4, "little")
+    def _path(self, key: str) -> Path:
+        return self._located(key)[1]
+
+    def _header(self, digest: bytes, size: int, meta: int = 0) -> bytes:
+        return self.MAGIC + digest + size.to_bytes(8, "little") + meta.to_bytes(4, "little")
 
     @classmethod
     def body_of(cls, stored: bytes) -> bytes:
@@ -214,7 +212,7 @@ class FileCache:
 
     def open(self, key: str) -> CachedFile | None:
         """The body stored under ``key``, or None."""
-        path = self._path(key)
+        digest, path = self._located(key)
         try:
             file = open(path, "rb")
         except OSError:
@@ -226,7 +224,7 @@ class FileCache:
             whole = len(head) == self.HEADER
             size = int.from_bytes(head[-12:-4], "little") if whole else -1
             meta = int.from_bytes(head[-4:], "little") if whole else 0
-            if head[:-12] != self._header(key, 0)[:-12] or \
+            if head[:-12] != self.MAGIC + digest or \
                     stat.st_size != self.HEADER + size + meta:
                 file.close()
                 self._discard(path)
@@ -259,7 +257,7 @@ class FileCache:
         if size + len(meta) + self.HEADER > self.budget:
             self._count("failed")
             return None
-        path = self._path(key)
+        digest, path = self._located(key)
         temp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -269,7 +267,7 @@ class FileCache:
             self._count("failed")
             return None
         try:
-            _write_all(file.fileno(), [self._header(key, size, len(meta)), *parts, meta])
+            _write_all(file.fileno(), [self._header(digest, size, len(meta)), *parts, meta])
             os.replace(temp, path)
         except OSError as exc:
             file.close()

@@ -86,20 +86,18 @@ class CatalogueCollector(Collector):
 
     @staticmethod
     def _page_cache(counts: dict[str, int]) -> Iterator[Metric]:
-        reads = CounterMetricFamily(
-            "catalogue_export_page_cache_reads",
-            "Runs of DCAT export pages this process looked for in the page cache: found "
-            "(hit) or assembled from stored fragments (miss).", labels=["outcome"])
-        for outcome in ("hit", "miss"):
-            reads.add_metric([outcome], float(counts[outcome]))
-        yield reads
-        writes = CounterMetricFamily(
-            "catalogue_export_page_cache_writes",
-            "Runs this process wrote to the page cache (stored), or could not (failed: the "
-            "disk refused, or larger than the budget).", labels=["outcome"])
-        for outcome in ("stored", "failed"):
-            writes.add_metric([outcome], float(counts[outcome]))
-        yield writes
+        for name, doc, outcomes in (
+                ("reads", "Runs of DCAT export pages this process looked for in the page cache: "
+                          "found (hit) or assembled from stored fragments (miss).",
+                 ("hit", "miss")),
+                ("writes", "Runs this process wrote to the page cache (stored), or could not "
+                           "(failed: the disk refused, or larger than the budget).",
+                 ("stored", "failed"))):
+            family = CounterMetricFamily(f"catalogue_export_page_cache_{name}", doc,
+                                         labels=["outcome"])
+            for outcome in outcomes:
+                family.add_metric([outcome], float(counts[outcome]))
+            yield family
         yield CounterMetricFamily(
             "catalogue_export_page_cache_evicted_bytes",
             "Bytes of least recently used runs this process removed to stay within "

@@ -129,7 +129,7 @@ def settle(runtime: Runtime) -> None:
 
 def forget_pages(runtime: Runtime) -> None:
     """Empty the page cache: the next walk assembles every page from stored fragments (the
-    first harvest after any change to the catalogue)."""
+    first harvest after the cache was emptied or evicted)."""
     if runtime.export.pages is not None:
         runtime.export.pages.clear()
 
@@ -350,8 +350,8 @@ def _cold(runtime: Runtime, base: str, page_size: int, datasets: int,
 
 def change_one(runtime: Runtime, n: int) -> None:
     """Dataset ``n`` (in id order) changes, as a provider's update does to what the export
-    reads (a new version and change time): its stored fragments and its page's stored rest are
-    out of date, and every page's opening (the catalogue's last change) moves."""
+    reads (a new version and change time): its stored fragments and the stored run it is in
+    are out of date, and every page's opening (the catalogue's last change) moves."""
     with runtime.database.transaction() as conn:
         conn.execute("UPDATE datasets SET version = version + 1, updated_at = now() WHERE id = "
                      "(SELECT id FROM datasets WHERE status = 'published' ORDER BY id "
@@ -481,11 +481,8 @@ def run(runtime: Runtime, datasets: int = 100_000, small: int = 10_000, page_siz
         entry = formats[fmt]
         entry["oxigraph_alone_per_s"] = round(alone, 1)
         entry["stored_alone_per_s"] = round(stored, 1)
-        entry["ratio_warm"] = round(entry["warm_per_s"] / alone, 3)
-        entry["ratio_repeat"] = round(entry["repeat_per_s"] / alone, 3)
-        entry["ratio_changed"] = round(entry["changed_per_s"] / alone, 3)
-        entry["ratio_shifted"] = round(entry["shifted_per_s"] / alone, 3)
-        entry["ratio_cold"] = round(entry["cold_per_s"] / alone, 3)
+        for walk in ("warm", "repeat", "changed", "shifted", "cold"):
+            entry[f"ratio_{walk}"] = round(entry[f"{walk}_per_s"] / alone, 3)
         entry["ratio_stored_alone"] = round(stored / alone, 3)
         say(f"{fmt}: Oxigraph alone {alone:,.0f}/s, stored fragments read alone "
             f"{stored:,.0f}/s")

@@ -370,10 +370,14 @@ class ExportService:
                 f"{RENDER_VERSION}|{changed}|{self._digest(rows)}".encode()).hexdigest()[:32] + '"'
             cached: list[CachedFile | None] = [
                 self.pages.open(key) if self.pages is not None else None for key in keys]
+            # where each stored run's pieces start (and it ends), read once
+            stored_offsets: list[list[int] | None] = [None] * len(runs)
             for n, (hit, run) in enumerate(zip(cached, runs, strict=True)):
-                if hit is not None and self._offsets(hit, len(run)) is None:
-                    hit.close()  # stored without its pieces' offsets: assembled again
-                    cached[n] = None
+                if hit is not None:
+                    stored_offsets[n] = self._offsets(hit, len(run))
+                    if stored_offsets[n] is None:
+                        hit.close()  # stored without its pieces' offsets: assembled again
+                        cached[n] = None
             missing = [r for run, hit in zip(runs, cached, strict=True) if hit is None
                        for r in run]
             if missing:
@@ -408,10 +412,10 @@ class ExportService:
             fragments = iter(self._page_fragments(missing, fmt, loaded)) if missing \
                 else iter(())
             start = 0  # where the current run starts among the runs' rows
-            for run, key, hit in zip(runs, keys, cached, strict=True):
+            for run, key, hit, known in zip(runs, keys, cached, stored_offsets, strict=True):
                 whole: bytes | CachedFile
-                if hit is not None:
-                    whole, offsets = hit, self._offsets(hit, len(run)) or []
+                if hit is not None and known is not None:
+                    whole, offsets = hit, known
                 else:
                     pieces = [b"".join(rdf.continued(fmt, [rdf.listed(
                         fmt, self.catalog_iri,
@@ -457,32 +461,29 @@ class ExportService:
         """The rows before the page (at or before ``cursor``) in the run it starts in."""
         if cursor is None:
             return []
-        out: list[PageRow] = []
-        for limit in (self.RUN_PEEK, self.RUN_LIMIT):
-            back = repo.listing_back(selection, cursor, limit)
-            out = []
-            for row in back:
-                if self.run_ends(row.id):
-                    return out[::-1]
-                out.append(row)
-            if len(back) < limit:  # the start of the listing
-                break
-        return out[::-1]
+        return self._to_run_end(
+            lambda limit: repo.listing_back(selection, cursor, limit), False)[::-1]
 
     def _run_after(self, repo: ExportRepository, selection: Selection,
                    last: str) -> list[PageRow]:
         """The rows after the page (after its ``last`` id) in the run it ends in."""
         if self.run_ends(last):
             return []
+        return self._to_run_end(lambda limit: repo.listing(selection, last, limit), True)
+
+    def _to_run_end(self, read: Callable[[int], list[PageRow]],
+                    with_end: bool) -> list[PageRow]:
+        """The rows ``read(limit)`` gives (nearest the page first) up to the first run end
+        (the end row itself ``with_end``): a few first, then up to the limit."""
         out: list[PageRow] = []
         for limit in (self.RUN_PEEK, self.RUN_LIMIT):
-            ahead = repo.listing(selection, last, limit)
+            rows = read(limit)
             out = []
-            for row in ahead:
-                out.append(row)
+            for row in rows:
                 if self.run_ends(row.id):
-                    return out
-            if len(ahead) < limit:  # the end of the listing
+                    return [*out, row] if with_end else out
+                out.append(row)
+            if len(rows) < limit:  # the listing's start or end
                 break
         return out
 

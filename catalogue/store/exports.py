@@ -160,24 +160,22 @@ class ExportRepository:
         """Up to ``limit`` datasets after the id ``after``: only the few columns a page of
         stored fragments needs, as tuples (building a thousand full rows took longer than the
         query), without fragments (``body`` None: see :meth:`fragments`)."""
-        where, params = selection.where()
-        if after is not None:
-            where += " AND d.id > %s"
-            params.append(after)
-        with self.conn.cursor(row_factory=tuple_row, binary=True) as cur:
-            cur.execute(f"SELECT d.id::text, d.iri, d.status, d.version, {_CHANGED_SQL}, "
-                        f"NULL::bytea FROM datasets d WHERE {where} ORDER BY d.id LIMIT %s",
-                        [*params, limit])
-            return [PageRow(*row) for row in cur.fetchall()]
+        if after is None:
+            return self._lean(selection, "", [], "", limit)
+        return self._lean(selection, " AND d.id > %s", [after], "", limit)
 
     def listing_back(self, selection: Selection, upto: str, limit: int) -> list[PageRow]:
         """Up to ``limit`` datasets at or before the id ``upto``, nearest first (the rows of
         a run that a page starts in the middle of, before the page)."""
+        return self._lean(selection, " AND d.id <= %s", [upto], " DESC", limit)
+
+    def _lean(self, selection: Selection, bound: str, bound_params: list[Any], order: str,
+              limit: int) -> list[PageRow]:
         where, params = selection.where()
         with self.conn.cursor(row_factory=tuple_row, binary=True) as cur:
             cur.execute(f"SELECT d.id::text, d.iri, d.status, d.version, {_CHANGED_SQL}, "
-                        f"NULL::bytea FROM datasets d WHERE {where} AND d.id <= %s "
-                        "ORDER BY d.id DESC LIMIT %s", [*params, upto, limit])
+                        f"NULL::bytea FROM datasets d WHERE {where}{bound} "
+                        f"ORDER BY d.id{order} LIMIT %s", [*params, *bound_params, limit])
             return [PageRow(*row) for row in cur.fetchall()]
 
     def fragments(self, fmt: str, ids: list[str], span: bool) -> dict[str, tuple[str, bytes]]:
