@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import multiprocessing
 import os
 import time
 from collections import deque
@@ -43,7 +42,7 @@ from catalogue.dcat.profiles import get_profile
 from catalogue.dcat.profiles.base import canonical_ntriples
 from catalogue.dcat.validation import get_validator
 from catalogue.errors import CatalogueError
-from catalogue.harvest import oai
+from catalogue.harvest import oai, pools
 from catalogue.harvest.base import Harvester, RunContext, SourceUnreadable
 from catalogue.harvest.http import FetchError, FetchPolicy, fetch, redact_url
 from catalogue.model.dataset import Dataset, DatasetStatus
@@ -386,6 +385,8 @@ class DcatHarvester(Harvester):
 
     # -- the run ------------------------------------------------------------------------------
     def run(self, ctx: RunContext) -> None:
+        if self.workers > 1:
+            pools.prepare()  # warms up while the first page is fetched
         page_state: dict[str, Any] = ctx.state.setdefault("pages", {})
         stored = self._stored_digests(ctx)
         announced = Announced()
@@ -404,10 +405,8 @@ class DcatHarvester(Harvester):
                     ctx.tick()
                     continue
                 if page.graph is None and executor is None:
-                    executor = ProcessPoolExecutor(
-                        self.workers, mp_context=multiprocessing.get_context("spawn"),
-                        initializer=_init_worker,
-                        initargs=(self.profile_name, stored, ctx.validate))
+                    executor = pools.pool(self.workers, _init_worker,
+                                          (self.profile_name, stored, ctx.validate))
                 if page.graph is None:
                     assert executor is not None
                     pending.append((page, executor.submit(

@@ -18,7 +18,6 @@ subjects with at least one imaging study or condition are kept.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
 from collections import deque
@@ -38,6 +37,7 @@ from catalogue.fhir import (
     worker,
 )
 from catalogue.fhir.worker import Outcome
+from catalogue.harvest import pools
 from catalogue.harvest.base import RunContext, SourceUnreadable
 from catalogue.harvest.http import FetchError, FetchPolicy, fetch
 from catalogue.harvest.records import RecordHarvester
@@ -46,6 +46,7 @@ from catalogue.privacy.pseudonymise import age_at, coarsen
 
 ACCEPT = "application/fhir+json, application/json;q=0.9"
 _PARALLEL_FROM = 400  # changed resources in a chunk before worker processes pay off
+_AHEAD = 4  # chunks queued to the workers while an earlier one is written
 
 
 @dataclass
@@ -67,11 +68,12 @@ class FhirHarvester(RecordHarvester):
     kind = "fhir"
 
     def __init__(self, workers: int | None = None, page_size: int = 200,
-                 chunk_size: int = 2000) -> None:
+                 chunk_size: int = 2000, chunk_bytes: int = 8 << 20) -> None:
         super().__init__()
         self.workers = workers if workers is not None else min(2, os.cpu_count() or 1)
         self.page_size = page_size
         self.chunk_size = chunk_size
+        self.chunk_bytes = chunk_bytes  # NDJSON: a chunk ends at either limit
         self.patients: dict[str, mapping.PatientFacts] = {}  # this run only, never stored
         self.patient_hashes: dict[str, str] = {}
         self.emitted: set[str] = set()  # subject keys whose demographics were sent this run
@@ -82,6 +84,8 @@ class FhirHarvester(RecordHarvester):
     # -- the run ------------------------------------------------------------------------------
     def batches(self, ctx: RunContext) -> Iterator[list[SubjectRecord]]:
         mode = self._mode(ctx)
+        if self.workers > 1:
+            pools.prepare()  # warms up while the source is read
         try:
             if mode == "rest":
                 items: Iterable[list[Item]] = self._rest(ctx)
@@ -89,12 +93,13 @@ class FhirHarvester(RecordHarvester):
                 items = self._ndjson(ctx)
             else:
                 items = self._bundle(ctx)
-            # one chunk is validated in the workers while the next is read and prepared and
-            # the previous one is written
+            # the workers validate the chunks queued ahead while an earlier one is written
+            # (with fewer queued they waited for each write); chunks are bounded in bytes too,
+            # so what is queued stays within (_AHEAD + 1) * chunk_bytes of raw resources
             pending: deque[_Chunk] = deque()
             for chunk in items:
                 pending.append(self._submit(ctx, chunk))
-                if len(pending) > 2:
+                if len(pending) > _AHEAD:
                     yield self._records(ctx, pending.popleft())
             while pending:
                 yield self._records(ctx, pending.popleft())
@@ -160,13 +165,16 @@ class FhirHarvester(RecordHarvester):
 
     def _lines(self, name: str, lines: Iterable[bytes]) -> Iterator[list[Item]]:
         chunk: list[Item] = []
+        size = 0
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             chunk.append(Item(f"{name}:{number}", line))
-            if len(chunk) >= self.chunk_size:
+            size += len(line)
+            if len(chunk) >= self.chunk_size or size >= self.chunk_bytes:
                 yield chunk
                 chunk = []
+                size = 0
         if chunk:
             yield chunk
 
@@ -319,11 +327,10 @@ class FhirHarvester(RecordHarvester):
             ctx.timed("process", time.perf_counter() - started)
             return _Chunk(done, [])
         if self._executor is None:
-            self._executor = ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("spawn"),
-                initializer=worker.init,
-                initargs=(self.pseudonymiser.key, self._namespace(ctx), self.known.by_kind(),
-                          self.release))
+            self._executor = pools.pool(
+                self.workers, worker.init,
+                (self.pseudonymiser.key, self._namespace(ctx), self.known.by_kind(),
+                 self.release))
         size = max(1, -(-len(work) // self.workers))
         futures = [self._executor.submit(worker.process, work[i:i + size])
                    for i in range(0, len(work), size)]
