@@ -1235,17 +1235,20 @@ def bench_harvest(
               help="Size of the generated population (ignored with --source).")
 @click.option("--source", default=None, type=click.Path(exists=True, file_okay=False),
               help="A folder of Bulk Data NDJSON files (e.g. from scripts/synthea.py).")
+@click.option("--lean", is_flag=True,
+              help="Generate lean resources (one instance listed per series, no extensions) "
+                   "instead of realistic ones.")
 @click.option("--json", "out", default=None, help="Where to write the JSON results.")
 @click.option("--keep", is_flag=True, help="Keep the temporary data folder.")
 @click.pass_context
 @handle_errors
-def bench_fhir(ctx: click.Context, patients: int, source: str | None, out: str | None,
-               keep: bool) -> None:
+def bench_fhir(ctx: click.Context, patients: int, source: str | None, lean: bool,
+               out: str | None, keep: bool) -> None:
     """FHIR NDJSON ingest vs fhir.resources validating the same resources alone."""
     from catalogue.bench import fhir
 
     with _bench_runtime(keep) as rt:
-        figures = fhir.run(rt, patients=patients, source=source)
+        figures = fhir.run(rt, patients=patients, source=source, realistic=not lean)
     _report("fhir", figures, out)
 
 

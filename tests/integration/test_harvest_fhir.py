@@ -98,6 +98,31 @@ def test_ndjson_ingest_pseudonymises_and_rerun_writes_nothing(
     assert before == after  # no row touched, nothing queued for re-indexing
 
 
+@pytest.mark.parametrize("release", ["R4", "R5"])
+def test_realistic_resources_land_whole_and_nothing_identifying_with_them(
+        runtime: Runtime, target: str, tmp_path: Path, release: str) -> None:
+    """The benchmark's realistic population (every instance listed, Synthea's extensions,
+    comorbidities): every resource valid and stored, counts taken from the series."""
+    pop = population(24, seed=13, release=release, realistic=True)
+    write_ndjson(pop, tmp_path / "bulk")
+    report = harvest(runtime, str(tmp_path / "bulk"), config={"fhir_version": "4.0.1"}
+                     if release == "R4" else {"fhir_version": "5.0.0"})
+    assert report.status == "completed", report.errors
+    assert report.counts["invalid"] == 0 and report.errors == []
+    assert report.counts["created"] == len(pop.resources())
+    now = stored(runtime)
+    assert len(now["studies"]) == len(pop.studies)
+    assert sorted((s["series_count"], s["instance_count"]) for s in now["studies"]) == sorted(
+        (len(s["series"]), sum(len(se["instance"]) for se in s["series"])) for s in pop.studies)
+    assert max(s["instance_count"] for s in now["studies"]) >= 40  # CTs list their instances
+    assert len(now["conditions"]) == 2 * len(pop.conditions)  # SNOMED and ICD-10 each
+    assert {c["code"] for c in now["conditions"]} >= {"13645005", "I10"}
+    assert len(pop.conditions) > len(pop.patients)  # comorbidities beside the cancers
+    text = database_text(runtime)
+    assert sorted(v for v in pop.identifying_values() if v in text) == []
+    assert "Maidenname13x0" in pop.identifying_values()
+
+
 def test_changes_and_deletions_propagate(runtime: Runtime, target: str, tmp_path: Path) -> None:
     pop = population(20, seed=3)
     write_ndjson(pop, tmp_path / "bulk")
