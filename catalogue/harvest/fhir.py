@@ -46,7 +46,11 @@ from catalogue.privacy.pseudonymise import age_at, coarsen
 
 ACCEPT = "application/fhir+json, application/json;q=0.9"
 _PARALLEL_FROM = 400  # changed resources in a chunk before worker processes pay off
-_AHEAD = 4  # chunks queued to the workers while an earlier one is written
+# queued to the workers while an earlier chunk is written: bounded in raw bytes (cheap
+# Conditions and heavy ImagingStudies differ tenfold per chunk) and in chunks (outcomes held)
+_AHEAD_BYTES = 32 << 20
+_AHEAD_CHUNKS = 16
+_DICT_SIZE = 2048  # a resource already parsed (REST, Bundles) counts as this many bytes
 
 
 @dataclass
@@ -62,6 +66,7 @@ class Item:
 class _Chunk:
     done: list[Outcome] | None  # processed in this process
     futures: list[Future[list[Outcome]]]  # or by the workers
+    size: int = 0  # raw bytes of its resources
 
 
 class FhirHarvester(RecordHarvester):
@@ -93,13 +98,15 @@ class FhirHarvester(RecordHarvester):
                 items = self._ndjson(ctx)
             else:
                 items = self._bundle(ctx)
-            # the workers validate the chunks queued ahead while an earlier one is written
-            # (with fewer queued they waited for each write); chunks are bounded in bytes too,
-            # so what is queued stays within (_AHEAD + 1) * chunk_bytes of raw resources
+            # the workers validate the chunks queued ahead while an earlier one is written: with
+            # a few queued they went idle during the writes of a file of cheap resources
             pending: deque[_Chunk] = deque()
+            queued = 0
             for chunk in items:
                 pending.append(self._submit(ctx, chunk))
-                if len(pending) > _AHEAD:
+                queued += pending[-1].size
+                while queued > _AHEAD_BYTES or len(pending) > _AHEAD_CHUNKS:
+                    queued -= pending[0].size
                     yield self._records(ctx, pending.popleft())
             while pending:
                 yield self._records(ctx, pending.popleft())
@@ -317,6 +324,7 @@ class FhirHarvester(RecordHarvester):
     def _submit(self, ctx: RunContext, items: list[Item]) -> _Chunk:
         """Start processing a chunk: in this process when small, else in the workers."""
         work = [(item.location, item.resource) for item in items]
+        size = sum(_DICT_SIZE if isinstance(r, dict) else len(r) for _, r in work)
         if not self._initialised:  # this process's own state, for small chunks
             worker.init(self.pseudonymiser.key, self._namespace(ctx), self.known.by_kind(),
                         self.release)
@@ -325,16 +333,16 @@ class FhirHarvester(RecordHarvester):
             started = time.perf_counter()
             done = worker.process(work)
             ctx.timed("process", time.perf_counter() - started)
-            return _Chunk(done, [])
+            return _Chunk(done, [], size)
         if self._executor is None:
             self._executor = pools.pool(
                 self.workers, worker.init,
                 (self.pseudonymiser.key, self._namespace(ctx), self.known.by_kind(),
                  self.release))
-        size = max(1, -(-len(work) // self.workers))
-        futures = [self._executor.submit(worker.process, work[i:i + size])
-                   for i in range(0, len(work), size)]
-        return _Chunk(None, futures)
+        share = max(1, -(-len(work) // self.workers))
+        futures = [self._executor.submit(worker.process, work[i:i + share])
+                   for i in range(0, len(work), share)]
+        return _Chunk(None, futures, size)
 
     @staticmethod
     def _namespace(ctx: RunContext) -> str:
