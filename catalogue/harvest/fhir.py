@@ -45,7 +45,7 @@ from catalogue.model.records import ConditionRecord, StudyRecord, SubjectRecord
 from catalogue.privacy.pseudonymise import age_at, coarsen
 
 ACCEPT = "application/fhir+json, application/json;q=0.9"
-_PARALLEL_FROM = 400  # changed resources in a chunk before worker processes pay off
+_PARALLEL_FROM = 400  # resources in a run's first chunk before worker processes pay off
 # queued to the workers while an earlier chunk is written: bounded in raw bytes (cheap
 # Conditions and heavy ImagingStudies differ tenfold per chunk) and in chunks (outcomes held)
 _AHEAD_BYTES = 32 << 20
@@ -174,7 +174,7 @@ class FhirHarvester(RecordHarvester):
         chunk: list[Item] = []
         size = 0
         for number, line in enumerate(lines, 1):
-            if not line.strip():
+            if not line or line.isspace():  # (strip() would copy every line)
                 continue
             chunk.append(Item(f"{name}:{number}", line))
             size += len(line)
@@ -329,7 +329,9 @@ class FhirHarvester(RecordHarvester):
             worker.init(self.pseudonymiser.key, self._namespace(ctx), self.known.by_kind(),
                         self.release)
             self._initialised = True
-        if len(work) < _PARALLEL_FROM or self.workers < 2:
+        # once the workers run, small chunks go to them too: a run's last chunk of heavy
+        # ImagingStudies, validated here, held the writes up
+        if self.workers < 2 or (self._executor is None and len(work) < _PARALLEL_FROM):
             started = time.perf_counter()
             done = worker.process(work)
             ctx.timed("process", time.perf_counter() - started)
@@ -365,7 +367,10 @@ class FhirHarvester(RecordHarvester):
             if record is None:
                 record = out[o.subject_key] = SubjectRecord(o.subject_key)
             patient = self.patients.get(o.subject_key)
-            if o.subject_key not in self.emitted and patient is not None:
+            # demographics go with the subject's first record of the run, unless the store
+            # holds them already (an unchanged Patient was counted as such: not twice)
+            if o.subject_key not in self.emitted and patient is not None and \
+                    self.known.subjects.get(o.subject_key) != self.patient_hashes[o.subject_key]:
                 record.sex = patient.sex
                 record.birth_year = patient.birth_date.year if patient.birth_date else None
                 record.content_hash = self.patient_hashes[o.subject_key]

@@ -138,6 +138,10 @@ def test_changes_and_deletions_propagate(runtime: Runtime, target: str, tmp_path
     report = harvest(runtime, str(tmp_path / "bulk"))
     assert report.status == "completed", report.errors
     assert report.counts["updated"] == 1
+    # every resource seen is counted once: the changed study's patient is not counted again
+    assert report.counts["seen"] == len(changed.resources())
+    assert report.counts["unchanged"] == report.counts["seen"] - 1
+    assert report.counts["created"] == 0
     now = stored(runtime)
     assert len(now["subjects"]) == 18
     assert len(now["studies"]) == len(changed.studies)
