@@ -1,5 +1,6 @@
 """`catalogue bench fhir` on a tiny population: the ingest it times is complete, the re-ingest
-writes nothing, and its figures are consistent with each other; no timing thresholds."""
+writes nothing, the daily run updates exactly what changed, and the figures are consistent with
+each other; no timing thresholds."""
 
 from __future__ import annotations
 
@@ -25,6 +26,12 @@ def test_small_run_ingests_everything_once_and_reports_its_ratios(
     again = figures["reingest_counts"]
     assert again["unchanged"] == len(pop.resources()) and again["created"] == 0
     assert again["updated"] == again["deleted"] == 0
+    # the daily run: one ImagingStudy in ten changed, each updated once, the rest skipped
+    daily = figures["daily_counts"]
+    assert figures["daily_changed_studies"] == -(-len(pop.studies) // 10)
+    assert daily["updated"] == figures["daily_changed_studies"]
+    assert daily["unchanged"] == len(pop.resources()) - daily["updated"]
+    assert daily["created"] == daily["deleted"] == daily["invalid"] == 0
     assert figures["worker_start_once_s"] > 0
     rate = figures["ingest_resources_per_s"]
     assert rate == pytest.approx(figures["resources"] / figures["ingest_s"], rel=0.01)
