@@ -200,9 +200,10 @@ def headline(name: str, result: dict[str, Any]) -> list[Row]:
                 _at_least(f.get("ratio_ingest_vs_validation_per_core"), 0.5)),
             Row(name, "FHIR first ingest studies/s (every resource validated)",
                 f.get("ingest_studies_per_s")),
-            Row(name, "FHIR ingest studies/s, unchanged resources skipped by hash",
-                f.get("reingest_studies_per_s"), None, None, "≥ 1,000/s",
-                _at_least(f.get("reingest_studies_per_s"), 1000)),
+            Row(name, "FHIR daily ingest studies/s (1 study in 10 changed, the rest skipped "
+                "by hash)", f.get("daily_studies_per_s"), None, None, "≥ 1,000/s",
+                _at_least(f.get("daily_studies_per_s"), 1000)),
+            Row(name, "FHIR unchanged re-ingest studies/s", f.get("reingest_studies_per_s")),
         ]
     if name == "omop":
         return [Row(name, "image_occurrence rows/s vs a plain cursor scan",
