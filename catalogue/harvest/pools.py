@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing.connection import wait
 from multiprocessing.context import BaseContext
 from typing import Any
 
@@ -54,6 +57,27 @@ def prepare() -> None:
 
 def pool(workers: int, initializer: Callable[..., Any],
          initargs: tuple[Any, ...]) -> ProcessPoolExecutor:
-    """A pool of ``workers`` processes, each set up by ``initializer(*initargs)``."""
-    return ProcessPoolExecutor(workers, mp_context=context(), initializer=initializer,
-                               initargs=initargs)
+    """A pool of ``workers`` processes, each set up by ``initializer(*initargs)``; a worker
+    exits when the process that made the pool dies (:func:`_start`)."""
+    return ProcessPoolExecutor(workers, mp_context=context(), initializer=_start,
+                               initargs=(initializer, initargs))
+
+
+def _start(initializer: Callable[..., Any], initargs: tuple[Any, ...]) -> None:
+    """Worker set-up: exit when the pool's process dies, then ``initializer(*initargs)``.
+
+    A pool's worker waits for its next task on a queue whose other end it holds itself, so it
+    never sees its pool's process die. A harvest killed with SIGKILL (tested) left its workers
+    waiting forever, and with them the fork server, which lives while any of its children does.
+    The parent's sentinel (a pipe end the pool's process holds) tells: a thread waits on it.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        sentinel = parent.sentinel
+
+        def watch() -> None:
+            wait([sentinel])
+            os._exit(1)  # the pool's process is gone: nobody wants what this worker does
+
+        threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    initializer(*initargs)
