@@ -326,6 +326,8 @@ class DcatHarvester(Harvester):
                 ctx.error(f"more than {self.limits.max_pages} pages; stopped", location=url)
                 return
             seen.add(url)
+            if defer_parsing and len(seen) == 3:
+                pools.prepare()  # workers parse from this page on: their server starts now
             started = time.perf_counter()
             try:
                 content, page = self._read(ctx, url, page_state)
@@ -385,8 +387,6 @@ class DcatHarvester(Harvester):
 
     # -- the run ------------------------------------------------------------------------------
     def run(self, ctx: RunContext) -> None:
-        if self.workers > 1:
-            pools.prepare()  # warms up while the first page is fetched
         page_state: dict[str, Any] = ctx.state.setdefault("pages", {})
         stored = self._stored_digests(ctx)
         announced = Announced()

@@ -89,8 +89,6 @@ class FhirHarvester(RecordHarvester):
     # -- the run ------------------------------------------------------------------------------
     def batches(self, ctx: RunContext) -> Iterator[list[SubjectRecord]]:
         mode = self._mode(ctx)
-        if self.workers > 1:
-            pools.prepare()  # warms up while the source is read
         try:
             if mode == "rest":
                 items: Iterable[list[Item]] = self._rest(ctx)

@@ -1,12 +1,12 @@
 """Worker processes for the harvesters that parse and validate in parallel (DCAT, FHIR).
 
 Workers are forked from a *fork server*: a process started by the first harvest of a catalogue
-process and kept until it exits (about 90 MB). It imports the harvesters' worker modules and
-warms their models once (:mod:`catalogue.harvest.preload`, about 0.5 s of CPU). A pool then
-costs one ``fork`` per worker, about 10 ms. With ``spawn`` each worker of each run was a fresh
-interpreter importing rdflib or ``fhir.resources`` and the command line again and building
-their validators: 0.1-0.3 s of CPU per worker, on a machine whose two cores the run itself
-needs.
+process that needs workers, and kept until it exits (about 90 MB). It imports the harvesters'
+worker modules and warms their models once (:mod:`catalogue.harvest.preload`, about 0.5 s of
+CPU). A pool then costs one ``fork`` per worker, about 10 ms. With ``spawn`` each worker of
+each run was a fresh interpreter importing rdflib or ``fhir.resources`` and the command line
+again and building their validators: 0.1-0.3 s of CPU per worker, on a machine whose two cores
+the run itself needs.
 
 Plain ``fork`` is never used: the catalogue's own process runs threads (connection pool,
 scheduler, web server), and a fork could copy a lock one of them holds. The fork server is
@@ -43,7 +43,9 @@ def context() -> BaseContext:
 
 def prepare() -> None:
     """Start the fork server now, if it is not running, without waiting for its imports: a
-    harvest calls this first, so that the server warms up while the run reads its source."""
+    harvest that will need workers calls this a little ahead (the DCAT harvester while it
+    fetches the first page its workers parse), so that the server warms up meanwhile. A pool
+    starts it anyway."""
     ctx = context()
     if ctx.get_start_method() != "forkserver":
         return

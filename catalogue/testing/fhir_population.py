@@ -154,16 +154,15 @@ def population(n: int = 30, seed: int = 7, release: str = "R4",
                 "subject": {"reference": f"Patient/{pid}"},
                 "note": [{"text": f"free text about Givenname{seed}x{i}"}],
             })
+            if realistic:
+                out.conditions[-1].update(verificationStatus=_VERIFIED,
+                                          category=_ENCOUNTER_DIAGNOSIS)
         if realistic:
             for k, (sct, icd, display) in enumerate(
                     rng.sample(COMORBIDITIES, 1 + (i % 2))):
                 out.conditions.append(_realistic_condition(
                     f"cond-{seed}-{i:04d}-c{k}", pid, sct, icd, display,
                     born + timedelta(days=365 * rng.randint(40, 60)), f"enc-{seed}-{i:04d}-0"))
-            for condition in out.conditions[-3:]:
-                if condition["subject"]["reference"] == f"Patient/{pid}":
-                    condition.setdefault("verificationStatus", _VERIFIED)
-                    condition.setdefault("category", _ENCOUNTER_DIAGNOSIS)
     return out
 
 
