@@ -8,7 +8,9 @@ switch the alias atomically, so readers never see a half-built index.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +36,41 @@ Action = Upsert | Delete
 class BulkResult:
     applied: int = 0
     errors: list[str] = field(default_factory=list)
+
+
+class PendingCounts:
+    """Counts on their way (:meth:`SearchBackend.start_count`): :meth:`result` waits for them;
+    leaving a ``with`` block without it abandons them."""
+
+    def __init__(self, result: Callable[[], list[tuple[int, int]]],
+                 abandon: Callable[[], None] = lambda: None) -> None:
+        self._result = result
+        self._abandon: Callable[[], None] | None = abandon
+
+    def result(self) -> list[tuple[int, int]]:
+        self._abandon = None
+        return self._result()
+
+    def __enter__(self) -> PendingCounts:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._abandon is not None:
+            self._abandon()
+
+
+#: threads counting for :meth:`SearchBackend.start_count`'s default, per process
+COUNT_THREADS = 16
+_counting: ThreadPoolExecutor | None = None
+_counting_lock = threading.Lock()
+
+
+def _count_threads() -> ThreadPoolExecutor:
+    global _counting
+    with _counting_lock:
+        if _counting is None:
+            _counting = ThreadPoolExecutor(COUNT_THREADS, thread_name_prefix="catalogue-count")
+        return _counting
 
 
 class SearchBackend(abc.ABC):
@@ -113,6 +150,14 @@ class SearchBackend(abc.ABC):
         """Exact ``(parents, items)`` counts for every cell of ``request``, in order: the
         parents matching the cell, and their nested items (rank up to the cap) matching one
         of the cell's item conjunctions. Cohort counts are built on this."""
+
+    def start_count(self, index: str, request: CountRequest) -> PendingCounts:
+        """:meth:`count_cells`, started: the caller works while the engine counts, then takes
+        ``result()``. The default counts in another thread (an engine in this process, whose
+        search lets the interpreter go); a remote engine sends the request now and reads its
+        answer in the caller's thread."""
+        future = _count_threads().submit(self.count_cells, index, request)
+        return PendingCounts(future.result)
 
     def ensure_index(self, definition: IndexDefinition) -> str:
         """Make sure the logical index exists (create and point the alias on first use)."""

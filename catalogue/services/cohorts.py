@@ -8,7 +8,6 @@ import hmac
 import logging
 import math
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any, NamedTuple
 
@@ -55,11 +54,6 @@ CONTEXT_STAMP = (
     "(SELECT count(*) AS n, coalesce(sum(xmin::text::bigint), 0) AS x FROM organisations) AS o")
 
 
-#: threads deciding budgets and drawing noise while counts are made, per process (two per
-#: question in flight; more wait their turn)
-HELPER_THREADS = 16
-
-
 class _Decision(NamedTuple):
     entry: int               # the ledger entry (settled once the counts are in)
     repeated: bool
@@ -89,19 +83,12 @@ class CohortService:
         self.policy = policy or DisclosurePolicy()
         self.definition = load_definition("subjects")
         self._context: _CachedContext | None = None
-        #: decide the budget and draw the noise of questions while their counts are made
-        self._helpers = ThreadPoolExecutor(HELPER_THREADS,
-                                           thread_name_prefix="catalogue-cohorts")
         #: a fingerprint of the noise secret and of how noise is drawn from it: answers are
         #: repeats (free) only under the same secret and derivation (after an upgrade that
         #: changes the draws, a repeated question is charged like a new one)
         self.noise_key = hmac.new(secret.encode(),
                                   b"cohort-noise-fingerprint" + NOISE_DERIVATION.encode(),
                                   hashlib.sha256).hexdigest()[:16]
-
-    def close(self) -> None:
-        """Let the helper threads finish what they hold (a question being settled), then end."""
-        self._helpers.shutdown(wait=True, cancel_futures=True)
 
     # -- questions ----------------------------------------------------------------------------
     def context(self) -> Context:
@@ -144,10 +131,11 @@ class CohortService:
     def count(self, identity: Identity, body: Any) -> dict[str, Any]:
         """Answer one count question for a researcher (see ``catalogue.cohorts.criteria``).
 
-        The data version is read before the engine is asked. While the engine counts, helper
-        threads decide and record the budget (the charge is committed under the researcher's
-        and the organisation's locks, so concurrent questions see it; the entry is ``pending``,
-        so a concurrent repeat is charged too, not free) and draw the noise (which never
+        The data version is read before the engine is asked. While the engine counts (the
+        request is sent, its answer read later: ``SearchBackend.start_count``), this thread
+        decides and records the budget (the charge is committed under the researcher's and
+        the organisation's locks, so concurrent questions see it; the entry is ``pending``,
+        so a concurrent repeat is charged too, not free) and draws the noise (which never
         depends on the counts). Then the numbers are released and the entry settled
         ``answered`` or ``repeated`` with how many were; a question the engine refuses is
         settled ``invalid``, one it could not answer ``failed``, both uncharged. So the ledger
@@ -170,30 +158,26 @@ class CohortService:
         scales = self.scales(question, ctx)
         with self.db.statement() as conn:
             version = data_version(conn)
-        # a thread waiting on a socket (the engine's, PostgreSQL's) leaves the interpreter free
-        deciding = self._helpers.submit(self._decide, identity, question, version, len(cells))
-        drawing = self._helpers.submit(self._noise, version, question, cells, scales)
-        try:
-            counts = search.count_cells(search.logical_name("subjects"), request)
-        except ValidationError as exc:
-            self._settle_unanswered(deciding, "invalid", exc.message[:500])
-            raise
-        except Exception:
-            self._settle_unanswered(deciding, "failed", "the search engine did not answer")
-            raise
-        decision = deciding.result()
+        with search.start_count(search.logical_name("subjects"), request) as counting:
+            decision = self._decide(identity, question, version, len(cells))
+            total_noise, cell_noise = self._noise(version, question, cells, scales)
+            try:
+                counts = counting.result()
+            except ValidationError as exc:
+                self._settle_unanswered(decision, "invalid", exc.message[:500])
+                raise
+            except Exception:
+                self._settle_unanswered(decision, "failed", "the search engine did not answer")
+                raise
         if decision.refused is not None:
             raise TooManyRequests(decision.refused)
-        total_noise, cell_noise = drawing.result()
         (total,) = release_pairs(counts[:1], total_noise, self.policy)
         pairs = release_pairs(counts[1:], cell_noise, self.policy)
         groups = [{**cell.labels, "subjects": subjects, "studies": studies}
                   for cell, (subjects, studies) in zip(cells[1:], pairs, strict=True)]
         numbers = sum((not s["suppressed"]) + (not t["suppressed"]) for s, t in [total, *pairs])
-        with self.db.statement() as conn:
-            CohortLedger(conn).settle(decision.entry,
-                                      "repeated" if decision.repeated else "answered",
-                                      released=numbers)
+        self._settle(decision.entry, "repeated" if decision.repeated else "answered",
+                     released=numbers)
         return {
             "question": question.canonical(),
             "total": {"subjects": total[0], "studies": total[1]},
@@ -253,16 +237,26 @@ class CohortService:
         assert row is not None
         return _Decision(int(row["id"]), repeated, cost, budget, refused)
 
-    def _settle_unanswered(self, deciding: Future[_Decision], outcome: str,
-                           message: str) -> None:
+    def _settle_unanswered(self, decision: _Decision, outcome: str, message: str) -> None:
         """The engine refused the question (``invalid``) or did not answer (``failed``):
         nothing is released, so nothing is charged."""
+        if decision.refused is not None:
+            return  # recorded as refused, and nothing was charged
         try:
-            decision = deciding.result()
-            with self.db.statement() as conn:
-                CohortLedger(conn).settle(decision.entry, outcome, message=message)
+            self._settle(decision.entry, outcome, message=message)
         except Exception:  # the caller's error is the one to report
             log.exception("could not settle a cohort question the engine did not answer")
+
+    def _settle(self, entry: int, outcome: str, *, released: int = 0,
+                message: str | None = None) -> None:
+        """Settle a ``pending`` entry, in one round trip that does not wait for the disk: the
+        charge was committed durably when the question was decided, and a settlement lost in
+        a crash leaves the entry ``pending`` and charged, the conservative side."""
+        with self.db.transaction() as conn:
+            with conn.pipeline():
+                conn.execute("SET LOCAL synchronous_commit TO off")
+                CohortLedger(conn).settle(entry, outcome, released=released, message=message)
+                conn.commit()
 
     def _noise(self, version: int, question: Question, cells: list[Cell],
                scales: dict[str, float]

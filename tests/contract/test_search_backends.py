@@ -363,13 +363,18 @@ def test_opensearch_readers_follow_alias_switches_and_drops_by_another_process(
     try:
         first = load(DOCS)
         sent: list[str] = []
-        send = reader._send  # type: ignore[attr-defined]
+        send, post = reader._send, reader._post  # type: ignore[attr-defined]
 
         def counted(method: str, path: str, *args: Any) -> Any:
             sent.append(path)
             return send(method, path, *args)
 
+        def counted_read(path: str, body: bytes) -> Any:  # searches: the read connections
+            sent.append(path)
+            return post(path, body)
+
         monkeypatch.setattr(reader, "_send", counted)
+        monkeypatch.setattr(reader, "_post", counted_read)
         for _ in range(5):
             assert reader.search(alias, SearchRequest()).total == 4  # the reader knows `first`
         # one round trip per search, after the first reading of the alias

@@ -19,6 +19,7 @@ from catalogue.errors import SearchUnavailable, TooManyRequests
 from catalogue.model.identity import SYSTEM, Organisation, Role, User
 from catalogue.runtime import Runtime
 from catalogue.search.backends.opensearch_backend import OpenSearchBackend
+from catalogue.search.backends.reads import ReadPool
 from catalogue.store.cohorts import CohortLedger
 from tests.conftest import TEST_SECRET
 from tests.integration.cohorts import LUNG, stage
@@ -220,13 +221,14 @@ def test_a_question_the_engine_cannot_answer_is_settled_failed_and_not_charged(
         answered = rt.cohorts.count(who, _question(1))
         assert answered["budget"]["researcher"]["spent"] == 0.2
         assert isinstance(rt.search, OpenSearchBackend)
-        working = rt.search.client
+        working, reads = rt.search.client, rt.search._reads
         rt.search.client = OpenSearch(hosts=["http://127.0.0.1:9"], max_retries=0, timeout=2)
+        rt.search._reads = ReadPool(["http://127.0.0.1:9"], timeout=2)  # searches and counts
         try:
             with pytest.raises(SearchUnavailable):
                 rt.cohorts.count(who, _question(2))
         finally:
-            rt.search.client = working
+            rt.search.client, rt.search._reads = working, reads
         with rt.database.transaction() as conn:
             rows = conn.execute("SELECT outcome, epsilon, released, message FROM cohort_queries "
                                 "WHERE username = 'res-f' ORDER BY id").fetchall()

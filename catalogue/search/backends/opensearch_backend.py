@@ -23,7 +23,15 @@ import orjson
 from catalogue.errors import CatalogueError, NotFound, SearchUnavailable, ValidationError
 from catalogue.search.analysis import words
 from catalogue.search.backends import es_dsl
-from catalogue.search.base import Action, BulkResult, Delete, SearchBackend, Upsert
+from catalogue.search.backends.reads import HTTPStatusError, ReadPool, SentRead
+from catalogue.search.base import (
+    Action,
+    BulkResult,
+    Delete,
+    PendingCounts,
+    SearchBackend,
+    Upsert,
+)
 from catalogue.search.mappings import IndexDefinition, load_definition
 from catalogue.search.query import CountRequest, SearchRequest, SearchResult, sort_field
 
@@ -64,6 +72,49 @@ class EngineHTTPError(Exception):
         super().__init__(f"{status}: {str(info)[:300]}")
 
 
+def _mapped(status: int, method: str, path: str, exc: Exception) -> CatalogueError:
+    """The catalogue's error for an engine's HTTP error status."""
+    if status == 404:
+        return NotFound("search index not found")
+    if status in (429, 502, 503, 504) or status >= 500:
+        return SearchUnavailable()
+    log.error("search engine rejected %s %s: %s", method, path, exc)
+    return CatalogueError("the search engine rejected a request")
+
+
+def _body(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else _json(value)
+
+
+class _Reading:
+    """A read sent (:meth:`RestSearchBackend._start_read`); :meth:`result` gives the definition
+    its body was made for and the engine's answer, sending it once more on the alias's new
+    index if the one it went to was dropped meanwhile."""
+
+    def __init__(self, backend: RestSearchBackend, index: str, path: str,
+                 build: Callable[[IndexDefinition], Any], physical: str,
+                 definition: IndexDefinition, sent: SentRead) -> None:
+        self.backend, self.index, self.path, self.build = backend, index, path, build
+        self.physical, self.definition, self.sent = physical, definition, sent
+
+    def result(self) -> tuple[IndexDefinition, Any]:
+        backend = self.backend
+        try:
+            return self.definition, backend._answer(self.sent)
+        except (NotFound, SearchUnavailable):  # dropped, or being dropped (its shards go)
+            if self.physical == self.index:
+                raise
+            stale = self.physical
+        physical, definition = backend._resolve(self.index, fresh=True)
+        if physical == stale:  # the alias still names it: a failure of its own
+            raise SearchUnavailable() from None
+        return definition, backend._answer(
+            backend._post(f"/{physical}{self.path}", _body(self.build(definition))))
+
+    def close(self) -> None:
+        self.sent.close()
+
+
 class RestSearchBackend(SearchBackend):
     """Shared logic; subclasses implement :meth:`_send`."""
 
@@ -86,6 +137,8 @@ class RestSearchBackend(SearchBackend):
         self.verify_certs = verify_certs
         #: alias -> (time.monotonic() when read, physical index, its definition)
         self._physical: dict[str, tuple[float, str, IndexDefinition]] = {}
+        #: searches and counts (the official client sends everything else)
+        self._reads = ReadPool(urls, timeout, verify_certs, size=POOL_MAXSIZE)
 
     @classmethod
     def from_config(cls, config: Any) -> RestSearchBackend:
@@ -111,12 +164,7 @@ class RestSearchBackend(SearchBackend):
         try:
             return self._send(method, path, body, params)
         except EngineHTTPError as exc:
-            if exc.status == 404:
-                raise NotFound("search index not found") from None
-            if exc.status in (429, 502, 503, 504) or exc.status >= 500:
-                raise SearchUnavailable() from None
-            log.error("search engine rejected %s %s: %s", method, path, exc)
-            raise CatalogueError("the search engine rejected a request") from None
+            raise _mapped(exc.status, method, path, exc) from None
 
     # -- names --------------------------------------------------------------------------------
     def logical_name(self, name: str) -> str:
@@ -154,26 +202,36 @@ class RestSearchBackend(SearchBackend):
 
     def _read(self, index: str, path: str, build: Callable[[IndexDefinition], Any]
               ) -> tuple[IndexDefinition, Any]:
+        """:meth:`_start_read`, then its answer."""
+        return self._start_read(index, path, build).result()
+
+    def _start_read(self, index: str, path: str, build: Callable[[IndexDefinition], Any]
+                    ) -> _Reading:
         """POST a read (``path``: ``/_search``...) to the physical index behind ``index``, with
         the body ``build`` makes for that index's definition (so that a body always matches
         the mapping it is sent to, even while an upgrade switches the alias to a new
-        definition). If that index is gone or going (a rebuild switched the alias and dropped
-        it), the alias is read again and the request sent once more. Reads never take partial
-        results: an index whose shards are going answers an error, not a count of what is
-        left."""
+        definition), and return without waiting for the answer (see :mod:`.reads`). If that
+        index is gone or going (a rebuild switched the alias and dropped it), the alias is
+        read again and the request sent once more when the answer is read. Reads never take
+        partial results: an index whose shards are going answers an error, not a count of
+        what is left."""
         physical, definition = self._resolve(index)
+        return _Reading(self, index, path, build, physical, definition,
+                        self._post(f"/{physical}{path}", _body(build(definition))))
+
+    def _post(self, path: str, body: bytes) -> SentRead:
+        """Send one read on the read connections (:mod:`.reads`)."""
+        return self._reads.send(path, body)
+
+    def _answer(self, sent: SentRead) -> Any:
+        """The answer of a read, its errors mapped as :meth:`_request` maps them."""
         try:
-            return definition, self._request("POST", f"/{physical}{path}", build(definition))
-        except (NotFound, SearchUnavailable):  # dropped, or being dropped (its shards go)
-            if physical == index:
-                raise
-            stale = physical
-        physical, definition = self._resolve(index, fresh=True)
-        if physical == stale:  # the alias still names it: a failure of its own
-            raise SearchUnavailable()
-        return definition, self._request("POST", f"/{physical}{path}", build(definition))
+            return sent.result()
+        except HTTPStatusError as exc:
+            raise _mapped(exc.status, "POST", sent.path, exc) from None
 
     def close(self) -> None:
+        self._reads.close()
         self.client.close()
 
     def _forget(self, physical: str) -> None:
@@ -330,14 +388,25 @@ class RestSearchBackend(SearchBackend):
         return int(self._request("POST", f"/{index}/_count", body)["count"])
 
     def count_cells(self, index: str, request: CountRequest) -> list[tuple[int, int]]:
+        with self.start_count(index, request) as counting:
+            return counting.result()
+
+    def start_count(self, index: str, request: CountRequest) -> PendingCounts:
+        """The count request is sent now, and its answer read by ``result()``: the caller's
+        thread works meanwhile, with no other thread to take turns with (see :mod:`.reads`)."""
         groups: list[Any] = []
 
         def build(definition: IndexDefinition) -> bytes:
             body, groups[:] = es_dsl.count_body(definition, request)
             return _json(body)
 
-        _definition, response = self._read(index, _SEARCH, build)
-        return es_dsl.parse_counts(response, groups, len(request.cells))
+        reading = self._start_read(index, _SEARCH, build)
+
+        def result() -> list[tuple[int, int]]:
+            _definition, response = reading.result()
+            return es_dsl.parse_counts(response, groups, len(request.cells))
+
+        return PendingCounts(result, reading.close)
 
     def get(self, index: str, doc_id: str) -> dict[str, Any] | None:
         definition = self._definition(index)
