@@ -15,12 +15,26 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from flask.testing import FlaskClient
 
 from catalogue.config import Config, load_config
 from catalogue.runtime import Runtime
 from catalogue.store import migrations
 from catalogue.store.db import Database
 from catalogue.store.embedded import EmbeddedPostgres
+
+_open = FlaskClient.open
+
+
+def _open_as_a_server_does(self: FlaskClient, *args: Any, buffered: bool = True,
+                           **kwargs: Any) -> Any:
+    """Test clients read a response and close it before the test sees it, as a WSGI server
+    does once it has sent it: what an app does when its response is closed (a cohort answer
+    settles its ledger entry then) has happened, as it would have for a real client."""
+    return _open(self, *args, buffered=buffered, **kwargs)
+
+
+FlaskClient.open = _open_as_a_server_does  # type: ignore[method-assign]
 
 TEST_SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 _counter = itertools.count()

@@ -23,11 +23,18 @@ def count() -> Response:
     except (ValidationError, UnsupportedMediaType) as exc:  # audited like any refused question
         runtime().cohorts.refused(identity(), exc.message)
         raise
-    # orjson: an answer grouped by dataset has thousands of numbers (the standard encoder took
-    # about 5 ms of a count); keys sorted like every other answer
-    return Response(orjson.dumps(runtime().cohorts.count(identity(), body),
-                                 option=orjson.OPT_SORT_KEYS),
-                    mimetype="application/json")
+    answer, settle = runtime().cohorts.answer(identity(), body)
+    try:
+        # orjson: an answer grouped by dataset has thousands of numbers (the standard encoder
+        # took about 5 ms of a count); keys sorted like every other answer
+        response = Response(orjson.dumps(answer, option=orjson.OPT_SORT_KEYS),
+                            mimetype="application/json")
+    except BaseException:
+        settle()
+        raise
+    # the ledger entry (charged already) is settled once the answer is sent, not before
+    response.call_on_close(settle)
+    return response
 
 
 @op(bp, "GET", "/budget", "Your remaining privacy budget (researchers)", tag="cohorts",

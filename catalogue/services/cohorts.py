@@ -7,7 +7,9 @@ import hashlib
 import hmac
 import logging
 import math
+import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, NamedTuple
 
@@ -56,10 +58,43 @@ CONTEXT_STAMP = (
 
 class _Decision(NamedTuple):
     entry: int               # the ledger entry (settled once the counts are in)
+    version: int             # the data version the question is answered at
     repeated: bool
     cost: float
     budget: dict[str, Any]
     refused: str | None      # why the budget refused the question, if it did
+
+
+class _Settling:
+    """Answered questions whose ledger entries are not settled yet, in this process, by
+    canonical question: the same question asked again (by anyone: a repeat is free within an
+    organisation) waits for its settlement, at most ``SETTLE_WAIT`` seconds, so that the repeat
+    is recognised and free."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, int] = {}
+        self._changed = threading.Condition()
+
+    def start(self, key: str) -> Callable[[], None]:
+        with self._changed:
+            self._open[key] = self._open.get(key, 0) + 1
+
+        def done() -> None:
+            with self._changed:
+                left = self._open.pop(key) - 1
+                if left:
+                    self._open[key] = left
+                self._changed.notify_all()
+        return done
+
+    def wait_for(self, key: str) -> None:
+        with self._changed:
+            if key in self._open:
+                self._changed.wait_for(lambda: key not in self._open, SETTLE_WAIT)
+
+
+#: seconds a question waits for the settlement of the same question answered just before
+SETTLE_WAIT = 2.0
 
 
 class _CachedContext(NamedTuple):
@@ -83,6 +118,7 @@ class CohortService:
         self.policy = policy or DisclosurePolicy()
         self.definition = load_definition("subjects")
         self._context: _CachedContext | None = None
+        self._settling = _Settling()
         #: a fingerprint of the noise secret and of how noise is drawn from it: answers are
         #: repeats (free) only under the same secret and derivation (after an upgrade that
         #: changes the draws, a repeated question is charged like a new one)
@@ -129,11 +165,21 @@ class CohortService:
         return Context(datasets, providers, countries, self.definition, unpublished)
 
     def count(self, identity: Identity, body: Any) -> dict[str, Any]:
-        """Answer one count question for a researcher (see ``catalogue.cohorts.criteria``).
+        """Answer one count question for a researcher (see :meth:`answer`), settled."""
+        answer, settle = self.answer(identity, body)
+        settle()
+        return answer
 
-        The data version is read before the engine is asked. While the engine counts (the
-        request is sent, its answer read later: ``SearchBackend.start_count``), this thread
-        decides and records the budget (the charge is committed under the researcher's and
+    def answer(self, identity: Identity, body: Any
+               ) -> tuple[dict[str, Any], Callable[[], None]]:
+        """Answer one count question for a researcher (see ``catalogue.cohorts.criteria``),
+        and what settles its ledger entry: the API calls it once the answer is sent (the
+        charge is committed before any number is released; settling records that the numbers
+        went out and how many).
+
+        While the engine counts (the request is sent, its answer read later:
+        ``SearchBackend.start_count``), this thread reads the data version, decides and
+        records the budget (the charge is committed under the researcher's and
         the organisation's locks, so concurrent questions see it; the entry is ``pending``,
         so a concurrent repeat is charged too, not free) and draws the noise (which never
         depends on the counts). Then the numbers are released and the entry settled
@@ -156,10 +202,9 @@ class CohortService:
             self.refused(identity, exc.message)
             raise
         scales = self.scales(question, ctx)
-        with self.db.statement() as conn:
-            version = data_version(conn)
         with search.start_count(search.logical_name("subjects"), request) as counting:
-            decision = self._decide(identity, question, version, len(cells))
+            decision = self._decide(identity, question, len(cells))
+            version = decision.version
             total_noise, cell_noise = self._noise(version, question, cells, scales)
             try:
                 counts = counting.result()
@@ -176,8 +221,17 @@ class CohortService:
         groups = [{**cell.labels, "subjects": subjects, "studies": studies}
                   for cell, (subjects, studies) in zip(cells[1:], pairs, strict=True)]
         numbers = sum((not s["suppressed"]) + (not t["suppressed"]) for s, t in [total, *pairs])
-        self._settle(decision.entry, "repeated" if decision.repeated else "answered",
-                     released=numbers)
+        done = self._settling.start(question.digest())
+
+        def settle() -> None:
+            try:
+                self._settle(decision.entry, "repeated" if decision.repeated else "answered",
+                             released=numbers)
+            except Exception:  # the entry stays pending: charged, the conservative side
+                log.exception("could not settle an answered cohort question")
+            finally:
+                done()
+
         return {
             "question": question.canonical(),
             "total": {"subjects": total[0], "studies": total[1]},
@@ -191,17 +245,28 @@ class CohortService:
                 "data_version": version, "mechanism": "laplace",
             },
             "budget": decision.budget,
-        }
+        }, settle
 
-    def _decide(self, identity: Identity, question: Question, version: int,
-                cells: int) -> _Decision:
-        """Charge the question, or refuse it, in one round trip: the locks, the standing read
-        (which runs after the locks are held, so it sees every charge committed before), the
-        entry and the commit, pipelined."""
+    def _decide(self, identity: Identity, question: Question, cells: int) -> _Decision:
+        """Read the data version, then charge the question or refuse it in one round trip:
+        the locks, the standing read (which runs after the locks are held, so it sees every
+        charge committed before), the entry and the commit, pipelined.
+
+        The version is read once the count request is out: a version older than the data the
+        engine counts then needs the read to fall between a change becoming searchable and
+        the commit of its version bump (the indexer bumps it just after), with the engine's
+        snapshot taken before the read; read before the request was sent, the snapshot could
+        also come after it.
+
+        The same question answered in this process an instant before, whose entry is not
+        settled yet, is waited for: so that repeating it is free (see
+        :meth:`answer`)."""
         digest = question.digest()
         window = timedelta(days=self.policy.window_days)
         refused: str | None = None
+        self._settling.wait_for(digest)
         with self.db.transaction() as conn:
+            version = data_version(conn)
             with conn.pipeline():
                 ledger = CohortLedger(conn)
                 repeated, user_spent, organisation_spent = ledger.locked_standing(
@@ -235,7 +300,7 @@ class CohortService:
                 conn.commit()
             row = entry.fetchone()
         assert row is not None
-        return _Decision(int(row["id"]), repeated, cost, budget, refused)
+        return _Decision(int(row["id"]), version, repeated, cost, budget, refused)
 
     def _settle_unanswered(self, decision: _Decision, outcome: str, message: str) -> None:
         """The engine refused the question (``invalid``) or did not answer (``failed``):
@@ -249,14 +314,8 @@ class CohortService:
 
     def _settle(self, entry: int, outcome: str, *, released: int = 0,
                 message: str | None = None) -> None:
-        """Settle a ``pending`` entry, in one round trip that does not wait for the disk: the
-        charge was committed durably when the question was decided, and a settlement lost in
-        a crash leaves the entry ``pending`` and charged, the conservative side."""
-        with self.db.transaction() as conn:
-            with conn.pipeline():
-                conn.execute("SET LOCAL synchronous_commit TO off")
-                CohortLedger(conn).settle(entry, outcome, released=released, message=message)
-                conn.commit()
+        with self.db.statement() as conn:
+            CohortLedger(conn).settle(entry, outcome, released=released, message=message)
 
     def _noise(self, version: int, question: Question, cells: list[Cell],
                scales: dict[str, float]

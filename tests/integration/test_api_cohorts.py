@@ -3,7 +3,10 @@ exhausted, free repeats, admin inspection and reset, the audit log, the CLI comm
 
 from __future__ import annotations
 
+import http.client
 import json
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -20,7 +23,9 @@ from catalogue.model.identity import SYSTEM, Organisation, Role, User
 from catalogue.runtime import Runtime
 from catalogue.search.backends.opensearch_backend import OpenSearchBackend
 from catalogue.search.backends.reads import ReadPool
+from catalogue.services.cohorts import CohortService
 from catalogue.store.cohorts import CohortLedger
+from catalogue.testing.app_server import serve
 from tests.conftest import TEST_SECRET
 from tests.integration.cohorts import LUNG, stage
 
@@ -266,3 +271,56 @@ def test_a_pending_entry_is_charged_but_is_not_an_answer_to_repeat_for_free(
         row = conn.execute("SELECT outcome, released FROM cohort_queries WHERE id = %s",
                            (entry,)).fetchone()
     assert (row["outcome"], row["released"]) == ("answered", 4)
+
+
+def test_an_answer_is_settled_after_it_is_sent_and_its_repeat_waits_for_that(
+        runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over real HTTP (waitress): the ledger entry of an answered question is charged before
+    the answer goes out and settled once it has (here the settlement is slowed down, so the
+    client holds the answer while the entry is still ``pending``). The same question asked
+    at once by a colleague, on another connection, waits for that settlement and is a free
+    repeat, not a second charge."""
+    stage(runtime)
+    tokens = _tokens(runtime)
+    settle = CohortService._settle
+    settling = threading.Event()
+
+    def slow(self: CohortService, *args: Any, **kwargs: Any) -> None:
+        settling.set()
+        time.sleep(0.5)
+        settle(self, *args, **kwargs)
+
+    monkeypatch.setattr(CohortService, "_settle", slow)
+
+    def outcomes() -> list[str]:
+        with runtime.database.transaction() as conn:
+            return [r["outcome"] for r in conn.execute(
+                "SELECT outcome FROM cohort_queries ORDER BY id")]
+
+    body = json.dumps({"criteria": {"condition": [LUNG]}, "group_by": ["dataset"]})
+    with serve(runtime, threads=4) as base:
+        port = int(base.rsplit(":", 1)[1])
+
+        def ask(token: str) -> dict[str, Any]:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.request("POST", "/api/v1/cohorts/count", body,
+                         {"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+            response = conn.getresponse()
+            assert response.status == 200
+            answer: dict[str, Any] = json.loads(response.read())
+            conn.close()
+            return answer
+
+        first = ask(tokens["r1"])
+        assert settling.wait(5)
+        assert outcomes() == ["pending"]  # answered, and charged, not settled yet
+        assert first["parameters"]["charged"] == 0.2
+        again = ask(tokens["r2"])  # waits for the settlement
+        assert again["parameters"] == {**first["parameters"], "charged": 0.0, "repeated": True}
+        assert again["groups"] == first["groups"]
+        deadline = time.monotonic() + 5
+        while outcomes() != ["answered", "repeated"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert outcomes() == ["answered", "repeated"]
+    assert runtime.cohorts.budget(runtime.identities.authenticate(tokens["r1"])
+                                  )["organisation"]["spent"] == 0.2
