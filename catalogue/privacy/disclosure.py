@@ -155,16 +155,32 @@ def release_pairs(trues: list[tuple[int, int]], noise: list[tuple[float, float]]
     rounding, floor = policy.rounding, policy.floor
     hidden = {"value": None, "suppressed": True, "display": f"<{floor}"}
     made: dict[int, dict[str, Any]] = {}
-
-    def release(noisy: float) -> dict[str, Any]:
+    out: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    append = out.append
+    # _release's arithmetic written out for both numbers of a cell (a grouped question
+    # releases thousands: a call per number cost a third of the time)
+    for (first_true, second_true), (first_noise, second_noise) in zip(trues, noise,
+                                                                       strict=True):
+        noisy = first_true + first_noise
         if noisy < floor:
-            return hidden
-        value = max(round(noisy / rounding) * rounding, floor)
-        return made.get(value) or made.setdefault(
-            value, {"value": value, "suppressed": False, "display": str(value)})
-
-    return [(release(first_true + first), release(second_true + second))
-            for (first_true, second_true), (first, second) in zip(trues, noise, strict=True)]
+            first = hidden
+        else:
+            value = round(noisy / rounding) * rounding
+            if value < floor:
+                value = floor
+            first = made.get(value) or made.setdefault(
+                value, {"value": value, "suppressed": False, "display": str(value)})
+        noisy = second_true + second_noise
+        if noisy < floor:
+            second = hidden
+        else:
+            value = round(noisy / rounding) * rounding
+            if value < floor:
+                value = floor
+            second = made.get(value) or made.setdefault(
+                value, {"value": value, "suppressed": False, "display": str(value)})
+        append((first, second))
+    return out
 
 
 _TWO_53 = float(1 << 53)

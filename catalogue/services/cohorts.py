@@ -206,6 +206,7 @@ class CohortService:
             decision = self._decide(identity, question, len(cells))
             version = decision.version
             total_noise, cell_noise = self._noise(version, question, cells, scales)
+            groups: list[dict[str, Any]] = [dict(cell.labels) for cell in cells[1:]]
             try:
                 counts = counting.result()
             except ValidationError as exc:
@@ -218,8 +219,8 @@ class CohortService:
             raise TooManyRequests(decision.refused)
         (total,) = release_pairs(counts[:1], total_noise, self.policy)
         pairs = release_pairs(counts[1:], cell_noise, self.policy)
-        groups = [{**cell.labels, "subjects": subjects, "studies": studies}
-                  for cell, (subjects, studies) in zip(cells[1:], pairs, strict=True)]
+        for group, (subjects, studies) in zip(groups, pairs, strict=True):
+            group["subjects"], group["studies"] = subjects, studies
         numbers = sum((not s["suppressed"]) + (not t["suppressed"]) for s, t in [total, *pairs])
         done = self._settling.start(question.digest())
 
