@@ -3,6 +3,7 @@ exhausted, free repeats, admin inspection and reset, the audit log, the CLI comm
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import threading
@@ -244,6 +245,18 @@ def test_a_question_the_engine_cannot_answer_is_settled_failed_and_not_charged(
         assert rt.cohorts.budget(who)["researcher"]["spent"] == 0.2
         again = rt.cohorts.count(who, _question(2))  # the engine is back: asked and charged
         assert again["parameters"]["charged"] == 0.2 and not again["parameters"]["repeated"]
+        # refused for its budget, then not answered by the engine: it stays refused
+        rt.cohorts.policy = dataclasses.replace(rt.cohorts.policy, budget=0.4)
+        rt.search._reads = ReadPool(["http://127.0.0.1:9"], timeout=2)
+        try:
+            with pytest.raises(SearchUnavailable):
+                rt.cohorts.count(who, _question(3))
+        finally:
+            rt.search._reads = reads
+        with rt.database.transaction() as conn:
+            last = conn.execute("SELECT outcome, epsilon FROM cohort_queries WHERE username = "
+                                "'res-f' ORDER BY id DESC LIMIT 1").fetchone()
+        assert (last["outcome"], last["epsilon"]) == ("refused", 0.0)
     finally:
         rt.close()
 
