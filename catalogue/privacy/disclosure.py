@@ -126,22 +126,24 @@ class Noise:
         """The Laplace noise of each cell's (subjects, studies) pair, in :meth:`protect_pair`'s
         arithmetic. It depends on the question, the cell and the scales, never on the counts,
         so it can be drawn while the engine counts."""
-        log, keyed = math.log, self._keyed.copy
+        log = math.log
         first_scale, second_scale = scales
-        prefix = _scales(scales)
-
-        def laplace(bits: int, scale: float) -> float:
-            u = (bits + 0.5) / _TWO_53 - 0.5
-            return (-scale if u >= 0 else scale) * log(1.0 - 2.0 * abs(u))
-
+        scaled = self._keyed.copy()  # the scales, then each label: what uniforms() hashes
+        scaled.update(_scales(scales))
+        keyed, unpack = scaled.copy, _HALVES.unpack
         out: list[tuple[float, float]] = []
         append = out.append
+        # uniforms() and _laplace() written out (a grouped question draws thousands): the
+        # halves' top 53 bits, as _halves() takes them, and the same float operations
         for label in labels:
             h = keyed()
-            h.update(prefix)
             h.update(label)
-            first, second = _halves(h.digest())
-            append((laplace(first, first_scale), laplace(second, second_scale)))
+            high, low = unpack(h.digest())
+            u = ((high >> 11) + 0.5) / _TWO_53 - 0.5
+            first = (-first_scale if u >= 0 else first_scale) * log(1.0 - 2.0 * abs(u))
+            u = ((low >> 11) + 0.5) / _TWO_53 - 0.5
+            second = (-second_scale if u >= 0 else second_scale) * log(1.0 - 2.0 * abs(u))
+            append((first, second))
         return out
 
 
@@ -184,6 +186,7 @@ def release_pairs(trues: list[tuple[int, int]], noise: list[tuple[float, float]]
 
 
 _TWO_53 = float(1 << 53)
+_HALVES = struct.Struct(">QQ")
 _MASK_53 = (1 << 53) - 1
 
 
