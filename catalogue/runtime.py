@@ -259,6 +259,8 @@ class Runtime:
             self._scheduler_stop.set()
         if self.indexer is not None:
             self.indexer.stop()
+        if self._cohorts is not None:
+            self._cohorts.close()
         if self.search is not None:
             self.search.close()
         if self.db is not None:

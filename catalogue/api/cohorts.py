@@ -23,7 +23,8 @@ def count() -> Response:
     except (ValidationError, UnsupportedMediaType) as exc:  # audited like any refused question
         runtime().cohorts.refused(identity(), exc.message)
         raise
-    answer, settle = runtime().cohorts.answer(identity(), body)
+    cohorts = runtime().cohorts
+    answer, settle = cohorts.answer(identity(), body)
     try:
         # orjson: an answer grouped by dataset has thousands of numbers (the standard encoder
         # took about 5 ms of a count); keys sorted like every other answer
@@ -32,8 +33,9 @@ def count() -> Response:
     except BaseException:
         settle()
         raise
-    # the ledger entry (charged already) is settled once the answer is sent, not before
-    response.call_on_close(settle)
+    # the ledger entry (charged already) is settled once the answer is sent, not before, and
+    # not in this thread (the connection's next request is not held up by it)
+    response.call_on_close(lambda: cohorts.settle_later(settle))
     return response
 
 

@@ -10,6 +10,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any, NamedTuple
 
@@ -119,6 +120,8 @@ class CohortService:
         self.definition = load_definition("subjects")
         self._context: _CachedContext | None = None
         self._settling = _Settling()
+        #: settles answered questions in order, off the requests' threads (``settle_later``)
+        self._settler = ThreadPoolExecutor(1, thread_name_prefix="catalogue-cohort-settle")
         #: a fingerprint of the noise secret and of how noise is drawn from it: answers are
         #: repeats (free) only under the same secret and derivation (after an upgrade that
         #: changes the draws, a repeated question is charged like a new one)
@@ -163,6 +166,19 @@ class CohortService:
         unpublished = tuple(r["id"] for r in conn.execute(
             "SELECT id::text AS id FROM datasets WHERE status <> 'published' ORDER BY 1"))
         return Context(datasets, providers, countries, self.definition, unpublished)
+
+    def close(self) -> None:
+        """Settle what is waiting to be settled, then stop."""
+        self._settler.shutdown(wait=True)
+
+    def settle_later(self, settle: Callable[[], None]) -> None:
+        """Run an answer's ``settle`` (see :meth:`answer`) in the settling thread: the request's
+        thread is free for the connection's next request, and a question repeated meanwhile
+        waits for the settlement anyway."""
+        try:
+            self._settler.submit(settle)
+        except RuntimeError:  # shut down: settle here
+            settle()
 
     def count(self, identity: Identity, body: Any) -> dict[str, Any]:
         """Answer one count question for a researcher (see :meth:`answer`), settled."""
