@@ -126,7 +126,7 @@ def run(runtime: Runtime, spec: Spec, queries: int = 200, seed: int = 0, reuse: 
         client = _Client(base, token)
         for number, body in enumerate(asked):
             question = parse_question(body, ctx)
-            request = CountRequest("studies", tuple(c.engine for c in plan(question, ctx)),
+            request = CountRequest("studies", plan(question, ctx).engine,
                                    filters=(*published_only(ctx),
                                             to_filter(question.criteria, ctx)),
                                    item_cap=runtime.cohorts.policy.study_cap)

@@ -42,6 +42,7 @@ from catalogue.search.nested import snap
 from catalogue.search.query import (
     AllOf,
     AnyOf,
+    CellRun,
     CountCell,
     Filter,
     Nested,
@@ -404,10 +405,9 @@ def buckets(dim: str, ctx: Context) -> tuple[str, ...]:
 
 class Cell(NamedTuple):
     """One released cell: its labels (``{"dataset": id}``; empty for the total) in the
-    question's ``group_by`` order, and the engine cell (a named tuple: see ``CountCell``)."""
+    question's ``group_by`` order (a named tuple: a grouped question has thousands)."""
 
     labels: dict[str, str]
-    engine: CountCell
     name: str = ""  # the label, when the plan computed it already
 
     def label(self) -> str:
@@ -415,14 +415,23 @@ class Cell(NamedTuple):
         return self.name or ",".join(f"{d}={v}" for d, v in self.labels.items()) or "total"
 
 
-def _subject_cells(dim: str, ctx: Context) -> list[tuple[dict[str, str], tuple[Terms], str]]:
-    """(labels, filters, label) of every bucket of one subject dimension, made once per
-    context: only the question's study conjunctions differ between questions."""
+class Plan(NamedTuple):
+    """The cells a question releases (the total first) and what the engine counts for them,
+    in the same order: a ``CountCell`` per cell, or a ``CellRun`` standing for several."""
+
+    cells: list[Cell]
+    engine: tuple[CountCell | CellRun, ...]
+
+
+def _subject_cells(dim: str, ctx: Context) -> tuple[list[Cell], str, tuple[str, ...]]:
+    """The cells of every bucket of one subject dimension, its field and its buckets, made
+    once per context: only the question's study conjunctions differ between questions."""
     key = ("subject-cells", dim)
     made = ctx.memo.get(key)
     if made is None:
-        made = ctx.memo[key] = [({dim: v}, (Terms(_FIELDS[dim], (v,)),), f"{dim}={v}")
-                                for v in buckets(dim, ctx)]
+        values = buckets(dim, ctx)
+        made = ctx.memo[key] = ([Cell({dim: v}, f"{dim}={v}") for v in values], _FIELDS[dim],
+                                values)
     return made
 
 
@@ -449,22 +458,25 @@ def _restrict(study: dict[str, Any], dim: str, value: str, ctx: Context) -> dict
     return out
 
 
-def plan(question: Question, ctx: Context) -> list[Cell]:
-    """The total (first) and every group cell, ready for ``SearchBackend.count_cells``.
+def plan(question: Question, ctx: Context) -> Plan:
+    """The total (first) and every group cell, with what ``SearchBackend.count_cells`` counts
+    for them.
 
-    Subject attributes are the cells' last filters, the one with the most buckets last, so that
-    engines answer each run of cells with one terms aggregation."""
+    Grouped by one subject attribute (a cell per dataset, say), the group cells are one
+    ``CellRun``. Otherwise subject attributes are the cells' last filters, the one with the
+    most buckets last, so that engines answer each run of cells with one terms aggregation."""
     criteria = question.criteria
     studies = positive_studies(criteria)
     items = tuple(study_filters(s) for s in studies)
-    cells = [Cell({}, CountCell(items=items))]
+    cells = [Cell({})]
+    engine: list[CountCell | CellRun] = [CountCell(items=items)]
     if not question.group_by:
-        return cells
+        return Plan(cells, tuple(engine))
     dims = sorted(question.group_by, key=lambda d: (d in SINGLE_VALUED, len(buckets(d, ctx))))
     if len(dims) == 1 and dims[0] in SINGLE_VALUED:  # the common case, without the general walk
-        cells.extend(Cell(labels, CountCell(filters, (), items), name)
-                     for labels, filters, name in _subject_cells(dims[0], ctx))
-        return cells
+        labelled, field, values = _subject_cells(dims[0], ctx)
+        return Plan([*cells, *labelled],
+                    (*engine, CellRun(CountCell((), (), items), field, values)))
     terms = {d: {v: Terms(_FIELDS[d], (v,)) for v in buckets(d, ctx)}
              for d in dims if d in SINGLE_VALUED}
     combos: list[dict[str, str]] = [{}]
@@ -475,20 +487,21 @@ def plan(question: Question, ctx: Context) -> list[Cell]:
         subject = {d: v for d, v in labels.items() if d in SINGLE_VALUED}
         study_dims = {d: v for d, v in labels.items() if d not in SINGLE_VALUED}
         filters = tuple(terms[d][v] for d, v in subject.items())
-        ordered = {d: labels[d] for d in question.group_by}
+        cells.append(Cell({d: labels[d] for d in question.group_by}))
         if not study_dims:
-            cells.append(Cell(ordered, CountCell(filters=filters, items=items)))
+            engine.append(CountCell(filters=filters, items=items))
             continue
         study_key = tuple(study_dims.items())
-        engine = restricted_cache.get(study_key)
-        if engine is None:
+        restricted_engine = restricted_cache.get(study_key)
+        if restricted_engine is None:
             restricted = []
             for study in studies or [{}]:
                 for dim, value in study_dims.items():
                     study = _restrict(study, dim, value, ctx)
                 restricted.append(study)
             conj = tuple(study_filters(s) for s in restricted)
-            engine = restricted_cache[study_key] = (
+            restricted_engine = restricted_cache[study_key] = (
                 tuple(Nested("studies", c) for c in conj), conj)
-        cells.append(Cell(ordered, CountCell(filters=filters, any_of=engine[0], items=engine[1])))
-    return cells
+        engine.append(CountCell(filters=filters, any_of=restricted_engine[0],
+                                items=restricted_engine[1]))
+    return Plan(cells, tuple(engine))

@@ -177,15 +177,36 @@ class CountCell(NamedTuple):
     items: tuple[tuple[Filter, ...], ...] = ()
 
 
+class CellRun(NamedTuple):
+    """Cells that are ``base`` with one more filter each, ``Terms(field, (value,))`` for each of
+    ``values`` in order: what a question grouped by one subject attribute asks (a cell per
+    dataset), stated once instead of a thousand times. A request lists it where its cells
+    would be; they are counted and answered as if listed one by one."""
+
+    base: CountCell
+    field: str
+    values: tuple[str, ...]
+
+    def cells(self) -> list[CountCell]:
+        """The run's cells, one by one."""
+        base = self.base
+        return [CountCell((*base.filters, Terms(self.field, (v,))), base.any_of, base.items)
+                for v in self.values]
+
+
 @dataclass(frozen=True)
 class CountRequest:
     """Exact parent and item counts for many cells of one query (cohort feasibility)."""
 
     path: str                                # the nested items counted ("studies")
-    cells: tuple[CountCell, ...]
+    cells: tuple[CountCell | CellRun, ...]   # a run stands for its cells, in order
     filters: tuple[Filter, ...] = ()
     any_of: tuple[tuple[Filter, ...], ...] = ()
     item_cap: int = 20                       # items of rank above this are not counted
+
+    def size(self) -> int:
+        """The number of cells (a run counts for each of its cells): of counts answered."""
+        return sum(len(c.values) if isinstance(c, CellRun) else 1 for c in self.cells)
 
 
 @dataclass(frozen=True)
@@ -198,23 +219,42 @@ class CellGroup:
     values: dict[str, int]  # value -> index of the cell in the request
 
 
-def group_cells(cells: tuple[CountCell, ...], definition: Any) -> list[CellGroup]:
+def group_cells(cells: tuple[CountCell | CellRun, ...], definition: Any) -> list[CellGroup]:
     """Batch cells whose last filter is a single-value ``Terms`` on a plain (not nested)
     keyword field, all else equal, so that engines answer them with one terms aggregation.
-    (Runs of such cells, as cohort plans make them, are recognised without hashing.)"""
+    (Runs of such cells, as cohort plans make them, are recognised without hashing; a
+    ``CellRun`` on such a field, of distinct values, is one group as it comes.)"""
     groups: dict[tuple[Any, ...], CellGroup] = {}
     out: list[CellGroup] = []
     plain: dict[str, bool] = {}
+
+    def is_plain(field: str) -> bool:
+        ok = plain.get(field)
+        if ok is None:
+            fdef = definition.fields.get(field)
+            ok = plain[field] = (fdef is not None and not fdef.nested
+                                 and fdef.type == "keyword")
+        return ok
+
     last_group: CellGroup | None = None
-    for position, cell in enumerate(cells):
-        last = cell.filters[-1] if cell.filters else None
-        if isinstance(last, Terms) and len(last.values) == 1:
-            ok = plain.get(last.field)
-            if ok is None:
-                fdef = definition.fields.get(last.field)
-                ok = plain[last.field] = (fdef is not None and not fdef.nested
-                                          and fdef.type == "keyword")
-            if ok:
+    position = -1
+    for item in cells:
+        if isinstance(item, CellRun):
+            start = position + 1
+            values = dict(zip(item.values, range(start, start + len(item.values)),
+                              strict=True))
+            if is_plain(item.field) and len(values) == len(item.values):
+                out.append(CellGroup(item.base, item.field, values))
+                position += len(item.values)
+                last_group = None
+                continue
+            run: list[CountCell] | tuple[CountCell] = item.cells()  # one by one, as listed
+        else:
+            run = (item,)
+        for cell in run:
+            position += 1
+            last = cell.filters[-1] if cell.filters else None
+            if isinstance(last, Terms) and len(last.values) == 1 and is_plain(last.field):
                 value = str(last.values[0])
                 base_filters = cell.filters[:-1]
                 group = last_group
@@ -232,5 +272,5 @@ def group_cells(cells: tuple[CountCell, ...], definition: Any) -> list[CellGroup
                 group.values[value] = position
                 last_group = group
                 continue
-        out.append(CellGroup(cell, None, {"": position}))
+            out.append(CellGroup(cell, None, {"": position}))
     return out

@@ -209,9 +209,9 @@ class CohortService:
         ctx = self.context()
         try:  # anything refused, while parsing, planning or counting, is audited
             question = parse_question(body, ctx)
-            cells = plan(question, ctx)
+            cells, engine = plan(question, ctx)
             request = CountRequest(
-                "studies", tuple(c.engine for c in cells),
+                "studies", engine,
                 filters=(*published_only(ctx), to_filter(question.criteria, ctx)),
                 item_cap=self.policy.study_cap)
         except ValidationError as exc:

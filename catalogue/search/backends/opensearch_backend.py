@@ -404,7 +404,7 @@ class RestSearchBackend(SearchBackend):
 
         def result() -> list[tuple[int, int]]:
             _definition, response = reading.result()
-            return es_dsl.parse_counts(response, groups, len(request.cells))
+            return es_dsl.parse_counts(response, groups, request.size())
 
         return PendingCounts(result, reading.close)
 

@@ -328,7 +328,7 @@ class TantivyBackend(SearchBackend):
         children = tantivy.Query.term_query(schema, items.kind_field, "item")
         capped = tantivy.Query.range_query(schema, items.rank_field, tantivy.FieldType.Integer,
                                            1, int(request.item_cap))
-        out: list[tuple[int, int]] = [(0, 0)] * len(request.cells)
+        out: list[tuple[int, int]] = [(0, 0)] * request.size()
         # per distinct cell base, two passes: the parents that match, and the items within the
         # cap that match the cell's item conjunctions (each an intersection led by its most
         # selective clause; one query matching both would union every parent's posting); cells

@@ -10,7 +10,17 @@ from catalogue.cohorts.criteria import Context, buckets, parse_question, plan
 from catalogue.errors import ValidationError
 from catalogue.ontology import get_vocabulary
 from catalogue.search.mappings import load_definition
-from catalogue.search.query import AllOf, AnyOf, Nested, Not, Range, Terms
+from catalogue.search.query import (
+    AllOf,
+    AnyOf,
+    CellRun,
+    CountCell,
+    CountRequest,
+    Nested,
+    Not,
+    Range,
+    Terms,
+)
 
 CTX = Context(datasets=("d-1", "d-2"), providers=("prov-a", "prov-b"), countries=("ES", "IT"),
               definition=load_definition("subjects"))
@@ -127,21 +137,41 @@ def test_plan_enumerates_buckets_from_vocabularies_and_metadata() -> None:
         {"condition": [LUNG]}, {"none_of": [{"modality": ["MR"]}]},
         {"study": {"modality": ["CT"], "age": {"gte": 50, "lte": 59}}}]},
         "group_by": ["dataset", "age_band"]}, CTX)
-    cells = plan(question, CTX)
-    assert len(cells) == 1 + len(CTX.datasets) * len(buckets("age_band", CTX))
-    total = cells[0]
+    cells, engine = plan(question, CTX)
+    assert len(cells) == len(engine) == 1 + len(CTX.datasets) * len(buckets("age_band", CTX))
+    total = engine[0]
+    assert isinstance(total, CountCell) and cells[0].label() == "total"
     # counted studies: the positive study criterion only (not the excluded MR)
-    assert total.engine.items == ((Terms("studies.modalities_path", ("CT",)),
-                                   Range("studies.age_band", gte=50, lte=55)),)
-    by_label = {tuple(sorted(c.labels.items())): c for c in cells[1:]}
-    inside = by_label[(("age_band", "55"), ("dataset", "d-2"))]
-    assert inside.engine.filters == (Terms("dataset_id", ("d-2",)),)
-    assert inside.engine.any_of == (Nested("studies", (
+    assert total.items == ((Terms("studies.modalities_path", ("CT",)),
+                            Range("studies.age_band", gte=50, lte=55)),)
+    by_label = {tuple(sorted(c.labels.items())): (c, e)
+                for c, e in zip(cells[1:], engine[1:], strict=True)}
+    inside_cell, inside = by_label[(("age_band", "55"), ("dataset", "d-2"))]
+    assert isinstance(inside, CountCell)
+    assert inside.filters == (Terms("dataset_id", ("d-2",)),)
+    assert inside.any_of == (Nested("studies", (
         Terms("studies.modalities_path", ("CT",)), Range("studies.age_band", gte=55, lte=55))),)
-    outside = by_label[(("age_band", "70"), ("dataset", "d-1"))]
-    (conj,) = outside.engine.items
+    _outside_cell, outside = by_label[(("age_band", "70"), ("dataset", "d-1"))]
+    assert isinstance(outside, CountCell)
+    (conj,) = outside.items
     assert conj[1] == Range("studies.age_band", gte=70, lte=65)  # an empty range: no study
-    assert inside.label() == "dataset=d-2,age_band=55" and total.label() == "total"
+    assert inside_cell.label() == "dataset=d-2,age_band=55"
+
+
+def test_a_question_grouped_by_one_subject_attribute_plans_one_run_of_cells() -> None:
+    """A cell per dataset: the engine is asked for one ``CellRun``, the cells it stands for
+    in the order of the released cells, each the total's count restricted to one dataset."""
+    question = parse_question({"criteria": {"all_of": [
+        {"condition": [LUNG]}, {"study": {"modality": ["CT"]}}]}, "group_by": ["dataset"]}, CTX)
+    cells, engine = plan(question, CTX)
+    total, run = engine
+    assert isinstance(total, CountCell) and isinstance(run, CellRun)
+    assert run.field == "dataset_id" and run.values == CTX.datasets
+    assert [c.labels for c in cells[1:]] == [{"dataset": d} for d in CTX.datasets]
+    assert run.base == CountCell((), (), total.items)
+    assert run.cells() == [CountCell((Terms("dataset_id", (d,)),), (), total.items)
+                           for d in CTX.datasets]
+    assert CountRequest("studies", engine).size() == len(cells) == 1 + len(CTX.datasets)
 
 
 def test_filters_translate_none_of_and_study_criteria() -> None:
@@ -156,3 +186,34 @@ def test_filters_translate_none_of_and_study_criteria() -> None:
     (inner,) = negated.filter.filters
     # CHEST with its narrower body parts, matched through the path field by CHEST alone
     assert inner == Nested("studies", (Terms("studies.body_parts_path", ("CHEST",)),))
+
+
+def test_a_run_is_one_group_where_its_cells_would_be_and_else_its_cells_one_by_one() -> None:
+    """``group_cells``: a ``CellRun`` on a plain keyword field is one terms group, its values
+    at the positions its cells would hold between the cells listed around it; a run on a
+    field that cannot be grouped (nested), or repeating a value, is grouped as its cells
+    listed one by one would be."""
+    from catalogue.search.query import group_cells
+
+    definition = CTX.definition
+    items = ((Terms("studies.modalities_path", ("CT",)),),)
+    total = CountCell(items=items)
+    run = CellRun(CountCell((), (), items), "dataset_id", ("d-1", "d-2", "d-3"))
+    after = CountCell((Terms("sex", ("female",)),), (), items)
+    groups = group_cells((total, run, after), definition)
+    assert [(g.field, g.values) for g in groups] == [
+        (None, {"": 0}), ("dataset_id", {"d-1": 1, "d-2": 2, "d-3": 3}), ("sex", {"female": 4})]
+    assert groups[1].base == run.base
+    assert CountRequest("studies", (total, run, after)).size() == 5
+    # the same cells listed one by one group the same way
+    listed = group_cells((total, *run.cells(), after), definition)
+    assert [(g.base, g.field, g.values) for g in listed] == [
+        (g.base, g.field, g.values) for g in groups]
+    # not groupable as a run: counted cell by cell, positions kept
+    nested = CellRun(CountCell((), (), items), "studies.modalities_path", ("CT", "MR"))
+    by_one = group_cells((total, nested, after), definition)
+    assert sorted(p for g in by_one for p in g.values.values()) == [0, 1, 2, 3]
+    assert [g.field for g in by_one] == [None, None, None, "sex"]
+    repeated = CellRun(CountCell((), (), items), "dataset_id", ("d-1", "d-1"))
+    twice = group_cells((repeated,), definition)
+    assert [g.values for g in twice] == [{"d-1": 0}, {"d-1": 1}]
