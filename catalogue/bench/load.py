@@ -36,13 +36,11 @@ import random
 import resource
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +49,7 @@ import psutil
 
 from catalogue.bench.cohorts import questions
 from catalogue.bench.search import percentile
+from catalogue.bench.served import BENCH_BUDGET, serve_process, wait_ready
 from catalogue.bench.synthetic import Spec, generate
 from catalogue.config import load_config
 from catalogue.model.identity import SYSTEM, Role, User
@@ -68,7 +67,6 @@ OPERATIONS: dict[str, tuple[float, float | None, str]] = {
 }
 MAX_CLIENTS = 64
 MAX_DURATION = 600.0
-BENCH_BUDGET = "1e12"
 SEARCHES = (
     "q=lung", "q=breast", "q=prostate", "q=colorectal&sort=-modified", "q=glioblastoma",
     "modalities=CT", "modalities=MR&modalities=PT", "body_parts=CHEST", "q=lung&modalities=CT",
@@ -122,57 +120,6 @@ class _Client:
 
     def close(self) -> None:
         self.conn.close()
-
-
-@contextlib.contextmanager
-def _server(folder: Path, port: int, workers: int,
-            processes: int = 1) -> Iterator[subprocess.Popen[bytes]]:
-    """``catalogue serve`` on the catalogue in ``folder``; stopped (SIGTERM, then SIGKILL) on
-    exit, whatever happens."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CATALOGUE_")}
-    env.update({"CATALOGUE_DATA_DIR": str(folder), "CATALOGUE_COHORT_BUDGET": BENCH_BUDGET,
-                "CATALOGUE_COHORT_ORGANISATION_BUDGET": BENCH_BUDGET,
-                "CATALOGUE_HARVEST_SCHEDULER": "false", "CATALOGUE_LOG_LEVEL": "WARNING",
-                "CATALOGUE_SEARCH_INDEX_PREFIX": os.environ.get(
-                    "CATALOGUE_SEARCH_INDEX_PREFIX", "catalogue-")})
-    if os.environ.get("CATALOGUE_DATABASE_URL"):
-        env["CATALOGUE_DATABASE_URL"] = os.environ["CATALOGUE_DATABASE_URL"]
-    log = open(folder / "serve.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "catalogue.cli", "serve", "--port", str(port),
-         "--workers", str(workers), "--processes", str(processes)],
-        env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        log.close()
-
-
-def _wait_ready(port: int, proc: subprocess.Popen[bytes], folder: Path,
-                timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = (folder / "serve.log").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"catalogue serve exited with {proc.returncode}:\n{tail}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            conn.request("GET", "/readyz")
-            if conn.getresponse().status == 200:
-                conn.close()
-                return
-            conn.close()
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"catalogue serve was not ready within {timeout:.0f} s")
 
 
 def prepare(folder: Path, spec: Spec, say: Callable[[str], None],
@@ -242,8 +189,8 @@ def run(spec: Spec, clients: int = 8, duration: float = 60.0, workers: int = 8,
     try:
         prepared = prepare(folder, spec, say, researchers=clients)
         port = free_port()
-        with _server(folder, port, workers, processes) as proc:
-            _wait_ready(port, proc, folder)
+        with serve_process(folder, port, workers, processes) as proc:
+            wait_ready(port, proc, folder)
             warm = _Client(port, prepared["token"])
             say("warming up: walking the DCAT listing once (renders the export fragments)")
             started = time.perf_counter()

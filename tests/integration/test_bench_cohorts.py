@@ -1,13 +1,17 @@
-"""The cohort benchmark on a small population: real PostgreSQL, tantivy, the API over HTTP.
+"""The cohort benchmark on a small population: real PostgreSQL, tantivy or OpenSearch, the API
+over HTTP.
 
 Structure and sanity only (no timing thresholds: the machine decides those)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from catalogue.bench import cohorts
 from catalogue.bench.synthetic import Spec
+from catalogue.config import Config
 from catalogue.errors import ValidationError
 from catalogue.runtime import Runtime
 
@@ -29,6 +33,23 @@ def test_small_run_reports_sane_figures_and_reuse_asks_again(runtime: Runtime) -
     again = cohorts.run(runtime, SPEC, queries=12, seed=1, reuse=True)
     assert again["reused_population"] is True and "index_s" not in again
     assert again["subjects"] == 3_000 and again["questions"] == 12
+
+
+@pytest.mark.opensearch
+def test_on_opensearch_the_api_is_served_by_a_catalogue_serve_process_of_its_own(
+        opensearch_config: Config) -> None:
+    """Elasticsearch/OpenSearch: the questions go to ``catalogue serve`` in its own process
+    (as deployed), the bare requests from this one; both answer every question."""
+    rt = Runtime(opensearch_config).start()
+    try:
+        figures = cohorts.run(rt, SPEC, queries=12, seed=2)
+        assert figures["engine"] == "opensearch" and figures["questions"] == 12
+        assert figures["cells_per_question"] == 12 and figures["ratio_target"] == 1.3
+        assert figures["questions_with_a_released_total"] >= 1
+        assert figures["api_p50_ms"] > 0 and figures["engine_p50_ms"] > 0
+        assert (Path(opensearch_config.data_dir) / "serve.log").exists()  # it ran
+    finally:
+        rt.close()
 
 
 def test_typical_questions_are_distinct_and_valid() -> None:
