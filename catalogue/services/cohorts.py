@@ -68,30 +68,53 @@ class _Decision(NamedTuple):
 
 class _Settling:
     """Answered questions whose ledger entries are not settled yet, in this process, by
-    canonical question: the same question asked again (by anyone: a repeat is free within an
-    organisation) waits for its settlement, at most ``SETTLE_WAIT`` seconds, so that the repeat
-    is recognised and free."""
+    canonical question. The same question asked again (by anyone: a repeat is free within an
+    organisation) waits for the settlement, so that the repeat is recognised and free; after
+    ``SETTLE_WAIT`` seconds (the answer's response was never closed: its server did not say it
+    was sent) it settles the entry itself. Each settlement runs once, whoever runs it."""
 
     def __init__(self) -> None:
-        self._open: dict[str, int] = {}
+        self._open: dict[str, list[Callable[[], None]]] = {}
         self._changed = threading.Condition()
 
-    def start(self, key: str) -> Callable[[], None]:
-        with self._changed:
-            self._open[key] = self._open.get(key, 0) + 1
+    def add(self, key: str, settle: Callable[[], None]) -> Callable[[], None]:
+        """Register ``settle``; returns what runs it (once: later calls do nothing)."""
+        ran = threading.Lock()
 
-        def done() -> None:
-            with self._changed:
-                left = self._open.pop(key) - 1
-                if left:
-                    self._open[key] = left
-                self._changed.notify_all()
-        return done
+        def once() -> None:
+            if not ran.acquire(blocking=False):
+                return
+            try:
+                settle()
+            finally:
+                with self._changed:
+                    waiting = self._open.get(key, [])
+                    if once in waiting:
+                        waiting.remove(once)
+                    if not waiting:
+                        self._open.pop(key, None)
+                    self._changed.notify_all()
+
+        with self._changed:
+            self._open.setdefault(key, []).append(once)
+        return once
 
     def wait_for(self, key: str) -> None:
         with self._changed:
-            if key in self._open:
-                self._changed.wait_for(lambda: key not in self._open, SETTLE_WAIT)
+            if key not in self._open:
+                return
+            if self._changed.wait_for(lambda: key not in self._open, SETTLE_WAIT):
+                return
+            late = list(self._open.get(key, []))
+        for settle in late:
+            settle()
+
+    def drain(self) -> None:
+        """Settle everything still open (the process is stopping)."""
+        with self._changed:
+            late = [settle for waiting in self._open.values() for settle in waiting]
+        for settle in late:
+            settle()
 
 
 #: seconds a question waits for the settlement of the same question answered just before
@@ -170,6 +193,7 @@ class CohortService:
     def close(self) -> None:
         """Settle what is waiting to be settled, then stop."""
         self._settler.shutdown(wait=True)
+        self._settling.drain()
 
     def settle_later(self, settle: Callable[[], None]) -> None:
         """Run an answer's ``settle`` (see :meth:`answer`) in the settling thread: the request's
@@ -238,17 +262,14 @@ class CohortService:
         for group, (subjects, studies) in zip(groups, pairs, strict=True):
             group["subjects"], group["studies"] = subjects, studies
         numbers = sum((not s["suppressed"]) + (not t["suppressed"]) for s, t in [total, *pairs])
-        done = self._settling.start(question.digest())
-
-        def settle() -> None:
+        def settle_entry() -> None:
             try:
                 self._settle(decision.entry, "repeated" if decision.repeated else "answered",
                              released=numbers)
             except Exception:  # the entry stays pending: charged, the conservative side
                 log.exception("could not settle an answered cohort question")
-            finally:
-                done()
 
+        settle = self._settling.add(question.digest(), settle_entry)
         return {
             "question": question.canonical(),
             "total": {"subjects": total[0], "studies": total[1]},

@@ -337,3 +337,38 @@ def test_an_answer_is_settled_after_it_is_sent_and_its_repeat_waits_for_that(
         assert outcomes() == ["answered", "repeated"]
     assert runtime.cohorts.budget(runtime.identities.authenticate(tokens["r1"])
                                   )["organisation"]["spent"] == 0.2
+
+
+def test_an_answer_whose_response_is_never_closed_is_settled_by_its_repeat_or_at_shutdown(
+        runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that never says the answer was sent (its response is not closed): the same
+    question asked again waits ``SETTLE_WAIT``, then settles the first entry itself and is a
+    free repeat; what is still open when the service closes is settled then. Each entry is
+    settled once."""
+    import catalogue.services.cohorts as service
+
+    monkeypatch.setattr(service, "SETTLE_WAIT", 0.3)
+    stage(runtime)
+    tokens = _tokens(runtime)
+    r1, r2 = (runtime.identities.authenticate(tokens[k]) for k in ("r1", "r2"))
+    settled: list[int] = []
+    settle = CohortService._settle
+
+    def counted(self: CohortService, entry: int, *args: Any, **kwargs: Any) -> None:
+        settled.append(entry)
+        settle(self, entry, *args, **kwargs)
+
+    monkeypatch.setattr(CohortService, "_settle", counted)
+    question = {"criteria": {"condition": [LUNG]}, "group_by": ["dataset"]}
+    _answer, unsent = runtime.cohorts.answer(r1, question)  # never settled by its caller
+    started = time.monotonic()
+    again = runtime.cohorts.count(r2, question)
+    assert time.monotonic() - started >= 0.3
+    assert again["parameters"]["repeated"] is True and again["parameters"]["charged"] == 0.0
+    unsent()  # too late: it ran already
+    runtime.cohorts.answer(r1, _question(7))  # left open
+    runtime.cohorts.close()
+    with runtime.database.transaction() as conn:
+        rows = conn.execute("SELECT id, outcome FROM cohort_queries ORDER BY id").fetchall()
+    assert [r["outcome"] for r in rows] == ["answered", "repeated", "answered"]
+    assert sorted(settled) == [r["id"] for r in rows]  # each once
