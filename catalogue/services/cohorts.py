@@ -68,10 +68,11 @@ class _Decision(NamedTuple):
 
 class _Settling:
     """Answered questions whose ledger entries are not settled yet, in this process, by
-    canonical question. The same question asked again (by anyone: a repeat is free within an
-    organisation) waits for the settlement, so that the repeat is recognised and free; after
-    ``SETTLE_WAIT`` seconds (the answer's response was never closed: its server did not say it
-    was sent) it settles the entry itself. Each settlement runs once, whoever runs it."""
+    canonical question and by whose answers make it a free repeat (``_repeat_scope``). The
+    same question asked again in that scope waits for the settlement, so that the repeat is
+    recognised and free; after ``SETTLE_WAIT`` seconds (the answer's response was never
+    closed: its server did not say it was sent) it settles the entry itself. Each settlement
+    runs once, whoever runs it."""
 
     def __init__(self) -> None:
         self._open: dict[str, list[Callable[[], None]]] = {}
@@ -119,6 +120,14 @@ class _Settling:
 
 #: seconds a question waits for the settlement of the same question answered just before
 SETTLE_WAIT = 2.0
+
+
+def _repeat_scope(identity: Identity, digest: str) -> str:
+    """Whose earlier answers to a question make it a free repeat: the organisation's (its
+    researchers'), else the researcher's own (see ``CohortLedger.standing``)."""
+    who = (f"organisation:{identity.organisation_id}" if identity.organisation_id
+           else f"user:{identity.user_id}")
+    return f"{who}|{digest}"
 
 
 class _CachedContext(NamedTuple):
@@ -222,9 +231,9 @@ class CohortService:
         records the budget (the charge is committed under the researcher's and
         the organisation's locks, so concurrent questions see it; the entry is ``pending``,
         so a concurrent repeat is charged too, not free) and draws the noise (which never
-        depends on the counts). Then the numbers are released and the entry settled
+        depends on the counts). Then the numbers are released, and the entry is settled
         ``answered`` or ``repeated`` with how many were; a question the engine refuses is
-        settled ``invalid``, one it could not answer ``failed``, both uncharged. So the ledger
+        settled ``invalid``, one it could not answer ``failed``, both uncharged. So the charge
         is never behind what was released."""
         require_role(identity, Role.RESEARCHER)
         if self.search is None:
@@ -262,6 +271,7 @@ class CohortService:
         for group, (subjects, studies) in zip(groups, pairs, strict=True):
             group["subjects"], group["studies"] = subjects, studies
         numbers = sum((not s["suppressed"]) + (not t["suppressed"]) for s, t in [total, *pairs])
+
         def settle_entry() -> None:
             try:
                 self._settle(decision.entry, "repeated" if decision.repeated else "answered",
@@ -269,7 +279,7 @@ class CohortService:
             except Exception:  # the entry stays pending: charged, the conservative side
                 log.exception("could not settle an answered cohort question")
 
-        settle = self._settling.add(question.digest(), settle_entry)
+        settle = self._settling.add(_repeat_scope(identity, question.digest()), settle_entry)
         return {
             "question": question.canonical(),
             "total": {"subjects": total[0], "studies": total[1]},
@@ -286,9 +296,9 @@ class CohortService:
         }, settle
 
     def _decide(self, identity: Identity, question: Question, cells: int) -> _Decision:
-        """Read the data version, then charge the question or refuse it in one round trip:
-        the locks, the standing read (which runs after the locks are held, so it sees every
-        charge committed before), the entry and the commit, pipelined.
+        """Read the data version, then charge the question or refuse it: the locks, the
+        standing read (which runs after the locks are held, so it sees every charge committed
+        before), the entry and the commit, pipelined.
 
         The version is read once the count request is out: a version older than the data the
         engine counts then needs the read to fall between a change becoming searchable and
@@ -296,13 +306,14 @@ class CohortService:
         snapshot taken before the read; read before the request was sent, the snapshot could
         also come after it.
 
-        The same question answered in this process an instant before, whose entry is not
-        settled yet, is waited for: so that repeating it is free (see
-        :meth:`answer`)."""
+        The same question answered in this process an instant before to the researcher or
+        their organisation, whose entry is not settled yet, is waited for: so that repeating
+        it is free (see :meth:`answer`). Other organisations' questions are not waited for: the
+        wait would tell what they asked."""
         digest = question.digest()
         window = timedelta(days=self.policy.window_days)
         refused: str | None = None
-        self._settling.wait_for(digest)
+        self._settling.wait_for(_repeat_scope(identity, digest))
         with self.db.transaction() as conn:
             version = data_version(conn)
             with conn.pipeline():
