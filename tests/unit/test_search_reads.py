@@ -6,10 +6,11 @@ an unreachable node is skipped, and every failure surfaces when the answer is re
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import socket
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -31,6 +32,21 @@ class _Engine(ThreadingHTTPServer):
         self.hang_up = 0                       # requests read and not answered (closed)
         self.release = threading.Event()       # answers wait for this
         self.release.set()
+        self.connections: list[socket.socket] = []
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        conn, address = super().get_request()
+        self.connections.append(conn)
+        return conn, address
+
+    def kill(self) -> None:
+        """Go away as a stopped node does: no more connections, the open ones reset."""
+        self.shutdown()
+        self.server_close()
+        for conn in self.connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -59,7 +75,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-@contextmanager
+@contextlib.contextmanager
 def engine() -> Iterator[_Engine]:
     server = _Engine()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -170,3 +186,45 @@ def test_urls_are_taken_as_the_official_clients_take_them() -> None:
         prefixed = ReadPool([_url(server) + "/proxy/"], timeout=5)
         prefixed.send("/i/_search", b"{}").result()
         assert server.seen[-1]["path"] == "/proxy/i/_search"
+
+
+def test_a_node_that_goes_away_with_idle_connections_to_it_fails_over_to_the_next() -> None:
+    """Two nodes, connections kept to both; one stops (as when a cluster node is shut down):
+    every later read is answered by the other, the stopped node is skipped from then on."""
+    with engine() as first, engine() as second:
+        pool = ReadPool([_url(first), _url(second)], timeout=5)
+        for _ in range(6):  # reads take turns: keep-alive connections to both nodes
+            assert pool.send("/i/_search", b"{}").result()["status"] == 200
+        assert first.seen and second.seen
+        first.kill()
+        before = len(second.seen)
+        for n in range(8):
+            assert pool.send("/i/_search", json.dumps({"n": n}).encode()).result()["echo"] == {
+                "n": n}
+        assert len(second.seen) - before == 8
+
+
+def test_a_node_answering_unavailable_sends_the_read_to_the_next_and_the_last_answer_counts(
+) -> None:
+    with engine() as first, engine() as second:
+        first.status = 503  # shutting down, say
+        pool = ReadPool([_url(first), _url(second)], timeout=5)
+        for _ in range(4):
+            assert pool.send("/i/_search", b"{}").result()["status"] == 200
+        second.status = 503  # both: the caller gets the status
+        with pytest.raises(HTTPStatusError) as caught:
+            pool.send("/i/_search", b"{}").result()
+        assert caught.value.status == 503
+
+
+def test_a_node_that_drops_the_read_it_was_sent_passes_it_to_the_next() -> None:
+    """The request reached a node that then went away without answering (stopped while the
+    read was in flight): the read goes to the next node, not back to the same one."""
+    with engine() as first, engine() as second:
+        first.hang_up = 1000
+        pool = ReadPool([_url(first), _url(second)], timeout=5)
+        answers = [pool.send("/i/_search", json.dumps({"n": n}).encode()).result()["echo"]
+                   for n in range(4)]
+        assert answers == [{"n": n} for n in range(4)]
+        assert len(first.seen) == 1  # then skipped as dead
+        assert [s["body"]["n"] for s in second.seen] == [0, 1, 2, 3]

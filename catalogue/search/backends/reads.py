@@ -21,6 +21,7 @@ import base64
 import http.client
 import itertools
 import ssl
+import time
 from collections import deque
 from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
@@ -28,10 +29,6 @@ from urllib.parse import unquote, urlsplit
 import orjson
 
 from catalogue.errors import SearchUnavailable
-
-#: what a connection the server closed while it sat idle raises when it is used again
-_STALE = (http.client.RemoteDisconnected, http.client.BadStatusLine, ConnectionResetError,
-          BrokenPipeError, ConnectionAbortedError)
 
 
 class HTTPStatusError(Exception):
@@ -52,6 +49,14 @@ class _Node(NamedTuple):
     headers: dict[str, str]
 
 
+#: seconds a node that refused a connection is skipped (tried again when every node is)
+DEAD_FOR = 60.0
+
+#: statuses a node answers while it cannot serve (shutting down, overloaded): the read goes to
+#: the next node, as the official clients do
+_RETRY_STATUSES = (502, 503, 504)
+
+
 class ReadPool:
     """Keep-alive connections for reads, per node (at most ``size`` idle ones each)."""
 
@@ -63,6 +68,7 @@ class ReadPool:
         self.size = size
         self._nodes = [_node(slot, u) for slot, u in enumerate(urls)]
         self._idle: list[deque[http.client.HTTPConnection]] = [deque() for _ in self._nodes]
+        self._dead_until = [0.0] * len(self._nodes)
         self._turn = itertools.cycle(range(len(self._nodes)))
         self._tls: ssl.SSLContext | None = None
         if any(n.https for n in self._nodes):
@@ -73,18 +79,16 @@ class ReadPool:
 
     def send(self, path: str, body: bytes) -> SentRead:
         """POST ``body`` (JSON) to ``path`` on the next node and return without waiting for
-        the answer. A node that cannot be reached is skipped for the next; when none can be,
-        the error is kept for :meth:`SentRead.result` (so the caller's work goes on as if the
-        request were out, and every failure surfaces in one place)."""
-        sent = SentRead(self, path, body)
-        first = next(self._turn)
-        for step in range(len(self._nodes)):
-            node = self._nodes[(first + step) % len(self._nodes)]
-            try:
-                sent._out(node)
-                return sent
-            except OSError as exc:
-                sent.error = exc
+        the answer. A node that cannot be reached is skipped for the next (and for
+        ``DEAD_FOR`` seconds); when none can be, the error is kept for
+        :meth:`SentRead.result` (so the caller's work goes on as if the request were out, and
+        every failure surfaces in one place)."""
+        first, now = next(self._turn), time.monotonic()
+        order = [self._nodes[(first + step) % len(self._nodes)]
+                 for step in range(len(self._nodes))]
+        order.sort(key=lambda n: self._dead_until[n.slot] > now)  # live nodes first
+        sent = SentRead(self, path, body, order)
+        sent._next()
         return sent
 
     def close(self) -> None:
@@ -108,79 +112,84 @@ class ReadPool:
         else:
             conn.close()
 
+    def _dead(self, node: _Node) -> None:
+        self._dead_until[node.slot] = time.monotonic() + DEAD_FOR
+        idle = self._idle[node.slot]  # connections to a node that went away are stale
+        while idle:
+            idle.pop().close()
+
 
 class SentRead:
     """A read on its way: :meth:`result` waits for the answer (once); :meth:`close` abandons
     it (its connection is closed, not reused: the answer would still be on it)."""
 
-    def __init__(self, pool: ReadPool, path: str, body: bytes) -> None:
+    def __init__(self, pool: ReadPool, path: str, body: bytes, order: list[_Node]) -> None:
         self.pool = pool
         self.path = path
         self.body = body
-        self.error: OSError | None = None
+        self.error: BaseException | None = None
+        self._order = order          # the nodes not tried yet, in turn
         self._node: _Node | None = None
         self._conn: http.client.HTTPConnection | None = None
         self._reused = False
 
-    def _out(self, node: _Node) -> None:
-        """Send on an idle connection to ``node``, or on a new one if the idle one had been
-        closed by the server; raises ``OSError`` when ``node`` cannot be reached."""
-        conn, reused = self.pool._take(node)
-        try:
-            conn.request("POST", node.prefix + self.path, self.body, node.headers)
-        except OSError:
-            conn.close()
-            if not reused:
-                raise
-            conn, reused = _new(self.pool, node), False
+    def _next(self, fresh: _Node | None = None) -> bool:
+        """Send on the next node not tried yet (on ``fresh`` with a new connection, when
+        given); ``False`` when no node is left that accepts the request."""
+        while fresh is not None or self._order:
+            node = fresh if fresh is not None else self._order.pop(0)
+            conn, reused = (_new(self.pool, node), False) if fresh else self.pool._take(node)
+            fresh = None
             try:
                 conn.request("POST", node.prefix + self.path, self.body, node.headers)
-            except OSError:
+            except OSError as exc:
                 conn.close()
-                raise
-        self._node, self._conn, self._reused, self.error = node, conn, reused, None
+                self.error = exc
+                if reused:  # closed by the server while idle: once more, on a new one
+                    fresh = node
+                else:
+                    self.pool._dead(node)
+                continue
+            self._node, self._conn, self._reused = node, conn, reused
+            return True
+        return False
 
     def result(self) -> Any:
         """The engine's JSON answer; ``HTTPStatusError`` for a status other than 2xx,
         ``SearchUnavailable`` when no node answered (refused, reset, timed out)."""
-        if self._conn is None:
-            raise SearchUnavailable() from self.error
-        node, conn = self._node, self._conn
-        assert node is not None
-        self._conn = None
-        try:
-            response = conn.getresponse()
-        except _STALE:
-            conn.close()
-            if not self._reused:
-                raise SearchUnavailable() from None
-            # the server had closed the idle connection: the read is sent again, once
+        while True:
+            conn, node = self._conn, self._node
+            if conn is None or node is None:
+                raise SearchUnavailable() from self.error
+            self._conn = None
             try:
-                conn = _new(self.pool, node)
-                conn.request("POST", node.prefix + self.path, self.body, node.headers)
                 response = conn.getresponse()
-            except OSError:
+                data = response.read()
+            except TimeoutError:  # the node is there but slow: not sent elsewhere
                 conn.close()
                 raise SearchUnavailable() from None
-        except OSError:  # a timeout included
-            conn.close()
-            raise SearchUnavailable() from None
-        try:
-            data = response.read()
-        except OSError:
-            conn.close()
-            raise SearchUnavailable() from None
-        if response.will_close:
-            conn.close()
-        else:
-            self.pool._give_back(node, conn)
-        if not 200 <= response.status < 300:
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                self.error = exc
+                if self._reused:  # closed by the server while idle: once more, on a new one
+                    self._next(fresh=node)
+                else:  # the node went away with the request
+                    self.pool._dead(node)
+                    self._next()
+                continue
+            if response.will_close:
+                conn.close()
+            else:
+                self.pool._give_back(node, conn)
+            if 200 <= response.status < 300:
+                return orjson.loads(data)
+            if response.status in _RETRY_STATUSES and self._next():
+                continue
             try:
                 info: Any = orjson.loads(data)
             except orjson.JSONDecodeError:
                 info = data.decode("utf-8", "replace")
             raise HTTPStatusError(response.status, info)
-        return orjson.loads(data)
 
     def close(self) -> None:
         if self._conn is not None:
