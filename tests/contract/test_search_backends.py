@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from catalogue.config import Config
-from catalogue.errors import NotFound, ValidationError
+from catalogue.errors import CatalogueError, NotFound, ValidationError
 from catalogue.search.backends import opensearch_backend
+from catalogue.search.backends.reads import HTTPStatusError
 from catalogue.search.base import Delete, SearchBackend, Upsert
 from catalogue.search.indexer import sort_key
 from catalogue.search.mappings import load_definition
@@ -399,6 +400,67 @@ def test_opensearch_readers_follow_alias_switches_and_drops_by_another_process(
         assert not errors, errors[:3]
         assert totals <= {1, 2, 3, 4} and len(totals) > 1
         assert reader.search(alias, SearchRequest()).total == 4  # the last load: DOCS[:4]
+    finally:
+        for physical in writer.list_indices(alias):
+            with contextlib.suppress(Exception):
+                writer.switch_alias(writer.logical_name("parked"), physical)
+                writer.drop_index(physical)
+        writer.close()
+        reader.close()
+
+
+class _Refused:
+    """A read answered as an index that is being closed answers some: 400, "this Analyzer is
+    closed" (seen under rebuilds)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def result(self) -> Any:
+        raise HTTPStatusError(400, {"error": {"reason": "failed to create query: this "
+                                              "Analyzer is closed"}})
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.opensearch
+def test_a_read_rejected_by_an_index_going_away_goes_to_the_alias_new_index(
+        tmp_path: Path, opensearch_urls: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader that still sends to an index the alias no longer names, which rejects the read
+    as it closes, reads the alias again and answers from the new index; a rejection by the
+    index the alias names stands (an error, not a retry loop)."""
+    config = make_config(tmp_path, "postgresql://unused/x", search_url=",".join(opensearch_urls),
+                         search_index_prefix=f"j{os.getpid()}-{tmp_path.name[-12:]}-".lower()
+                         .replace("_", "-"))
+    writer, reader = create_backend(config), create_backend(config)
+    definition = load_definition("datasets")
+    alias = writer.logical_name("datasets")
+
+    def load(docs: list[dict[str, Any]]) -> str:
+        physical = writer.create_index(definition)
+        writer.bulk(physical, [Upsert(d["id"], _keyed(d)) for d in docs])
+        writer.refresh(physical)
+        writer.switch_alias(alias, physical)
+        return physical
+
+    try:
+        first = load(DOCS)
+        assert reader.search(alias, SearchRequest()).total == 4  # the reader knows `first`
+        second = load(DOCS[:2])
+        refusing = {first}
+        post = reader._post  # type: ignore[attr-defined]
+
+        def refused(path: str, body: bytes) -> Any:
+            if path.split("/")[1] in refusing:
+                return _Refused(path)
+            return post(path, body)
+
+        monkeypatch.setattr(reader, "_post", refused)
+        assert reader.search(alias, SearchRequest()).total == 2  # from `second`
+        refusing.add(second)
+        with pytest.raises(CatalogueError, match="rejected"):
+            reader.search(alias, SearchRequest())
     finally:
         for physical in writer.list_indices(alias):
             with contextlib.suppress(Exception):

@@ -72,18 +72,34 @@ class EngineHTTPError(Exception):
         super().__init__(f"{status}: {str(info)[:300]}")
 
 
-def _mapped(status: int, method: str, path: str, exc: Exception) -> CatalogueError:
-    """The catalogue's error for an engine's HTTP error status."""
+def _mapped(status: int, method: str, path: str, exc: Exception,
+            logged: bool = True) -> CatalogueError:
+    """The catalogue's error for an engine's HTTP error status (a rejection is logged unless
+    ``logged`` is off: the caller logs it if it stands)."""
     if status == 404:
         return NotFound("search index not found")
     if status in (429, 502, 503, 504) or status >= 500:
         return SearchUnavailable()
-    log.error("search engine rejected %s %s: %s", method, path, exc)
-    return CatalogueError("the search engine rejected a request")
+    if logged:
+        log.error("search engine rejected %s %s: %s", method, path, exc)
+    return _Rejected(f"search engine rejected POST {path}: {exc}")
+
+
+class _Rejected(CatalogueError):
+    """The engine refused a request (4xx); ``detail`` says what it said, for the log."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("the search engine rejected a request")
+        self.detail = detail
 
 
 def _body(value: Any) -> bytes:
     return value if isinstance(value, bytes) else _json(value)
+
+
+def _log_rejection(error: Exception) -> None:
+    if isinstance(error, _Rejected):
+        log.error("%s", error.detail)
 
 
 class _Reading:
@@ -98,18 +114,29 @@ class _Reading:
         self.physical, self.definition, self.sent = physical, definition, sent
 
     def result(self) -> tuple[IndexDefinition, Any]:
+        """An index being dropped answers "not found", "unavailable", or a rejection while it
+        closes (a 400 "this Analyzer is closed", seen under a rebuild): if the alias names
+        another index by then, the read goes there; else the error stands."""
         backend = self.backend
         try:
             return self.definition, backend._answer(self.sent)
-        except (NotFound, SearchUnavailable):  # dropped, or being dropped (its shards go)
+        except (NotFound, SearchUnavailable, _Rejected) as exc:
             if self.physical == self.index:
+                _log_rejection(exc)
                 raise
-            stale = self.physical
+            stale, error = self.physical, exc
         physical, definition = backend._resolve(self.index, fresh=True)
         if physical == stale:  # the alias still names it: a failure of its own
+            _log_rejection(error)
+            if isinstance(error, _Rejected):
+                raise error
             raise SearchUnavailable() from None
-        return definition, backend._answer(
-            backend._post(f"/{physical}{self.path}", _body(self.build(definition))))
+        try:
+            return definition, backend._answer(
+                backend._post(f"/{physical}{self.path}", _body(self.build(definition))))
+        except _Rejected as exc:
+            _log_rejection(exc)
+            raise
 
     def close(self) -> None:
         self.sent.close()
@@ -228,7 +255,7 @@ class RestSearchBackend(SearchBackend):
         try:
             return sent.result()
         except HTTPStatusError as exc:
-            raise _mapped(exc.status, "POST", sent.path, exc) from None
+            raise _mapped(exc.status, "POST", sent.path, exc, logged=False) from None
 
     def close(self) -> None:
         self._reads.close()
