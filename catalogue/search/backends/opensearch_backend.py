@@ -82,7 +82,7 @@ def _mapped(status: int, method: str, path: str, exc: Exception,
         return SearchUnavailable()
     if logged:
         log.error("search engine rejected %s %s: %s", method, path, exc)
-    return _Rejected(f"search engine rejected POST {path}: {exc}")
+    return _Rejected(f"search engine rejected {method} {path}: {exc}")
 
 
 class _Rejected(CatalogueError):
