@@ -195,8 +195,8 @@ def run(runtime: Runtime, spec: Spec, queries: int = 200, seed: int = 0, reuse: 
 def _api(runtime: Runtime, family: str) -> Iterator[str]:
     """The API the questions go to; yields its base URL. On Elasticsearch/OpenSearch,
     ``catalogue serve`` in its own process, as deployed: served from this process, the
-    benchmark's client and the server's threads would take turns on one interpreter (the
-    bare request's client has it to itself), about 1 ms of each answer at p50. An engine in
+    benchmark's client and the server's threads would share one interpreter (the bare
+    request's client has it to itself; 0-1.3 ms of an answer at p50, measured). An engine in
     the process (tantivy) is served from this one, which holds its index."""
     if family == "tantivy":
         with serve(runtime, threads=4, settle=True) as base:  # settled as `catalogue serve` is

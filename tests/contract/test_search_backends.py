@@ -340,15 +340,15 @@ def test_tantivy_readers_survive_alias_switches_and_drops_by_another_process(
     assert searches > 25
 
 
-@pytest.mark.opensearch
-def test_opensearch_readers_follow_alias_switches_and_drops_by_another_process(
-        tmp_path: Path, opensearch_urls: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    """Searches go to the physical index the alias named when last read (``ALIAS_TTL``): a
-    reader (another process: its own backend object) whose index was dropped reads the alias
-    again and answers from the new index at once; one whose index was only switched away
-    from follows when the alias is read again. Nothing fails meanwhile."""
-    config = make_config(tmp_path, "postgresql://unused/x", search_url=",".join(opensearch_urls),
-                         search_index_prefix=f"r{os.getpid()}-{tmp_path.name[-12:]}-".lower()
+@contextlib.contextmanager
+def _writer_and_reader(tmp_path: Path, urls: list[str], tag: str
+                       ) -> Iterator[tuple[SearchBackend, SearchBackend, str,
+                                           Callable[[list[dict[str, Any]]], str]]]:
+    """Two OpenSearch backends on one cluster, as two processes have (a writer, a reader), the
+    datasets alias, and ``load(docs)``: a new physical index of ``docs`` the alias is switched
+    to (its name returned). Every index made is dropped afterwards."""
+    config = make_config(tmp_path, "postgresql://unused/x", search_url=",".join(urls),
+                         search_index_prefix=f"{tag}{os.getpid()}-{tmp_path.name[-12:]}-".lower()
                          .replace("_", "-"))
     writer, reader = create_backend(config), create_backend(config)
     definition = load_definition("datasets")
@@ -362,6 +362,24 @@ def test_opensearch_readers_follow_alias_switches_and_drops_by_another_process(
         return physical
 
     try:
+        yield writer, reader, alias, load
+    finally:
+        for physical in writer.list_indices(alias):
+            with contextlib.suppress(Exception):
+                writer.switch_alias(writer.logical_name("parked"), physical)
+                writer.drop_index(physical)
+        writer.close()
+        reader.close()
+
+
+@pytest.mark.opensearch
+def test_opensearch_readers_follow_alias_switches_and_drops_by_another_process(
+        tmp_path: Path, opensearch_urls: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Searches go to the physical index the alias named when last read (``ALIAS_TTL``): a
+    reader (another process: its own backend object) whose index was dropped reads the alias
+    again and answers from the new index at once; one whose index was only switched away
+    from follows when the alias is read again. Nothing fails meanwhile."""
+    with _writer_and_reader(tmp_path, opensearch_urls, "r") as (writer, reader, alias, load):
         first = load(DOCS)
         sent: list[str] = []
         send, post = reader._send, reader._post  # type: ignore[attr-defined]
@@ -400,13 +418,6 @@ def test_opensearch_readers_follow_alias_switches_and_drops_by_another_process(
         assert not errors, errors[:3]
         assert totals <= {1, 2, 3, 4} and len(totals) > 1
         assert reader.search(alias, SearchRequest()).total == 4  # the last load: DOCS[:4]
-    finally:
-        for physical in writer.list_indices(alias):
-            with contextlib.suppress(Exception):
-                writer.switch_alias(writer.logical_name("parked"), physical)
-                writer.drop_index(physical)
-        writer.close()
-        reader.close()
 
 
 class _Refused:
@@ -430,21 +441,7 @@ def test_a_read_rejected_by_an_index_going_away_goes_to_the_alias_new_index(
     """A reader that still sends to an index the alias no longer names, which rejects the read
     as it closes, reads the alias again and answers from the new index; a rejection by the
     index the alias names stands (an error, not a retry loop)."""
-    config = make_config(tmp_path, "postgresql://unused/x", search_url=",".join(opensearch_urls),
-                         search_index_prefix=f"j{os.getpid()}-{tmp_path.name[-12:]}-".lower()
-                         .replace("_", "-"))
-    writer, reader = create_backend(config), create_backend(config)
-    definition = load_definition("datasets")
-    alias = writer.logical_name("datasets")
-
-    def load(docs: list[dict[str, Any]]) -> str:
-        physical = writer.create_index(definition)
-        writer.bulk(physical, [Upsert(d["id"], _keyed(d)) for d in docs])
-        writer.refresh(physical)
-        writer.switch_alias(alias, physical)
-        return physical
-
-    try:
+    with _writer_and_reader(tmp_path, opensearch_urls, "j") as (_, reader, alias, load):
         first = load(DOCS)
         assert reader.search(alias, SearchRequest()).total == 4  # the reader knows `first`
         second = load(DOCS[:2])
@@ -461,13 +458,6 @@ def test_a_read_rejected_by_an_index_going_away_goes_to_the_alias_new_index(
         refusing.add(second)
         with pytest.raises(CatalogueError, match="rejected"):
             reader.search(alias, SearchRequest())
-    finally:
-        for physical in writer.list_indices(alias):
-            with contextlib.suppress(Exception):
-                writer.switch_alias(writer.logical_name("parked"), physical)
-                writer.drop_index(physical)
-        writer.close()
-        reader.close()
 
 
 def test_fill_loads_lazily_made_batches(backend: SearchBackend) -> None:

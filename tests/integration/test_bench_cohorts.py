@@ -37,9 +37,14 @@ def test_small_run_reports_sane_figures_and_reuse_asks_again(runtime: Runtime) -
 
 @pytest.mark.opensearch
 def test_on_opensearch_the_api_is_served_by_a_catalogue_serve_process_of_its_own(
-        opensearch_config: Config) -> None:
+        opensearch_config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
     """Elasticsearch/OpenSearch: the questions go to ``catalogue serve`` in its own process
     (as deployed), the bare requests from this one; both answer every question."""
+
+    def in_process(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the API was served from the benchmark's process")
+
+    monkeypatch.setattr(cohorts, "serve", in_process)
     rt = Runtime(opensearch_config).start()
     try:
         figures = cohorts.run(rt, SPEC, queries=12, seed=2)

@@ -97,11 +97,6 @@ def _body(value: Any) -> bytes:
     return value if isinstance(value, bytes) else _json(value)
 
 
-def _log_rejection(error: Exception) -> None:
-    if isinstance(error, _Rejected):
-        log.error("%s", error.detail)
-
-
 class _Reading:
     """A read sent (:meth:`RestSearchBackend._start_read`); :meth:`result` gives the definition
     its body was made for and the engine's answer, sending it once more on the alias's new
@@ -116,27 +111,29 @@ class _Reading:
     def result(self) -> tuple[IndexDefinition, Any]:
         """An index being dropped answers "not found", "unavailable", or a rejection while it
         closes (a 400 "this Analyzer is closed", seen under a rebuild): if the alias names
-        another index by then, the read goes there; else the error stands."""
+        another index by then, the read goes there; else the error stands (a rejection is
+        logged then, not before)."""
+        try:
+            return self._result()
+        except _Rejected as exc:
+            log.error("%s", exc.detail)
+            raise
+
+    def _result(self) -> tuple[IndexDefinition, Any]:
         backend = self.backend
         try:
             return self.definition, backend._answer(self.sent)
         except (NotFound, SearchUnavailable, _Rejected) as exc:
             if self.physical == self.index:
-                _log_rejection(exc)
                 raise
             stale, error = self.physical, exc
         physical, definition = backend._resolve(self.index, fresh=True)
         if physical == stale:  # the alias still names it: a failure of its own
-            _log_rejection(error)
             if isinstance(error, _Rejected):
                 raise error
             raise SearchUnavailable() from None
-        try:
-            return definition, backend._answer(
-                backend._post(f"/{physical}{self.path}", _body(self.build(definition))))
-        except _Rejected as exc:
-            _log_rejection(exc)
-            raise
+        return definition, backend._answer(
+            backend._post(f"/{physical}{self.path}", _body(self.build(definition))))
 
     def close(self) -> None:
         self.sent.close()

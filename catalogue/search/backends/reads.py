@@ -9,10 +9,11 @@ ms of a 15 ms count at p50, measured). Here the request is sent, the caller work
 Reads (``POST /{index}/_search``) go on keep-alive connections of their own, per node, taken
 from the URLs the backend was configured with (``user:password@`` in a URL is sent as basic
 authentication; ``https`` URLs verify certificates unless ``verify_certs`` is off). A read is
-idempotent, so one that fails on a connection the server had closed while it was idle is sent
-again on a new one, and one whose node cannot be reached goes to the next node; everything else
-is the caller's error to map (:class:`~catalogue.search.backends.opensearch_backend.EngineHTTPError`
-for an HTTP status, ``SearchUnavailable`` for a node that cannot be reached or timed out).
+idempotent, so it fails over as the official clients do: one that fails on a connection the
+server had closed while it was idle is sent again on a new one; one a node drops in flight, or
+answers 502/503/504, goes to the next node; a node that refuses connections is skipped for
+``DEAD_FOR`` seconds. A timeout is not sent elsewhere. What is left is the caller's to map:
+:class:`HTTPStatusError` for an HTTP status, ``SearchUnavailable`` when no node answered.
 """
 
 from __future__ import annotations
@@ -103,7 +104,14 @@ class ReadPool:
         try:
             return idle.pop(), True
         except IndexError:
-            return _new(self, node), False
+            return self._connect(node), False
+
+    def _connect(self, node: _Node) -> http.client.HTTPConnection:
+        """A new connection to ``node`` (it connects when first used)."""
+        if node.https:
+            return http.client.HTTPSConnection(node.host, node.port, timeout=self.timeout,
+                                               context=self._tls)
+        return http.client.HTTPConnection(node.host, node.port, timeout=self.timeout)
 
     def _give_back(self, node: _Node, conn: http.client.HTTPConnection) -> None:
         idle = self._idle[node.slot]
@@ -138,7 +146,7 @@ class SentRead:
         given); ``False`` when no node is left that accepts the request."""
         while fresh is not None or self._order:
             node = fresh if fresh is not None else self._order.pop(0)
-            conn, reused = (_new(self.pool, node), False) if fresh else self.pool._take(node)
+            conn, reused = (self.pool._connect(node), False) if fresh else self.pool._take(node)
             fresh = None
             try:
                 conn.request("POST", node.prefix + self.path, self.body, node.headers)
@@ -195,13 +203,6 @@ class SentRead:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-
-
-def _new(pool: ReadPool, node: _Node) -> http.client.HTTPConnection:
-    if node.https:
-        return http.client.HTTPSConnection(node.host, node.port, timeout=pool.timeout,
-                                           context=pool._tls)
-    return http.client.HTTPConnection(node.host, node.port, timeout=pool.timeout)
 
 
 def _node(slot: int, url: str) -> _Node:
