@@ -106,8 +106,13 @@ class HarvestRepository:
                     s.next_run_at,
                 ),
             ).fetchone()
-        except psycopg.errors.ForeignKeyViolation:
-            raise ValidationError("unknown organisation or dataset for this source") from None
+        except psycopg.errors.ForeignKeyViolation as exc:
+            if "dataset" in (exc.diag.constraint_name or ""):
+                raise ValidationError(
+                    f"unknown dataset {s.dataset_id!r} for this source") from None
+            raise ValidationError(
+                f"unknown organisation {s.organisation_id!r} for this source: create it first "
+                "(catalogue orgs create)") from None
         assert row is not None
         return _source(row)
 

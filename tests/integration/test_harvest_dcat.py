@@ -270,6 +270,14 @@ def test_cli_one_shot_json_and_exit_codes(orgs: Runtime, db_url: str, tmp_path: 
     )
     assert bad.exit_code == 1
     assert json.loads(bad.stdout)["status"] == "failed"
+    nobody = CliRunner().invoke(
+        main,
+        ["harvest", "dcat", str(DATA / "health-ri" / "example-dataset.ttl"),
+         "--organisation", "org-nobody"],
+        env=env,
+    )
+    assert nobody.exit_code != 0
+    assert "unknown organisation 'org-nobody'" in nobody.output
 
 
 def test_incremental_runs_ask_for_changes_only_and_never_withdraw(orgs: Runtime) -> None:
