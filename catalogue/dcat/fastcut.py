@@ -23,6 +23,10 @@ from catalogue.dcat.namespaces import DCAT, _canonical_term
 from catalogue.dcat.profiles.base import _CANONICAL, _DESCRIPTION_OF
 
 _DATASET_LINKS = (DCAT.dataset, DCAT.seriesMember)
+_TYPE = RDF.type  # a namespace attribute makes a new term at each access: looked up once here
+#: what the index notes about a triple, by its predicate (most predicates: nothing)
+_ROLE = {RDF.type: "type", DCAT.dataset: "listed", DCAT.seriesMember: "member",
+         DCAT.inSeries: "in_series"}
 _NOT_DATASETS = {DCAT.Catalog, DCAT.DatasetSeries, DCAT.DataService}
 _BOUNDARY = {DCAT.Dataset, DCAT.Catalog}
 
@@ -36,16 +40,20 @@ class PageIndex:
         self.listed: set[Node] = set()      # objects of dcat:dataset
         self.members: set[Node] = set()     # objects of dcat:dataset / dcat:seriesMember
         self.in_series: set[Node] = set()
+        by_subject, role_of = self.by_subject, _ROLE.get
         for s, p, o in triples:
-            self.by_subject[s].append((p, o))
-            if p == RDF.type:
+            by_subject[s].append((p, o))
+            role = role_of(p)
+            if role is None:
+                continue
+            if role == "type":
                 self.types[s].add(o)
-            elif p in _DATASET_LINKS and not isinstance(o, Literal):
-                self.members.add(o)
-                if p == DCAT.dataset:
-                    self.listed.add(o)
-            elif p == DCAT.inSeries:
+            elif role == "in_series":
                 self.in_series.add(s)
+            elif not isinstance(o, Literal):  # dcat:dataset or dcat:seriesMember
+                self.members.add(o)
+                if role == "listed":
+                    self.listed.add(o)
 
     def dataset_nodes(self) -> list[Node]:
         nodes = {s for s, types in self.types.items() if DCAT.Dataset in types}
@@ -70,7 +78,7 @@ class PageIndex:
             subject = pending.pop()
             for predicate, value in self.by_subject.get(subject, ()):
                 add((subject, predicate, value))
-                if predicate == RDF.type or isinstance(value, Literal) or value in seen:
+                if predicate == _TYPE or isinstance(value, Literal) or value in seen:
                     continue
                 seen.add(value)
                 if value in self.by_subject and not self._is_boundary(value):
@@ -90,20 +98,23 @@ def index_page(content: bytes, url: str, max_triples: int = 2_000_000) -> PageIn
     assert _ox is not None
     fmt = detect_format(content, None, url)
     term = _OxigraphTerms()
-    canonical: dict[Any, Any] = {}
+    # each distinct term converted once: keyed by Oxigraph's N-Triples text of it (one text per
+    # term, and kinds never collide: <iri>, _:blank, "literal"), which hashes at C speed where
+    # rdflib literals hash in Python
+    converted: dict[str, Node] = {}
 
-    def canon(t: Node) -> Node:
-        found = canonical.get(t)
-        if found is None:
-            found = canonical[t] = _canonical_term(t)
+    def convert(text: str, t: Any) -> Node:
+        found = converted[text] = _canonical_term(term(t))
         return found
 
     triples: list[tuple[Node, Node, Node]] = []
+    append, get = triples.append, converted.get
     quads = _ox.parse(content, format=getattr(_ox.RdfFormat, _OX_FORMATS[fmt]), base_iri=url,
                       rename_blank_nodes=True)
     for count, quad in enumerate(quads, 1):
         if count > max_triples:
             raise _too_many(fmt, max_triples)
-        triples.append((canon(term(quad.subject)), canon(term(quad.predicate)),
-                        canon(term(quad.object))))
+        s, p, o = quad.subject, quad.predicate, quad.object
+        ks, kp, ko = str(s), str(p), str(o)
+        append((get(ks) or convert(ks, s), get(kp) or convert(kp, p), get(ko) or convert(ko, o)))
     return PageIndex(triples)
