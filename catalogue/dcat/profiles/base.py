@@ -47,12 +47,25 @@ _DESCRIPTION_OF = "_catalogue_description_of"
 _DATASET_ATTRIBUTES = frozenset(f.name for f in fields(Dataset))
 
 
-def _content_labels(graph: Graph | Description) -> dict[BNode, str] | None:
+def _is_blank(term: Node) -> bool:
+    """``isinstance(term, BNode)``, answered by the exact class for rdflib's own three term
+    classes (isinstance through rdflib's ABC is the slow part of hashing a record)."""
+    cls = term.__class__
+    if cls is BNode:
+        return True
+    if cls is URIRef or cls is Literal:
+        return False
+    return isinstance(term, BNode)
+
+
+def _content_labels(graph: Graph | Description,
+                    blanks: set[BNode] | None = None) -> dict[BNode, str] | None:
     """Blank-node labels hashed from their content, or None when that is not canonical.
 
     Descriptions are trees of blank nodes almost always; hashing each blank node's triples
     (recursively) labels them canonically at a fraction of the cost of the general algorithm.
     Cycles through blank nodes, or two blank nodes with the same content, fall back to it.
+    ``blanks``: the graph's blank nodes, when the caller has them.
     """
     labels: dict[BNode, str] = {}
     visiting: set[BNode] = set()
@@ -65,7 +78,7 @@ def _content_labels(graph: Graph | Description) -> dict[BNode, str] | None:
         visiting.add(node)
         parts = []
         for predicate, value in graph.predicate_objects(node):
-            if isinstance(value, BNode):
+            if _is_blank(value):
                 inner = label(value)
                 if inner is None:
                     return None
@@ -76,7 +89,9 @@ def _content_labels(graph: Graph | Description) -> dict[BNode, str] | None:
         labels[node] = "b" + hashlib.sha256("\n".join(sorted(parts)).encode()).hexdigest()[:32]
         return labels[node]
 
-    for node in {t for triple in graph for t in triple if isinstance(t, BNode)}:
+    if blanks is None:
+        blanks = {t for triple in graph for t in triple if _is_blank(t)}
+    for node in blanks:
         if label(node) is None:
             return None
     if len(set(labels.values())) != len(labels):
@@ -89,23 +104,28 @@ _IRI_TEXT: dict[URIRef, str] = {}
 
 def _nt_term(term: Node) -> str:
     """One term as N-Triples (what rdflib's N-Triples serializer writes), IRIs memoised."""
-    if isinstance(term, Literal):
-        return str(_quoteLiteral(term))
-    if isinstance(term, URIRef):
-        text = _IRI_TEXT.get(term)
+    cls = term.__class__
+    if cls is URIRef:
+        text = _IRI_TEXT.get(term)  # type: ignore[call-overload]
         if text is None:
             if len(_IRI_TEXT) > 200_000:
                 _IRI_TEXT.clear()
-            text = _IRI_TEXT[term] = term.n3()
+            text = _IRI_TEXT[term] = term.n3()  # type: ignore[index]
         return text
+    if cls is Literal or isinstance(term, Literal):
+        return str(_quoteLiteral(term))
+    if isinstance(term, URIRef):
+        return str(term.n3())
     return str(term.n3())
 
 
 def canonical_ntriples(graph: Graph | Description) -> str:
     """``graph`` as sorted N-Triples lines with canonical blank-node labels (stable hashes)."""
+    triples = list(graph)
+    blanks = {t for triple in triples for t in triple if _is_blank(t)}
     labels: dict[BNode, str] | None = {}
-    if any(isinstance(term, BNode) for triple in graph for term in triple):
-        labels = _content_labels(graph)
+    if blanks:
+        labels = _content_labels(graph, blanks)
         if labels is None:
             canonical = Graph(bind_namespaces="none")
             source = graph.to_graph() if isinstance(graph, Description) else graph
@@ -116,11 +136,15 @@ def canonical_ntriples(graph: Graph | Description) -> str:
             return "\n".join(lines) + ("\n" if lines else "")
     # rows written directly (no intermediate graph, no serializer): this runs once per record
     rows = set()
-    for s, p, o in graph:
+    add, iri_text, nt = rows.add, _IRI_TEXT.get, _nt_term
+    for s, p, o in triples:
         if labels:
-            s = BNode(labels[s]) if isinstance(s, BNode) else s
-            o = BNode(labels[o]) if isinstance(o, BNode) else o
-        rows.add(f"{_nt_term(s)} {_nt_term(p)} {_nt_term(o)} .")
+            if _is_blank(s):
+                s = BNode(labels[s])  # type: ignore[index]
+            if _is_blank(o):
+                o = BNode(labels[o])  # type: ignore[index]
+        # subjects and predicates are IRIs almost always: their memoised text first
+        add(f"{iri_text(s) or nt(s)} {iri_text(p) or nt(p)} {nt(o)} .")
     lines = sorted(rows)
     return "\n".join(lines) + ("\n" if lines else "")
 
