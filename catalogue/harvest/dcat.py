@@ -113,6 +113,13 @@ class ParsedRecord:
     dataset: Dataset
     problems: list[dict[str, Any]]     # values the profile could not read
     validation: list[dict[str, Any]]   # SHACL issues (new or changed records only)
+    who: str = ""                      # which dataset of the source it is (see Extracted.claims)
+
+
+def _who(node: Any, digest: str) -> str:
+    """The dataset a record describes, as messages name it: its IRI, else (a dataset without an
+    IRI) its description's digest, so that only an identical description is the same one."""
+    return f"<{node}>" if isinstance(node, URIRef) else f"a dataset without an IRI ({digest})"
 
 
 @dataclass
@@ -127,16 +134,20 @@ class Extracted:
     timings: dict[str, float] = field(default_factory=dict)
     deleted: list[str] = field(default_factory=list)  # IRIs of records announced deleted
     described: list[str] = field(default_factory=list)  # IRIs of the datasets on the page
+    #: (identifier, which dataset, unchanged?) of every record read, in page order
+    claims: list[tuple[str, str, bool]] = field(default_factory=list)
 
 
 @dataclass
 class Announced:
     """What one run learnt about deletions: IRIs announced deleted, and what it described
-    (IRIs and identifiers), which a deletion of the same dataset in the same run never beats."""
+    (IRIs and identifiers), which a deletion of the same dataset in the same run never beats;
+    and which dataset took each identifier first (identifier → (dataset, page))."""
 
     deleted: set[str] = field(default_factory=set)
     described_iris: set[str] = field(default_factory=set)
     described_ids: set[str] = field(default_factory=set)
+    claimed: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 def deleted_topics(page: Graph | PageIndex) -> list[str]:
@@ -198,8 +209,10 @@ def extract_page(profile: Any, page: Graph | PageIndex, url: str, organisation_i
             identifier = profile._identifier(description, node) or (
                 "urn:sha256:" + hashlib.sha256(text.encode()).hexdigest())
             digest = hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+            who = _who(node, digest)
             if stored.get(identifier) == digest:
                 out.unchanged.append(identifier)
+                out.claims.append((identifier, who, True))
                 continue
             ds, problems = profile.parse_with_problems(description, node, organisation_id,
                                                        text=text)
@@ -214,10 +227,12 @@ def extract_page(profile: Any, page: Graph | PageIndex, url: str, organisation_i
             out.failures.append({"record": identifier,
                                  "message": f"could not read this record: {type(exc).__name__}"})
             continue
+        out.claims.append((identifier, who, False))
         out.records.append(ParsedRecord(
             ds, [{"severity": "warning", "path": None, "message": p} for p in problems]
             + unknown_code_warnings(ds),
-            [{"severity": i.severity, "path": i.path, "message": i.describe()} for i in found]))
+            [{"severity": i.severity, "path": i.path, "message": i.describe()} for i in found],
+            who))
     out.timings = {"extract": time.perf_counter() - started - validating,
                    "validate": validating}
     return out
@@ -397,8 +412,11 @@ class DcatHarvester(Harvester):
         try:
             for page in pages:
                 if page.not_modified:
-                    ids = page_state.get(page.url, {}).get("identifiers", [])
+                    known = page_state.get(page.url, {})
+                    ids = known.get("identifiers", [])
                     announced.described_ids.update(ids)
+                    for identifier, who in known.get("claims", []):
+                        announced.claimed.setdefault(identifier, (who, page.url))
                     self._mark_seen(ctx, ids)
                     ctx.count("seen", len(ids))
                     ctx.count("unchanged", len(ids))
@@ -448,11 +466,13 @@ class DcatHarvester(Harvester):
         if result.nodes == 0 and page.expect_datasets and not deleted and not page.failures:
             ctx.error("no dcat:Dataset found on this page", location=page.url,
                       severity="warning")
+        claims = self._refuse_duplicates(result, page.url, announced.claimed)
         failures = page.failures + result.failures
         ctx.count("seen", result.nodes + len(page.failures))
         ctx.count("failed", len(failures))
         for failure in failures:
-            ctx.error(failure["message"], record=failure["record"], location=page.url)
+            ctx.error(failure["message"], record=failure["record"], location=page.url,
+                      prop=failure.get("property"))
             if failure["record"]:
                 announced.described_ids.add(failure["record"])
         # an OAI record that could not be read keeps its dataset's last good version: seen
@@ -469,12 +489,45 @@ class DcatHarvester(Harvester):
             return
         # a page with rejected or failed records is fetched in full next time, so they are
         # reconsidered (fixed rules, another validation mode) instead of skipped as 304
-        retry = ctx.counts["failed"] + ctx.counts["invalid"] > before
+        retry = ctx.counts["failed"] + ctx.counts["invalid"] > before or \
+            len(claims) < len(result.claims)
         page_state[page.url] = {
             "etag": None if retry else page.etag,
             "last_modified": None if retry else page.last_modified,
-            "next": page.next, "identifiers": page_ids}
+            "next": page.next, "identifiers": page_ids, "claims": claims}
         ctx.tick()
+
+    @staticmethod
+    def _refuse_duplicates(result: Extracted, location: str,
+                           claimed: dict[str, tuple[str, str]]) -> list[tuple[str, str]]:
+        """Drop the records whose identifier a different dataset of this run took first.
+
+        Identifiers are unique within an organisation, so two datasets of one source with the
+        same ``dct:identifier`` would overwrite each other on every harvest (or one would fail
+        to store). The first one read keeps it; each other one is a failed record whose error
+        names both. The same dataset read twice (listed on two pages) is not a duplicate.
+        Returns the page's claims that stand (kept in the page state, so that a page answered
+        304 next time still holds its identifiers).
+        """
+        refused: set[tuple[str, str]] = set()
+        for identifier, who, _unchanged in result.claims:
+            first = claimed.setdefault(identifier, (who, location))
+            if first[0] == who:
+                continue
+            refused.add((identifier, who))
+            where = "on this page" if first[1] == location else f"on {first[1]}"
+            result.failures.append({
+                "record": identifier, "property": "dct:identifier",
+                "message": f"dct:identifier {identifier!r} of {who} is already the identifier of "
+                           f"{first[0]} ({where}); identifiers must be unique within a source, "
+                           "so this dataset was not stored"})
+        if refused:
+            result.records = [r for r in result.records
+                              if (r.dataset.identifier, r.who) not in refused]
+            unchanged_who = {i: w for i, w, unchanged in result.claims if unchanged}
+            result.unchanged = [i for i in result.unchanged
+                                if (i, unchanged_who[i]) not in refused]
+        return [(i, w) for i, w, _ in result.claims if (i, w) not in refused]
 
     @staticmethod
     def _write_all(ctx: RunContext, conn: Any, repo: DatasetRepository,

@@ -91,6 +91,68 @@ def test_repeated_harvests_write_nothing_then_update_then_withdraw(orgs: Runtime
         assert _datasets(rt)[removed.identifier]["id"] == before[removed.identifier]["id"]
 
 
+def _sharing_identifier(i: int, identifier: str) -> Record:
+    """Dataset ``i`` (its own IRI) declaring another dataset's ``dct:identifier``."""
+    own, turtle = record(i)
+    return Record(own, turtle.replace(f'dct:identifier "{own}"', f'dct:identifier "{identifier}"'))
+
+
+def _iris(rt: Runtime) -> dict[str, str]:
+    with rt.database.transaction() as conn:
+        rows = conn.execute("SELECT identifier, iri FROM datasets").fetchall()
+    return {r["identifier"]: r["iri"] for r in rows}
+
+
+def test_two_datasets_of_a_source_with_one_identifier_keep_the_first_and_report_both(
+    orgs: Runtime,
+) -> None:
+    """A copy-pasted dct:identifier: the first dataset read keeps it, the other is a failed
+    record naming both, on every run; nothing flips between them, nothing is rewritten."""
+    records = generate_records(30, record)
+    records[3] = _sharing_identifier(3, "gen-000001")    # same page as gen-000001
+    records[15] = _sharing_identifier(15, "gen-000002")  # a later page
+    source = DcatSource(records, page_size=10)
+    with DcatServer(source) as server:
+        first = _harvest(orgs, server)
+        assert first.status == "completed", first.error
+        assert first.counts["seen"] == 30 and first.counts["created"] == 28
+        assert first.counts["failed"] == 2
+        base = f"http://{server.origin}"
+        stored, iris = _datasets(orgs), _iris(orgs)
+        assert len(stored) == 28
+        assert iris["gen-000001"] == f"{base}/dataset/gen-000001"
+        assert iris["gen-000002"] == f"{base}/dataset/gen-000002"
+        assert not any(iri.endswith(("gen-000003", "gen-000015")) for iri in iris.values())
+        errors = {e["record"]: e for e in first.errors if e["property"] == "dct:identifier"}
+        on_page = errors["gen-000001"]["message"]
+        assert f"<{base}/dataset/gen-000003>" in on_page
+        assert f"<{base}/dataset/gen-000001> (on this page)" in on_page
+        later = errors["gen-000002"]
+        assert f"<{base}/dataset/gen-000015>" in later["message"]
+        assert f"<{base}/dataset/gen-000002> (on {server.url}" in later["message"]
+        assert later["location"].endswith("page=2")
+        for _ in range(2):
+            source.not_modified = 0
+            again = _harvest(orgs, server)
+            assert again.counts["created"] == again.counts["updated"] == 0
+            assert again.counts["unchanged"] == 28 and again.counts["failed"] == 2
+            assert {e["record"] for e in again.errors
+                    if e["property"] == "dct:identifier"} == {"gen-000001", "gen-000002"}
+            assert _datasets(orgs) == stored  # nothing rewritten
+            # page 3 answers 304; pages 1 and 2, with a refused record, are read again
+            assert source.not_modified == 1
+
+
+def test_one_dataset_listed_on_two_pages_is_not_a_duplicate(orgs: Runtime) -> None:
+    records = generate_records(20, record)
+    records.insert(15, records[2])  # a source whose paging shifted while it was read
+    with DcatServer(DcatSource(records, page_size=10)) as server:
+        report = _harvest(orgs, server)
+    assert report.counts["failed"] == 0, report.errors
+    assert report.counts["created"] == 20 and report.counts["unchanged"] == 1
+    assert len(_datasets(orgs)) == 20
+
+
 def test_conditional_requests_are_used(orgs: Runtime) -> None:
     source = DcatSource(generate_records(30, record), page_size=10)
     with DcatServer(source) as server:
