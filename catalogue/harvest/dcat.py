@@ -569,12 +569,14 @@ class DcatHarvester(Harvester):
         return ids
 
     def _stored_digests(self, ctx: RunContext) -> dict[str, str]:
-        """identifier → md5 of the stored description, for this organisation's published
-        datasets: a record whose description is byte-identical is unchanged (not parsed)."""
+        """identifier → md5 of the stored description, for the organisation's published
+        datasets that this source may write (its own, and those of no source): a record whose
+        description is byte-identical is unchanged (not parsed)."""
         with ctx.db.transaction() as conn:
             rows = conn.execute(
                 "SELECT identifier, md5(graph) AS digest FROM datasets WHERE organisation_id = %s "
-                "AND status = 'published' AND graph IS NOT NULL", (ctx.organisation_id,)
+                "AND status = 'published' AND graph IS NOT NULL AND (source_id IS NULL OR "
+                "source_id = %s)", (ctx.organisation_id, ctx.source_id)
             ).fetchall()
         return {r["identifier"]: r["digest"] for r in rows}
 
@@ -582,8 +584,10 @@ class DcatHarvester(Harvester):
         identifiers = [r.dataset.identifier for r in records]
         with ctx.db.transaction() as conn:
             rows = conn.execute(
-                "SELECT id, identifier, content_hash, status, source_id FROM datasets "
-                "WHERE organisation_id = %s AND identifier = ANY(%s)",
+                "SELECT d.id, d.identifier, d.content_hash, d.status, d.source_id, "
+                "s.name AS source_name, s.url AS source_url FROM datasets d "
+                "LEFT JOIN harvest_sources s ON s.id = d.source_id "
+                "WHERE d.organisation_id = %s AND d.identifier = ANY(%s)",
                 (ctx.organisation_id, identifiers),
             ).fetchall()
             existing = {r["identifier"]: r for r in rows}
@@ -594,6 +598,8 @@ class DcatHarvester(Harvester):
                 ds.source_id = ctx.source_id
                 ds.status = DatasetStatus.PUBLISHED
                 old = existing.get(ds.identifier)
+                if old and self._kept_by_another_source(ctx, old, location):
+                    continue
                 if not ds.content_hash:  # usually computed by the worker that read the record
                     ds.content_hash = content_hash(ds)
                 if old and old["content_hash"] == ds.content_hash and old["status"] == "published":
@@ -625,6 +631,29 @@ class DcatHarvester(Harvester):
                 conn.rollback()
         return identifiers
 
+    @staticmethod
+    def _kept_by_another_source(ctx: RunContext, old: Any, location: str) -> bool:
+        """Whether the stored dataset with this record's identifier belongs to another source
+        of the organisation (then the record is a failed one, and says which source).
+
+        A dataset is kept by one source: two sources writing one identifier would overwrite
+        each other, and either one's deletion sync would withdraw what the other publishes.
+        A dataset of no source (published by a provider, or its source deleted) or withdrawn
+        by its source may be taken over.
+        """
+        owner = old["source_id"]
+        if owner is None or str(owner) == (ctx.source_id or "") or old["status"] == "withdrawn":
+            return False
+        ctx.count("failed")
+        ctx.error(
+            f"dct:identifier {old['identifier']!r} is the identifier of a dataset of another "
+            f"harvest source of this organisation ({old['source_name']!r}, "
+            f"{redact_url(old['source_url'])}, id {owner}); a dataset is kept by one source, "
+            "so this record was not stored: remove it from one of the two sources, or delete "
+            "the other source", record=old["identifier"], location=location,
+            prop="dct:identifier")
+        return True
+
     def _mark_seen(self, ctx: RunContext, identifiers: list[str]) -> None:
         if ctx.dry_run or not ctx.run_id or not identifiers:
             return
@@ -647,13 +676,17 @@ class DcatHarvester(Harvester):
 
     def _withdraw_announced(self, ctx: RunContext, announced: Announced) -> int:
         """Withdraw this organisation's datasets announced deleted by the source (matched by
-        IRI, else by identifier when the dataset has no IRI) that the run did not describe."""
+        IRI, else by identifier when the dataset has no IRI) that the run did not describe, and
+        that no other source of the organisation keeps."""
         iris = sorted(announced.deleted - announced.described_iris)
         if not iris:
             return 0
         where = ("organisation_id = %s AND status <> 'withdrawn' AND (iri = ANY(%s) OR "
                  "(iri IS NULL AND identifier = ANY(%s))) AND NOT (identifier = ANY(%s))")
         params: list[Any] = [ctx.organisation_id, iris, iris, sorted(announced.described_ids)]
+        if ctx.source_id:  # not what another source of the organisation keeps
+            where += " AND (source_id IS NULL OR source_id = %s)"
+            params.append(ctx.source_id)
         if ctx.run_id:
             where += " AND last_seen_run IS DISTINCT FROM %s"
             params.append(ctx.run_id)

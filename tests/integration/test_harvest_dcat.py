@@ -143,6 +143,58 @@ def test_two_datasets_of_a_source_with_one_identifier_keep_the_first_and_report_
             assert source.not_modified == 1
 
 
+def _status(rt: Runtime, identifier: str) -> str:
+    return str(_datasets(rt)[identifier]["status"])
+
+
+def test_a_dataset_is_kept_by_one_source_of_its_organisation(orgs: Runtime) -> None:
+    """Two registered sources of one organisation describing datasets with the same
+    identifiers: the source that stored them first keeps them, the other one's records fail
+    naming that source, nothing flips between them, and the other source can neither withdraw
+    them by announcing a deletion nor by its deletion sync."""
+    first_records = generate_records(10, record)              # gen-000000 .. gen-000009
+    second_records = generate_records(15, record)[5:]         # gen-000005 .. gen-000014
+    second = DcatSource(second_records, page_size=10)
+    with DcatServer(DcatSource(first_records, page_size=10)) as a, DcatServer(second) as b:
+        allowed = frozenset({a.origin, b.origin})
+        src_a, src_b = (orgs.harvest.register(SYSTEM, HarvestSource(
+            id="", organisation_id="org-a", kind="dcat", url=server.url, name=name,
+            allow_private=True)) for name, server in (("hospital", a), ("mirror", b)))
+
+        def run(source: HarvestSource) -> Any:
+            report = orgs.harvest.run_source(SYSTEM, source.id, allowed_origins=allowed)
+            assert report.status == "completed", report.error
+            return report
+
+        assert run(src_a).counts["created"] == 10
+        kept = run(src_b)
+        assert kept.counts["created"] == 5 and kept.counts["failed"] == 5
+        refused = [e for e in kept.errors if e["property"] == "dct:identifier"]
+        assert sorted(e["record"] for e in refused) == [f"gen-{i:06d}" for i in range(5, 10)]
+        assert all("'hospital'" in e["message"] and src_a.id in e["message"] for e in refused)
+        snapshot = _datasets(orgs)
+        assert len(snapshot) == 15
+        assert _iris(orgs)["gen-000007"] == f"http://{a.origin}/dataset/gen-000007"
+        for _ in range(2):
+            again_a, again_b = run(src_a), run(src_b)
+            assert again_a.counts["unchanged"] == 10 and again_a.counts["failed"] == 0
+            assert again_b.counts["unchanged"] == 5 and again_b.counts["failed"] == 5
+            for report in (again_a, again_b):
+                assert report.counts["created"] == report.counts["updated"] == 0
+            assert _datasets(orgs) == snapshot  # nothing rewritten by either
+        # the second source announces the deletion of one of the first one's datasets, and
+        # stops describing the ones it shares with it: none of them is withdrawn
+        second.records[:] = second_records[5:] + [Record("gone", (
+            f"<http://{b.origin}/records/gone> a <http://www.w3.org/ns/dcat#CatalogRecord> ;\n"
+            "  <http://www.w3.org/ns/adms#status> "
+            "<http://purl.org/adms/changetype/deleted> ;\n"
+            f"  <http://xmlns.com/foaf/0.1/primaryTopic> <http://{a.origin}/dataset/gen-000001> ."
+        ))]
+        last = run(src_b)
+        assert last.counts["withdrawn"] == 0 and last.counts["failed"] == 0
+        assert all(_status(orgs, f"gen-{i:06d}") == "published" for i in range(15))
+
+
 def test_one_dataset_listed_on_two_pages_is_not_a_duplicate(orgs: Runtime) -> None:
     records = generate_records(20, record)
     records.insert(15, records[2])  # a source whose paging shifted while it was read
