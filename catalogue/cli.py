@@ -862,10 +862,60 @@ def harvest_sources(ctx: click.Context) -> None:
     with _runtime(ctx, with_search=False) as rt:
         for s in rt.harvest.list_sources(CLI_IDENTITY):
             last = s.last_run_at.strftime("%Y-%m-%d %H:%M") if s.last_run_at else "never"
+            schedule = (s.schedule or "manual") + ("" if s.enabled else " (paused)")
             click.echo(
-                f"{s.id}  {s.kind:8} {s.organisation_id:20} {s.schedule or 'manual':10} "
+                f"{s.id}  {s.kind:8} {s.organisation_id:20} {schedule:10} "
                 f"last {last}  {s.url}"
             )
+
+
+@harvest_group.command("update")
+@click.argument("source_id")
+@click.option("--name", default=None)
+@click.option("--url", default=None)
+@click.option("--schedule", default=None,
+              help="@hourly, @daily, @weekly or 'every N m|h|d'; '' for on demand.")
+@click.option("--validation", type=click.Choice(["strict", "lenient"]), default=None)
+@click.option("--incremental/--full", default=None,
+              help="Ask for changes since the last run, or read everything each time.")
+@click.option("--enable/--pause", "enabled", default=None,
+              help="Resume or pause the schedule (a paused source can still be run by hand).")
+@click.option("--allow-private/--no-allow-private", default=None)
+@click.pass_context
+@handle_errors
+def harvest_update(ctx: click.Context, source_id: str, name: str | None, url: str | None,
+                   schedule: str | None, validation: str | None, incremental: bool | None,
+                   enabled: bool | None, allow_private: bool | None) -> None:
+    """Change a registered source (only what is given changes)."""
+    changes: dict[str, Any] = {k: v for k, v in (
+        ("name", name), ("url", url), ("schedule", schedule), ("validation_mode", validation),
+        ("enabled", enabled), ("allow_private", allow_private)) if v is not None}
+    with _runtime(ctx, with_search=False) as rt:
+        if incremental is not None:
+            config = dict(rt.harvest.get_source(CLI_IDENTITY, source_id).config)
+            changes["config"] = {**config, "incremental": incremental}
+        if not changes:
+            raise CatalogueError("nothing to change: give at least one option")
+        source = rt.harvest.update_source(CLI_IDENTITY, source_id, changes)
+    click.echo(f"{source.id}\t{source.kind}\t{source.organisation_id}\t"
+               f"{source.schedule or 'manual'}\t{'enabled' if source.enabled else 'paused'}\t"
+               f"{source.url}")
+
+
+@harvest_group.command("delete")
+@click.argument("source_id")
+@click.option("--withdraw-datasets", is_flag=True,
+              help="Withdraw the source's datasets too (else they stay published, sourceless).")
+@click.pass_context
+@handle_errors
+def harvest_delete(ctx: click.Context, source_id: str, withdraw_datasets: bool) -> None:
+    """Delete a registered source; its run history is kept."""
+    with _runtime(ctx) as rt:
+        done = rt.harvest.delete_source(CLI_IDENTITY, source_id,
+                                        withdraw_datasets=withdraw_datasets)
+        _drain_quietly(rt)
+    click.echo(f"deleted source {done['id']}: {done['datasets_withdrawn']} dataset(s) "
+               f"withdrawn, {done['datasets_released']} left published with no source")
 
 
 @harvest_group.command("run")

@@ -8,8 +8,10 @@ from catalogue.api.routing import identity, json_body, op, runtime
 from catalogue.schemas import (
     HarvestRunSchema,
     HarvestSourceSchema,
+    HarvestSourceUpdateSchema,
     RecordErrorSchema,
     RunRequestSchema,
+    SourceDeletedSchema,
     load,
 )
 from catalogue.store.harvest import HarvestSource
@@ -69,6 +71,42 @@ def create_source() -> Response:
 )
 def get_source(source_id: str) -> Response:
     return jsonify(_source.dump(runtime().harvest.get_source(identity(), source_id)))
+
+
+@op(
+    bp,
+    "PATCH",
+    "/sources/{source_id}",
+    "Change a source: name, URL, schedule, validation mode, configuration, enabled (false "
+    "pauses its schedule), private network allowance (admins); 409 while it runs",
+    tag="harvest",
+    auth="token",
+    request_schema=HarvestSourceUpdateSchema,
+    response_schema=HarvestSourceSchema,
+    errors=(400, 401, 403, 404, 409),
+)
+def update_source(source_id: str) -> Response:
+    changes = load(HarvestSourceUpdateSchema(), json_body())
+    updated = runtime().harvest.update_source(identity(), source_id, changes)
+    return jsonify(_source.dump(updated))
+
+
+@op(
+    bp,
+    "DELETE",
+    "/sources/{source_id}",
+    "Delete a source (its run history is kept); its datasets stay published with no source, "
+    "or are withdrawn with ?withdraw_datasets=true; 409 while it runs",
+    tag="harvest",
+    auth="token",
+    response_schema=SourceDeletedSchema,
+    query=(("withdraw_datasets", "boolean", "Withdraw the source's datasets too"),),
+    errors=(401, 403, 404, 409),
+)
+def delete_source(source_id: str) -> Response:
+    withdraw = request.args.get("withdraw_datasets", "").lower() in ("1", "true", "yes")
+    return jsonify(runtime().harvest.delete_source(identity(), source_id,
+                                                   withdraw_datasets=withdraw))
 
 
 @op(

@@ -231,6 +231,29 @@ class HarvestSourceSchema(Schema):
     last_run_at = fields.DateTime(dump_only=True, allow_none=True)
 
 
+class HarvestSourceUpdateSchema(Schema):
+    """The fields of a source that can change; the others are refused as unknown."""
+
+    name = fields.String(validate=validate.Length(max=200))
+    url = fields.String(validate=validate.Length(min=1, max=4096))
+    schedule = fields.String(
+        allow_none=True,
+        metadata={"description": "@hourly, @daily, @weekly, every N m|h|d; null: on demand"},
+    )
+    validation_mode = fields.String(validate=validate.OneOf(["strict", "lenient"]))
+    config = fields.Dict(metadata={"description": 'replaces the configuration, e.g. '
+                                                  '{"incremental": true}'})
+    allow_private = fields.Boolean(metadata={"description": "admins only"})
+    enabled = fields.Boolean(metadata={"description": "false pauses the schedule"})
+
+
+class SourceDeletedSchema(Schema):
+    id = fields.String()
+    datasets_withdrawn = fields.Integer()
+    datasets_released = fields.Integer(
+        metadata={"description": "datasets left published with no source"})
+
+
 class HarvestRunSchema(Schema):
     id = fields.String()
     source_id = fields.String(allow_none=True)

@@ -11,7 +11,7 @@ import logging
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,7 +22,7 @@ from catalogue.errors import CatalogueError, Conflict, Forbidden, NotFound, Vali
 from catalogue.harvest.base import Harvester, RunContext, SourceUnreadable
 from catalogue.model.identity import Identity
 from catalogue.services.permissions import require_authenticated, require_organisation
-from catalogue.store.audit import audit
+from catalogue.store.audit import audit, enqueue
 from catalogue.store.db import Database
 from catalogue.store.harvest import HarvestRepository, HarvestRun, HarvestSource
 
@@ -145,17 +145,7 @@ class HarvestService:
             raise Forbidden("only administrators may allow a source on a private network")
         if source.kind not in ("dcat", "fhir", "omop", "dicomweb"):
             raise ValidationError(f"unknown source type {source.kind!r}")
-        parts = urlsplit(source.url)
-        if source.kind != "omop" and parts.scheme not in ("http", "https"):
-            raise ValidationError("a registered source URL must be http:// or https://")
-        if source.kind == "omop":
-            _check_omop_url(source.url)
-        if parts.password:
-            raise ValidationError(
-                "a registered source URL must not carry a password: name an environment "
-                "variable holding it in the source configuration (password_env or token_env)")
-        if source.validation_mode not in ("strict", "lenient"):
-            raise ValidationError("validation must be 'strict' or 'lenient'")
+        self._check_settings(source)
         interval = schedule_interval(source.schedule)
         source.next_run_at = datetime.now(UTC) if interval else None
         with self.db.transaction() as conn:
@@ -171,6 +161,104 @@ class HarvestService:
                 {"organisation": created.organisation_id, "kind": created.kind},
             )
         return created
+
+    @staticmethod
+    def _check_settings(source: HarvestSource) -> None:
+        """What a source's URL and validation mode must be, when registered or changed."""
+        parts = urlsplit(source.url)
+        if source.kind != "omop" and parts.scheme not in ("http", "https"):
+            raise ValidationError("a registered source URL must be http:// or https://")
+        if source.kind == "omop":
+            _check_omop_url(source.url)
+        if parts.password:
+            raise ValidationError(
+                "a registered source URL must not carry a password: name an environment "
+                "variable holding it in the source configuration (password_env or token_env)")
+        if source.validation_mode not in ("strict", "lenient"):
+            raise ValidationError("validation must be 'strict' or 'lenient'")
+        schedule_interval(source.schedule)
+
+    def update_source(self, identity: Identity, source_id: str,
+                      changes: dict[str, Any]) -> HarvestSource:
+        """Change a source's name, URL, schedule, validation mode, configuration, private
+        network allowance (administrators) or ``enabled`` (``False`` pauses its schedule;
+        it can still be run by hand).
+
+        Another URL forgets the page validators and cursors of the old one. A new schedule,
+        or a paused source enabled again, is due at once. Refused (409) while it runs.
+        """
+        source = self.get_source(identity, source_id)
+        require_organisation(identity, source.organisation_id)
+        changes = dict(changes)
+        if "schedule" in changes and not (changes["schedule"] or "").strip():
+            changes["schedule"] = None  # on demand
+        fixed = sorted(set(changes) - set(HarvestRepository.UPDATABLE))
+        if fixed:
+            raise ValidationError(
+                f"{', '.join(fixed)} of a source cannot change: register another source")
+        if not identity.is_admin:
+            if changes.get("allow_private") and not source.allow_private:
+                raise Forbidden("only administrators may allow a source on a private network")
+            if source.allow_private and changes.get("url", source.url) != source.url:
+                # the allowance was given for that address: another one is checked again
+                raise Forbidden("only administrators may change the URL of a source allowed "
+                                "on a private network")
+        updated = replace(source, **changes)
+        self._check_settings(updated)
+        interval = schedule_interval(updated.schedule)
+        if updated.schedule != source.schedule or (updated.enabled and not source.enabled):
+            updated.next_run_at = datetime.now(UTC) if interval else None
+        with self.db.transaction() as conn:
+            self._lock_idle(conn, source.id)
+            saved = HarvestRepository(conn).update_source(
+                updated, reset_state=updated.url != source.url)
+            audit(conn, identity, "harvest_source.update", "harvest_source", source.id,
+                  {"changed": sorted(k for k in changes
+                                     if getattr(source, k) != getattr(updated, k))})
+        return saved
+
+    def delete_source(self, identity: Identity, source_id: str,
+                      withdraw_datasets: bool = False) -> dict[str, Any]:
+        """Delete a source; refused (409) while it runs. Its run history is kept.
+
+        Its datasets stay published with no source (another source or a provider may then
+        take them over), unless ``withdraw_datasets``: then they are withdrawn (kept for audit,
+        announced to harvesters of this catalogue). Study-level records stay with their
+        dataset.
+        """
+        source = self.get_source(identity, source_id)
+        require_organisation(identity, source.organisation_id)
+        with self.db.transaction() as conn:
+            self._lock_idle(conn, source.id)
+            withdrawn: list[str] = []
+            if withdraw_datasets:
+                rows = conn.execute(
+                    "UPDATE datasets SET status = 'withdrawn', withdrawn_at = now(), "
+                    "updated_at = now(), version = version + 1 WHERE source_id = %s "
+                    "AND status <> 'withdrawn' RETURNING id", (source.id,)).fetchall()
+                withdrawn = [str(r["id"]) for r in rows]
+                enqueue(conn, "dataset", withdrawn)
+            row = conn.execute(
+                "SELECT count(*) AS n FROM datasets WHERE source_id = %s AND "
+                "status <> 'withdrawn'", (source.id,)).fetchone()
+            released = int(row["n"]) if row else 0
+            HarvestRepository(conn).delete_source(source.id)
+            audit(conn, identity, "harvest_source.delete", "harvest_source", source.id,
+                  {"organisation": source.organisation_id, "kind": source.kind,
+                   "datasets_withdrawn": len(withdrawn), "datasets_released": released})
+        if withdrawn:
+            self.on_change()
+        return {"id": source.id, "datasets_withdrawn": len(withdrawn),
+                "datasets_released": released}
+
+    @staticmethod
+    def _lock_idle(conn: Any, source_id: str) -> None:
+        """Hold the source's run lock until the transaction ends: no run starts meanwhile,
+        and a source that is running is refused."""
+        row = conn.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s)) AS ok",
+                           (f"harvest:{source_id}",)).fetchone()
+        if not row or not row["ok"]:
+            raise Conflict("a run of this source is in progress: try again when it has ended")
 
     @staticmethod
     def _check_target(conn: Any, kind: str, organisation_id: str,

@@ -135,6 +135,30 @@ class HarvestRepository:
             rows = self.conn.execute("SELECT * FROM harvest_sources ORDER BY created_at").fetchall()
         return [_source(r) for r in rows]
 
+    #: what can change on a registered source (kind, organisation and target dataset cannot)
+    UPDATABLE = ("name", "url", "schedule", "validation_mode", "config", "allow_private",
+                 "enabled")
+
+    def update_source(self, source: HarvestSource, reset_state: bool) -> HarvestSource:
+        """Write ``source``'s updatable fields and ``next_run_at``; ``reset_state`` forgets the
+        page validators and cursors (another URL)."""
+        row = self.conn.execute(
+            "UPDATE harvest_sources SET name = %s, url = %s, schedule = %s, "
+            "validation_mode = %s, config = %s, allow_private = %s, enabled = %s, "
+            "next_run_at = %s, state = CASE WHEN %s THEN '{}'::jsonb ELSE state END "
+            "WHERE id = %s RETURNING *",
+            (source.name, source.url, source.schedule, source.validation_mode,
+             Jsonb(source.config), source.allow_private, source.enabled, source.next_run_at,
+             reset_state, source.id),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"harvest source {source.id!r} not found")
+        return _source(row)
+
+    def delete_source(self, source_id: str) -> None:
+        """Delete a source: its datasets and records lose their source, its runs are kept."""
+        self.conn.execute("DELETE FROM harvest_sources WHERE id = %s", (source_id,))
+
     def due_sources(self) -> list[HarvestSource]:
         rows = self.conn.execute(
             "SELECT * FROM harvest_sources WHERE enabled AND schedule IS NOT NULL "

@@ -19,7 +19,7 @@ from flask import flash, redirect, request, url_for
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response as BaseResponse
 
-from catalogue.errors import CatalogueError, NotFound, ValidationError
+from catalogue.errors import CatalogueError, Conflict, NotFound, ValidationError
 from catalogue.model.dataset import Dataset, DatasetStatus
 from catalogue.model.identity import Identity, Role
 from catalogue.store.harvest import HarvestRun, HarvestSource
@@ -349,6 +349,37 @@ def provider_run_source(source_id: str) -> BaseResponse:
     run_id = runtime().harvest.start_source(identity(), source_id)
     flash("The run has started; reload this page to follow it.", "success")
     return redirect(url_for("web.provider_run", run_id=run_id), code=303)
+
+
+@bp.post("/provider/sources/<source_id>/schedule")
+@signed_in(Role.PROVIDER)
+def provider_pause_source(source_id: str) -> BaseResponse:
+    enabled = request.form.get("enabled") == "yes"
+    try:
+        runtime().harvest.update_source(identity(), source_id, {"enabled": enabled})
+    except Conflict as exc:
+        flash(exc.message, "error")
+    else:
+        flash("The schedule is resumed." if enabled else
+              "The schedule is paused; the source can still be run now.", "success")
+    return redirect(url_for("web.provider_source", source_id=source_id), code=303)
+
+
+@bp.post("/provider/sources/<source_id>/delete")
+@signed_in(Role.PROVIDER)
+def provider_delete_source(source_id: str) -> BaseResponse:
+    withdraw = request.form.get("withdraw_datasets") == "yes"
+    harvest = runtime().harvest
+    org = harvest.get_source(identity(), source_id).organisation_id
+    try:
+        done = harvest.delete_source(identity(), source_id, withdraw_datasets=withdraw)
+    except Conflict as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("web.provider_source", source_id=source_id), code=303)
+    flash(f"The source is deleted: {done['datasets_withdrawn']} dataset(s) withdrawn, "
+          f"{done['datasets_released']} left published with no source. Its runs are kept.",
+          "success")
+    return redirect(url_for("web.provider_sources", **_org_args(org)), code=303)
 
 
 @bp.get("/provider/runs/<run_id>")

@@ -394,6 +394,40 @@ def test_cli_one_shot_json_and_exit_codes(orgs: Runtime, db_url: str, tmp_path: 
     assert "unknown organisation 'org-nobody'" in nobody.output
 
 
+def test_cli_changes_pauses_and_deletes_a_source(orgs: Runtime, db_url: str,
+                                                 tmp_path: Path) -> None:
+    env = {"CATALOGUE_DATABASE_URL": db_url, "CATALOGUE_DATA_DIR": str(tmp_path / "d"),
+           "CATALOGUE_SECRET_KEY": TEST_SECRET}
+    runner = CliRunner()
+
+    def cli(*args: str) -> Any:
+        return runner.invoke(main, list(args), env=env)
+
+    with DcatServer(DcatSource(generate_records(5, record), page_size=10)) as server:
+        added = cli("harvest", "add", server.url, "--organisation", "org-a", "--name", "lab",
+                    "--schedule", "@daily", "--allow-private")
+        assert added.exit_code == 0, added.output
+        source_id = added.stdout.strip()
+        assert cli("harvest", "run", source_id).exit_code == 0
+        paused = cli("harvest", "update", source_id, "--pause", "--validation", "strict",
+                     "--incremental")
+        assert paused.exit_code == 0, paused.output
+        assert "paused" in paused.stdout
+        listed = cli("harvest", "sources").stdout
+        assert f"{source_id}" in listed and "@daily (paused)" in listed
+        source = orgs.harvest.get_source(SYSTEM, source_id)
+        assert (source.enabled, source.validation_mode, source.config["incremental"]) == \
+            (False, "strict", True)
+        assert cli("harvest", "update", source_id).exit_code != 0  # nothing to change
+        fixed = cli("harvest", "update", source_id, "--schedule", "now and then")
+        assert fixed.exit_code != 0 and "not understood" in fixed.output
+        gone = cli("harvest", "delete", source_id, "--withdraw-datasets")
+        assert gone.exit_code == 0, gone.output
+        assert "5 dataset(s) withdrawn, 0 left published" in gone.stdout
+        assert source_id not in cli("harvest", "sources").stdout
+    assert {d["status"] for d in _datasets(orgs).values()} == {"withdrawn"}
+
+
 def test_incremental_runs_ask_for_changes_only_and_never_withdraw(orgs: Runtime) -> None:
     from datetime import UTC, datetime, timedelta
 

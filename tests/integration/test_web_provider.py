@@ -224,3 +224,26 @@ def test_harvest_sources_register_run_and_record_errors(app: Any, world: World) 
     assert "completed" in history and started.location in history
     run_id = started.location.rsplit("/", 1)[1]
     assert other.get(f"/provider/runs/{run_id}").status_code == 404
+
+    # pausing and resuming the schedule, then deleting the source with its datasets
+    scheduled = world.runtime.harvest.update_source(SYSTEM, source.id, {"schedule": "@daily"})
+    assert scheduled.enabled and scheduled.next_run_at is not None
+    assert post(other, f"/provider/sources/{source.id}/schedule", enabled="no").status_code == 404
+    paused = post(client, f"/provider/sources/{source.id}/schedule", enabled="no")
+    assert paused.status_code == 303
+    page = client.get(paused.location).get_data(True)
+    assert 'id="source-state">paused' in page and "Resume schedule" in page
+    assert not world.runtime.harvest.get_source(SYSTEM, source.id).enabled
+    post(client, f"/provider/sources/{source.id}/schedule", enabled="yes")
+    assert world.runtime.harvest.get_source(SYSTEM, source.id).enabled
+    assert post(other, f"/provider/sources/{source.id}/delete").status_code == 404
+    with world.runtime.database.transaction() as conn:
+        harvested = conn.execute("SELECT count(*) AS n FROM datasets WHERE source_id = %s AND "
+                                 "status = 'published'", (source.id,)).fetchone()["n"]
+    assert harvested == 3  # strict: the record without a description was rejected
+    deleted = post(client, f"/provider/sources/{source.id}/delete", withdraw_datasets="yes")
+    assert deleted.status_code == 303 and deleted.location.endswith("/provider/sources")
+    listing = client.get(deleted.location).get_data(True)
+    assert "3 dataset(s) withdrawn" in listing and "Local test" not in listing
+    assert client.get(f"/provider/sources/{source.id}").status_code == 404
+    assert client.get(f"/provider/runs/{run_id}").status_code == 200  # the run is kept
