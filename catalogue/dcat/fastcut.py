@@ -25,7 +25,7 @@ from catalogue.dcat.profiles.base import _CANONICAL, _DESCRIPTION_OF
 _DATASET_LINKS = (DCAT.dataset, DCAT.seriesMember)
 _TYPE = RDF.type  # a namespace attribute makes a new term at each access: looked up once here
 #: what the index notes about a triple, by its predicate (most predicates: nothing)
-_ROLE = {RDF.type: "type", DCAT.dataset: "listed", DCAT.seriesMember: "member",
+_ROLE: dict[Node, str] = {RDF.type: "type", DCAT.dataset: "listed", DCAT.seriesMember: "member",
          DCAT.inSeries: "in_series"}
 _NOT_DATASETS = {DCAT.Catalog, DCAT.DatasetSeries, DCAT.DataService}
 _BOUNDARY = {DCAT.Dataset, DCAT.Catalog}

@@ -122,6 +122,11 @@ def _who(node: Any, digest: str) -> str:
     return f"<{node}>" if isinstance(node, URIRef) else f"a dataset without an IRI ({digest})"
 
 
+def _claim_key(who: str) -> str:
+    """What the page state keeps of a claim's dataset: a short digest of its name."""
+    return hashlib.md5(who.encode(), usedforsecurity=False).hexdigest()[:16]
+
+
 @dataclass
 class Extracted:
     """What one page yields, computed in this process or in a worker."""
@@ -142,12 +147,13 @@ class Extracted:
 class Announced:
     """What one run learnt about deletions: IRIs announced deleted, and what it described
     (IRIs and identifiers), which a deletion of the same dataset in the same run never beats;
-    and which dataset took each identifier first (identifier → (dataset, page))."""
+    and which dataset took each identifier first (identifier → (its claim key, page, its name;
+    None when read from the state of a page answered 304))."""
 
     deleted: set[str] = field(default_factory=set)
     described_iris: set[str] = field(default_factory=set)
     described_ids: set[str] = field(default_factory=set)
-    claimed: dict[str, tuple[str, str]] = field(default_factory=dict)
+    claimed: dict[str, tuple[str, str, str | None]] = field(default_factory=dict)
 
 
 def deleted_topics(page: Graph | PageIndex) -> list[str]:
@@ -415,8 +421,8 @@ class DcatHarvester(Harvester):
                     known = page_state.get(page.url, {})
                     ids = known.get("identifiers", [])
                     announced.described_ids.update(ids)
-                    for identifier, who in known.get("claims", []):
-                        announced.claimed.setdefault(identifier, (who, page.url))
+                    for identifier, key in known.get("claims", {}).items():
+                        announced.claimed.setdefault(identifier, (key, page.url, None))
                     self._mark_seen(ctx, ids)
                     ctx.count("seen", len(ids))
                     ctx.count("unchanged", len(ids))
@@ -466,7 +472,7 @@ class DcatHarvester(Harvester):
         if result.nodes == 0 and page.expect_datasets and not deleted and not page.failures:
             ctx.error("no dcat:Dataset found on this page", location=page.url,
                       severity="warning")
-        claims = self._refuse_duplicates(result, page.url, announced.claimed)
+        claims, duplicates = self._refuse_duplicates(ctx, result, page.url, announced.claimed)
         failures = page.failures + result.failures
         ctx.count("seen", result.nodes + len(page.failures))
         ctx.count("failed", len(failures))
@@ -490,7 +496,7 @@ class DcatHarvester(Harvester):
         # a page with rejected or failed records is fetched in full next time, so they are
         # reconsidered (fixed rules, another validation mode) instead of skipped as 304
         retry = ctx.counts["failed"] + ctx.counts["invalid"] > before or \
-            len(claims) < len(result.claims)
+            duplicates > 0
         page_state[page.url] = {
             "etag": None if retry else page.etag,
             "last_modified": None if retry else page.last_modified,
@@ -498,28 +504,33 @@ class DcatHarvester(Harvester):
         ctx.tick()
 
     @staticmethod
-    def _refuse_duplicates(result: Extracted, location: str,
-                           claimed: dict[str, tuple[str, str]]) -> list[tuple[str, str]]:
+    def _refuse_duplicates(ctx: RunContext, result: Extracted, location: str,
+                           claimed: dict[str, tuple[str, str, str | None]],
+                           ) -> tuple[dict[str, str], int]:
         """Drop the records whose identifier a different dataset of this run took first.
 
         Identifiers are unique within an organisation, so two datasets of one source with the
         same ``dct:identifier`` would overwrite each other on every harvest (or one would fail
         to store). The first one read keeps it; each other one is a failed record whose error
         names both. The same dataset read twice (listed on two pages) is not a duplicate.
-        Returns the page's claims that stand (kept in the page state, so that a page answered
-        304 next time still holds its identifiers).
+        Returns the page's claims that stand, identifier → claim key (kept in the page state,
+        so that a page answered 304 next time still holds its identifiers), and how many
+        records were refused.
         """
         refused: set[tuple[str, str]] = set()
         for identifier, who, _unchanged in result.claims:
-            first = claimed.setdefault(identifier, (who, location))
-            if first[0] == who:
+            key = _claim_key(who)
+            first_key, first_page, first_name = claimed.setdefault(
+                identifier, (key, location, who))
+            if first_key == key:
                 continue
             refused.add((identifier, who))
-            where = "on this page" if first[1] == location else f"on {first[1]}"
+            where = "on this page" if first_page == location else f"on {first_page}"
+            name = first_name or DcatHarvester._stored_name(ctx, identifier)
             result.failures.append({
                 "record": identifier, "property": "dct:identifier",
                 "message": f"dct:identifier {identifier!r} of {who} is already the identifier of "
-                           f"{first[0]} ({where}); identifiers must be unique within a source, "
+                           f"{name} ({where}); identifiers must be unique within a source, "
                            "so this dataset was not stored"})
         if refused:
             result.records = [r for r in result.records
@@ -527,7 +538,20 @@ class DcatHarvester(Harvester):
             unchanged_who = {i: w for i, w, unchanged in result.claims if unchanged}
             result.unchanged = [i for i in result.unchanged
                                 if (i, unchanged_who[i]) not in refused]
-        return [(i, w) for i, w, _ in result.claims if (i, w) not in refused]
+        return ({i: _claim_key(w) for i, w, _ in result.claims if (i, w) not in refused},
+                len(refused))
+
+    @staticmethod
+    def _stored_name(ctx: RunContext, identifier: str) -> str:
+        """How messages name the stored dataset with this identifier (which a page answered
+        304 holds)."""
+        with ctx.db.transaction() as conn:
+            row = conn.execute(
+                "SELECT iri FROM datasets WHERE organisation_id = %s AND identifier = %s",
+                (ctx.organisation_id, identifier)).fetchone()
+        if row is None:
+            return "another dataset of this source"
+        return f"<{row['iri']}>" if row["iri"] else "a dataset without an IRI"
 
     @staticmethod
     def _write_all(ctx: RunContext, conn: Any, repo: DatasetRepository,

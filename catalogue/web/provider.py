@@ -379,7 +379,8 @@ def provider_delete_source(source_id: str) -> BaseResponse:
     flash(f"The source is deleted: {done['datasets_withdrawn']} dataset(s) withdrawn, "
           f"{done['datasets_released']} left published with no source. Its runs are kept.",
           "success")
-    return redirect(url_for("web.provider_sources", **_org_args(org)), code=303)
+    args: dict[str, Any] = _org_args(org)
+    return redirect(url_for("web.provider_sources", **args), code=303)
 
 
 @bp.get("/provider/runs/<run_id>")

@@ -22,7 +22,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import asdict, fields
 from itertools import zip_longest
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeGuard, cast
 from urllib.parse import quote
 
 from rdflib import BNode, Graph, Literal, URIRef
@@ -47,7 +47,7 @@ _DESCRIPTION_OF = "_catalogue_description_of"
 _DATASET_ATTRIBUTES = frozenset(f.name for f in fields(Dataset))
 
 
-def _is_blank(term: Node) -> bool:
+def _is_blank(term: Node) -> TypeGuard[BNode]:
     """``isinstance(term, BNode)``, answered by the exact class for rdflib's own three term
     classes (isinstance through rdflib's ABC is the slow part of hashing a record)."""
     cls = term.__class__
@@ -99,23 +99,21 @@ def _content_labels(graph: Graph | Description,
     return labels
 
 
-_IRI_TEXT: dict[URIRef, str] = {}
+_IRI_TEXT: dict[Node, str] = {}
 
 
 def _nt_term(term: Node) -> str:
     """One term as N-Triples (what rdflib's N-Triples serializer writes), IRIs memoised."""
     cls = term.__class__
     if cls is URIRef:
-        text = _IRI_TEXT.get(term)  # type: ignore[call-overload]
+        text = _IRI_TEXT.get(term)
         if text is None:
             if len(_IRI_TEXT) > 200_000:
                 _IRI_TEXT.clear()
-            text = _IRI_TEXT[term] = term.n3()  # type: ignore[index]
+            text = _IRI_TEXT[term] = term.n3()
         return text
     if cls is Literal or isinstance(term, Literal):
-        return str(_quoteLiteral(term))
-    if isinstance(term, URIRef):
-        return str(term.n3())
+        return str(_quoteLiteral(cast(Literal, term)))
     return str(term.n3())
 
 
@@ -135,14 +133,14 @@ def canonical_ntriples(graph: Graph | Description) -> str:
             lines = sorted({line for line in text.splitlines() if line.strip()})
             return "\n".join(lines) + ("\n" if lines else "")
     # rows written directly (no intermediate graph, no serializer): this runs once per record
-    rows = set()
+    rows: set[str] = set()
     add, iri_text, nt = rows.add, _IRI_TEXT.get, _nt_term
     for s, p, o in triples:
         if labels:
             if _is_blank(s):
-                s = BNode(labels[s])  # type: ignore[index]
+                s = BNode(labels[s])
             if _is_blank(o):
-                o = BNode(labels[o])  # type: ignore[index]
+                o = BNode(labels[o])
         # subjects and predicates are IRIs almost always: their memoised text first
         add(f"{iri_text(s) or nt(s)} {iri_text(p) or nt(p)} {nt(o)} .")
     lines = sorted(rows)
