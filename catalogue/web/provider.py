@@ -351,6 +351,37 @@ def provider_run_source(source_id: str) -> BaseResponse:
     return redirect(url_for("web.provider_run", run_id=run_id), code=303)
 
 
+@bp.route("/provider/sources/<source_id>/edit", methods=["GET", "POST"])
+@signed_in(Role.PROVIDER)
+def provider_edit_source(source_id: str) -> BaseResponse:
+    harvest = runtime().harvest
+    source = harvest.get_source(identity(), source_id)
+    error = None
+    form = {"url": source.url, "name": source.name, "schedule": source.schedule or "",
+            "validation_mode": source.validation_mode, "allow_private": source.allow_private}
+    if request.method == "POST":
+        form = {"url": (request.form.get("url") or "").strip(),
+                "name": (request.form.get("name") or "").strip(),
+                "schedule": (request.form.get("schedule") or "").strip(),
+                "validation_mode": request.form.get("validation_mode", "lenient"),
+                "allow_private": request.form.get("allow_private") == "yes"}
+        changes: dict[str, Any] = {k: form[k] for k in ("url", "name", "schedule",
+                                                        "validation_mode")}
+        if identity().is_admin:
+            changes["allow_private"] = form["allow_private"]
+        try:
+            harvest.update_source(identity(), source_id, changes)
+        except CatalogueError as exc:
+            error = exc.message
+        else:
+            flash("The source is saved.", "success")
+            return redirect(url_for("web.provider_source", source_id=source_id), code=303)
+    context = _org_context(source.organisation_id)
+    return render("web/provider_source_new.html", status=400 if error else 200, error=error,
+                  form=form, editing=source, org_args=_org_args(source.organisation_id),
+                  **context)
+
+
 @bp.post("/provider/sources/<source_id>/schedule")
 @signed_in(Role.PROVIDER)
 def provider_pause_source(source_id: str) -> BaseResponse:

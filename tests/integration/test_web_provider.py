@@ -187,6 +187,7 @@ def test_harvest_sources_register_run_and_record_errors(app: Any, world: World) 
     # registration through the form; a provider cannot allow private networks
     page = client.get("/provider/sources/new")
     assert page.status_code == 200 and "allow_private" not in page.get_data(True)
+    assert "<h1>Register a DCAT source" in page.get_data(True)
     created = post(client, "/provider/sources/new", url="https://catalogue.example.org/dcat",
                    name="Example catalogue", schedule="every 6h", validation_mode="strict")
     assert created.status_code == 303
@@ -225,8 +226,25 @@ def test_harvest_sources_register_run_and_record_errors(app: Any, world: World) 
     run_id = started.location.rsplit("/", 1)[1]
     assert other.get(f"/provider/runs/{run_id}").status_code == 404
 
+    # changing it through the form (what is shown is what is stored)
+    edit = client.get(f"/provider/sources/{source.id}/edit")
+    assert edit.status_code == 200 and f'value="{server.url}"' in edit.get_data(True)
+    assert "<h1>Change source Local test" in edit.get_data(True)
+    assert other.get(f"/provider/sources/{source.id}/edit").status_code == 404
+    bad = post(client, f"/provider/sources/{source.id}/edit", url=server.url, name="Local test",
+               schedule="now and then", validation_mode="strict")
+    assert bad.status_code == 400 and "not understood" in bad.get_data(True)
+    saved = post(client, f"/provider/sources/{source.id}/edit", url=server.url,
+                 name="Local test", schedule="@daily", validation_mode="lenient")
+    assert saved.status_code == 303
+    scheduled = world.runtime.harvest.get_source(SYSTEM, source.id)
+    assert (scheduled.schedule, scheduled.validation_mode) == ("@daily", "lenient")
+    assert scheduled.allow_private  # a provider's form leaves the admin's allowance alone
+    moved = post(client, f"/provider/sources/{source.id}/edit", url="http://10.1.2.3/",
+                 name="Local test", schedule="@daily", validation_mode="lenient")
+    assert moved.status_code == 400 and "administrators" in moved.get_data(True)
+
     # pausing and resuming the schedule, then deleting the source with its datasets
-    scheduled = world.runtime.harvest.update_source(SYSTEM, source.id, {"schedule": "@daily"})
     assert scheduled.enabled and scheduled.next_run_at is not None
     assert post(other, f"/provider/sources/{source.id}/schedule", enabled="no").status_code == 404
     paused = post(client, f"/provider/sources/{source.id}/schedule", enabled="no")
