@@ -59,7 +59,7 @@ def _source(row: dict[str, Any]) -> HarvestSource:
         config=row["config"],
         allow_private=row["allow_private"],
         enabled=row["enabled"],
-        state=row["state"],
+        state=row.get("state") or {},
         created_at=row["created_at"],
         next_run_at=row["next_run_at"],
         last_run_at=row["last_run_at"],
@@ -125,14 +125,21 @@ class HarvestRepository:
             raise NotFound(f"harvest source {source_id!r} not found")
         return _source(row)
 
+    #: every column but ``state`` (a big source's page validators and identifiers, megabytes)
+    _LISTED = ("id, organisation_id, kind, name, url, schedule, validation_mode, dataset_id, "
+               "config, allow_private, enabled, created_at, next_run_at, last_run_at")
+
     def list_sources(self, organisation_id: str | None = None) -> list[HarvestSource]:
+        """The sources (of one organisation), without their run state (``state`` is ``{}``):
+        listing them never reads what a run needs."""
         if organisation_id:
             rows = self.conn.execute(
-                "SELECT * FROM harvest_sources WHERE organisation_id = %s ORDER BY created_at",
-                (organisation_id,),
+                f"SELECT {self._LISTED} FROM harvest_sources WHERE organisation_id = %s "
+                "ORDER BY created_at", (organisation_id,),
             ).fetchall()
         else:
-            rows = self.conn.execute("SELECT * FROM harvest_sources ORDER BY created_at").fetchall()
+            rows = self.conn.execute(
+                f"SELECT {self._LISTED} FROM harvest_sources ORDER BY created_at").fetchall()
         return [_source(r) for r in rows]
 
     #: what can change on a registered source (kind, organisation and target dataset cannot)

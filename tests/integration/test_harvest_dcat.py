@@ -415,6 +415,10 @@ def test_cli_changes_pauses_and_deletes_a_source(orgs: Runtime, db_url: str,
         assert added.exit_code == 0, added.output
         source_id = added.stdout.strip()
         assert cli("harvest", "run", source_id).exit_code == 0
+        # the run state (page validators, identifiers) is read for a run, not for a listing
+        assert orgs.harvest.get_source(SYSTEM, source_id).state["pages"]
+        assert [s.state for s in orgs.harvest.list_sources(SYSTEM, "org-a")
+                if s.id == source_id] == [{}]
         paused = cli("harvest", "update", source_id, "--pause", "--validation", "strict",
                      "--incremental")
         assert paused.exit_code == 0, paused.output
