@@ -11,6 +11,7 @@ catalogue).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 from rdflib import BNode, Literal
@@ -55,6 +56,15 @@ class PageIndex:
                 if role == "listed":
                     self.listed.add(o)
 
+    def objects(self, subject: Node | None, predicate: Node) -> Iterator[Node]:
+        """The values of ``predicate`` (of ``subject``, or of any subject), as a graph's."""
+        pairs = self.by_subject.values() if subject is None else \
+            [self.by_subject.get(subject, [])]
+        for pair in pairs:
+            for p, o in pair:
+                if p == predicate:
+                    yield o
+
     def dataset_nodes(self) -> list[Node]:
         nodes = {s for s, types in self.types.items() if DCAT.Dataset in types}
         nodes |= self.in_series
@@ -96,6 +106,7 @@ def index_page(content: bytes, url: str, max_triples: int = 2_000_000) -> PageIn
     Raises ``SyntaxError`` (from Oxigraph) on invalid input, like the parser it replaces.
     """
     assert _ox is not None
+    content = content.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark: not content
     fmt = detect_format(content, None, url)
     term = _OxigraphTerms()
     # each distinct term converted once: keyed by Oxigraph's N-Triples text of it (one text per

@@ -71,7 +71,7 @@ class HarvestLimits:
 @dataclass
 class Page:
     url: str
-    graph: Graph | None
+    graph: Graph | PageIndex | None  # parsed here (small sources); None: a worker parses
     not_modified: bool = False
     etag: str | None = None
     last_modified: str | None = None
@@ -84,20 +84,26 @@ class Page:
     expect_datasets: bool = True  # False: a page without datasets is not worth a warning
 
 
+_UTF8_BOM = b"\xef\xbb\xbf"
+_NEXT_LINKS = (str(HYDRA.next), str(HYDRA.nextPage))
+
+
 def _quick_next(content: bytes, url: str) -> str | None:
     """The page's ``hydra:next`` link, found by Oxigraph's streaming parser (milliseconds),
     so the next page can be fetched while a worker does the full parse of this one."""
     import pyoxigraph
 
+    content = content.removeprefix(_UTF8_BOM)
     fmt = pyoxigraph.RdfFormat.N_TRIPLES if content.lstrip().startswith(b"<") and \
         b"@prefix" not in content[:4096] else pyoxigraph.RdfFormat.TURTLE
     try:
         for triple in pyoxigraph.parse(content, format=fmt, base_iri=url):
-            if triple.predicate.value in (str(HYDRA.next), str(HYDRA.nextPage)) and \
+            if triple.predicate.value in _NEXT_LINKS and \
                     isinstance(triple.object, pyoxigraph.NamedNode):
                 return str(triple.object.value)
-    except SyntaxError as exc:
-        raise RdfError(f"Turtle syntax error: {exc}") from None
+    except SyntaxError:
+        # what Oxigraph refuses the general parser may read (and the worker will): ask it
+        return DcatHarvester._next(read_page(content, url), url)
     return None
 
 
@@ -251,14 +257,28 @@ def _init_worker(profile: str, stored: dict[str, str], validate: bool) -> None:
     _WORKER.update(profile=get_profile(profile), stored=stored, validate=validate)
 
 
+def read_page(content: bytes, url: str) -> Graph | PageIndex:
+    """A fetched page, parsed to be cut into records.
+
+    Turtle and N-Triples are indexed by Oxigraph without an rdflib page graph (the fast cut).
+    A page Oxigraph refuses (a byte order mark, another encoding, an IRI with a space), and
+    every other format, is read by :func:`parse_rdf`, which tries rdflib too and names what is
+    wrong: every page is read the same way, in this process or in a worker.
+    Raises :class:`RdfError`.
+    """
+    if can_cut(content, url):
+        try:
+            return index_page(content, url)
+        except (SyntaxError, ValueError):
+            pass
+    return parse_rdf(content, content_type=None, filename=url, base=url)
+
+
 def _work(content: bytes, url: str, organisation_id: str) -> Extracted:
     started = time.perf_counter()
     page: Graph | PageIndex
     try:
-        if can_cut(content, url):
-            page = index_page(content, url)  # no rdflib page graph (the fast path)
-        else:
-            page = parse_rdf(content, content_type=None, filename=url, base=url)
+        page = read_page(content, url)
     except RdfError as exc:
         return Extracted(parse_error=exc.message)
     except (SyntaxError, ValueError) as exc:
@@ -378,7 +398,7 @@ class DcatHarvester(Harvester):
                         detect_format(content, None, url) in ("turtle", "nt"):
                     nxt = _quick_next(content, url)  # the full parse happens in a worker
                 else:
-                    page.graph = parse_rdf(content, content_type=None, filename=url, base=url)
+                    page.graph = read_page(content, url)
                     nxt = self._next(page.graph, url)
             except (RdfError, SyntaxError, ValueError) as exc:
                 message = exc.message if isinstance(exc, RdfError) else str(exc)[:300]
@@ -399,7 +419,7 @@ class DcatHarvester(Harvester):
                        expect_datasets=bool(got.live))
 
     @staticmethod
-    def _next(graph: Graph, url: str) -> str | None:
+    def _next(graph: Graph | PageIndex, url: str) -> str | None:
         for pred in (HYDRA.next, HYDRA.nextPage):
             for obj in graph.objects(None, pred):
                 if isinstance(obj, URIRef):

@@ -45,6 +45,7 @@ class DcatSource:
     page_size: int = 100
     loop_at_page: int | None = None  # page N links back to page 1
     corrupt_page: int | None = None  # page N is not valid Turtle
+    bom_pages: tuple[int, ...] = ()  # these pages start with a UTF-8 byte order mark
     endless_page: int | None = None  # page N streams forever
     redirect_page: tuple[int, str] | None = None  # page N redirects to this URL
     requests: list[str] = field(default_factory=list)
@@ -135,6 +136,8 @@ def make_handler(source: DcatSource) -> type[BaseHTTPRequestHandler]:
                 body = b"@prefix dcat: <http://www.w3.org/ns/dcat#> .\n<a> dcat:dataset <b"
             else:
                 body = render_page(source, base, page, since)
+                if page in source.bom_pages:
+                    body = b"\xef\xbb\xbf" + body
             etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
             newest = max((r.modified for r in source.records), default=datetime.now(UTC))
             if self.headers.get("If-None-Match") == etag:

@@ -211,6 +211,21 @@ def test_a_dataset_is_kept_by_one_source_of_its_organisation(orgs: Runtime) -> N
         assert all(_status(orgs, f"gen-{i:06d}") == "published" for i in range(15))
 
 
+def test_pages_with_a_byte_order_mark_are_read_in_this_process_and_in_workers(
+    orgs: Runtime,
+) -> None:
+    """Windows tools write a UTF-8 byte order mark, which Oxigraph refuses: such a page is read
+    by the general parser instead, whether it is one of the first pages (read here) or a later
+    one (read by a worker), and nothing on it is lost."""
+    source = DcatSource(generate_records(60, record), page_size=10, bom_pages=(1, 5))
+    with DcatServer(source) as server:
+        report = _harvest(orgs, server)
+    assert report.status == "completed" and report.complete, report.errors
+    assert report.counts["created"] == 60 and report.counts["failed"] == 0
+    assert not [e for e in report.errors if e["severity"] == "error"]
+    assert len(_datasets(orgs)) == 60
+
+
 def test_conditional_requests_are_used(orgs: Runtime) -> None:
     source = DcatSource(generate_records(30, record), page_size=10)
     with DcatServer(source) as server:
