@@ -515,8 +515,7 @@ class DcatHarvester(Harvester):
             return
         # a page with rejected or failed records is fetched in full next time, so they are
         # reconsidered (fixed rules, another validation mode) instead of skipped as 304
-        retry = ctx.counts["failed"] + ctx.counts["invalid"] > before or \
-            duplicates > 0
+        retry = duplicates > 0 or ctx.counts["failed"] + ctx.counts["invalid"] > before
         page_state[page.url] = {
             "etag": None if retry else page.etag,
             "last_modified": None if retry else page.last_modified,

@@ -130,6 +130,18 @@ def _token(source: HarvestSource) -> str | None:
     return token
 
 
+#: source settings that name an environment variable of this server holding credentials
+_CREDENTIAL_SETTINGS = ("token_env", "password_env")
+_CREDENTIALS_ADMIN_ONLY = (
+    "only administrators may name the environment variable holding a source's credentials "
+    "(token_env, password_env): it is read from this server's environment and sent to the "
+    "source's address")
+
+
+def _credential_settings(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: config[k] for k in _CREDENTIAL_SETTINGS if config.get(k)}
+
+
 class HarvestService:
     def __init__(self, db: Database, on_change: Callable[[], None] | None = None,
                  secret: str = "", aggregate_floor: int = 10) -> None:
@@ -143,6 +155,8 @@ class HarvestService:
         require_organisation(identity, source.organisation_id)
         if source.allow_private and not identity.is_admin:
             raise Forbidden("only administrators may allow a source on a private network")
+        if _credential_settings(source.config) and not identity.is_admin:
+            raise Forbidden(_CREDENTIALS_ADMIN_ONLY)
         if source.kind not in ("dcat", "fhir", "omop", "dicomweb"):
             raise ValidationError(f"unknown source type {source.kind!r}")
         self._check_settings(source)
@@ -180,15 +194,16 @@ class HarvestService:
 
     def update_source(self, identity: Identity, source_id: str,
                       changes: dict[str, Any]) -> HarvestSource:
-        """Change a source's name, URL, schedule, validation mode, configuration, private
-        network allowance (administrators) or ``enabled`` (``False`` pauses its schedule;
-        it can still be run by hand).
+        """Change a source's name, URL, schedule, validation mode, configuration or
+        ``enabled`` (``False`` pauses its schedule; it can still be run by hand).
+
+        Only administrators change the private-network allowance and the credential variables
+        (``token_env``, ``password_env``), and the URL of a source that has either.
 
         Another URL forgets the page validators and cursors of the old one. A new schedule,
         or a paused source enabled again, is due at once. Refused (409) while it runs.
         """
-        source = self.get_source(identity, source_id)
-        require_organisation(identity, source.organisation_id)
+        require_organisation(identity, self.get_source(identity, source_id).organisation_id)
         changes = dict(changes)
         if "schedule" in changes and not (changes["schedule"] or "").strip():
             changes["schedule"] = None  # on demand
@@ -196,22 +211,18 @@ class HarvestService:
         if fixed:
             raise ValidationError(
                 f"{', '.join(fixed)} of a source cannot change: register another source")
-        if not identity.is_admin:
-            if changes.get("allow_private") and not source.allow_private:
-                raise Forbidden("only administrators may allow a source on a private network")
-            if source.allow_private and changes.get("url", source.url) != source.url:
-                # the allowance was given for that address: another one is checked again
-                raise Forbidden("only administrators may change the URL of a source allowed "
-                                "on a private network")
-        updated = replace(source, **changes)
-        self._check_settings(updated)
-        interval = schedule_interval(updated.schedule)
-        if updated.schedule != source.schedule or (updated.enabled and not source.enabled):
-            updated.next_run_at = datetime.now(UTC) if interval else None
         with self.db.transaction() as conn:
-            self._lock_idle(conn, source.id)
-            saved = HarvestRepository(conn).update_source(
-                updated, reset_state=updated.url != source.url)
+            self._lock_idle(conn, source_id)
+            repo = HarvestRepository(conn)
+            source = repo.get_source(source_id, for_update=True)  # as the last run left it
+            updated = replace(source, **changes)
+            if not identity.is_admin:
+                self._check_provider_change(source, updated)
+            self._check_settings(updated)
+            interval = schedule_interval(updated.schedule)
+            if updated.schedule != source.schedule or (updated.enabled and not source.enabled):
+                updated.next_run_at = datetime.now(UTC) if interval else None
+            saved = repo.update_source(updated, reset_state=updated.url != source.url)
             audit(conn, identity, "harvest_source.update", "harvest_source", source.id,
                   {"changed": sorted(k for k in changes
                                      if getattr(source, k) != getattr(updated, k))})
@@ -250,6 +261,20 @@ class HarvestService:
             self.on_change()
         return {"id": source.id, "datasets_withdrawn": len(withdrawn),
                 "datasets_released": released}
+
+    @staticmethod
+    def _check_provider_change(source: HarvestSource, updated: HarvestSource) -> None:
+        """What only administrators may change: the private-network allowance and the
+        credential variables, and the address of a source that has either (they were given
+        for that address: another one would receive the access or the credentials)."""
+        if updated.allow_private and not source.allow_private:
+            raise Forbidden("only administrators may allow a source on a private network")
+        if _credential_settings(updated.config) != _credential_settings(source.config):
+            raise Forbidden(_CREDENTIALS_ADMIN_ONLY)
+        if updated.url != source.url and (source.allow_private
+                                          or _credential_settings(source.config)):
+            raise Forbidden("only administrators may change the URL of a source allowed on a "
+                            "private network or holding credentials")
 
     @staticmethod
     def _lock_idle(conn: Any, source_id: str) -> None:

@@ -277,3 +277,35 @@ def test_a_running_source_can_be_neither_changed_nor_deleted(
     assert "in progress" in busy_delete.json["error"]["message"]
     assert run["status"] == "completed" and run["counts"]["created"] == 30
     assert client.get(url, headers=h(tokens["prov-a"])).json["name"] == ""
+
+
+def test_only_administrators_name_the_server_variables_a_source_sends_as_credentials(
+    client: Any, runtime: Runtime, tokens: dict[str, str]
+) -> None:
+    """token_env / password_env name a variable of this server's environment whose value is
+    sent to the source's address: a provider naming CATALOGUE_SECRET_KEY with a URL of its own
+    would be sent the server's secret. Only administrators set them, or move such a source."""
+    r = client.post("/api/v1/harvest/sources", headers=h(tokens["prov-a"]),
+                    json={"organisation_id": "org-a", "kind": "dcat",
+                          "url": "https://attacker.example.org/dcat",
+                          "config": {"token_env": "CATALOGUE_SECRET_KEY"}})
+    assert r.status_code == 403 and "token_env" in r.json["error"]["message"]
+    plain = _register(client, tokens["prov-a"], "https://catalogue.example.org/dcat")
+    r = client.patch(f"/api/v1/harvest/sources/{plain['id']}", headers=h(tokens["prov-a"]),
+                     json={"config": {"password_env": "CATALOGUE_DATABASE_URL"}})
+    assert r.status_code == 403
+    held = _register(client, tokens["adm"], "https://fhir.example.org/dcat",
+                     config={"token_env": "HOSPITAL_A_TOKEN"})
+    url = f"/api/v1/harvest/sources/{held['id']}"
+    r = client.patch(url, headers=h(tokens["prov-a"]),
+                     json={"url": "https://attacker.example.org/dcat"})
+    assert r.status_code == 403 and "credentials" in r.json["error"]["message"]
+    r = client.patch(url, headers=h(tokens["prov-a"]),
+                     json={"config": {"token_env": "HOSPITAL_B_TOKEN"}})
+    assert r.status_code == 403
+    # what is not a credential stays the provider's to change
+    r = client.patch(url, headers=h(tokens["prov-a"]),
+                     json={"config": {"token_env": "HOSPITAL_A_TOKEN", "incremental": True},
+                           "name": "hospital A"})
+    assert r.status_code == 200 and r.json["config"]["incremental"] is True
+    assert client.get(url, headers=h(tokens["prov-a"])).json["url"] == held["url"]
