@@ -299,6 +299,15 @@ def provider_sources() -> BaseResponse:
                   **context)
 
 
+def _source_form() -> dict[str, Any]:
+    """The source form's fields, as posted."""
+    return {"url": (request.form.get("url") or "").strip(),
+            "name": (request.form.get("name") or "").strip(),
+            "schedule": (request.form.get("schedule") or "").strip(),
+            "validation_mode": request.form.get("validation_mode", "lenient"),
+            "allow_private": request.form.get("allow_private") == "yes"}
+
+
 @bp.route("/provider/sources/new", methods=["GET", "POST"])
 @signed_in(Role.PROVIDER)
 def provider_new_source() -> BaseResponse:
@@ -308,11 +317,7 @@ def provider_new_source() -> BaseResponse:
     form = {"url": "", "name": "", "schedule": "", "validation_mode": "lenient",
             "allow_private": False}
     if request.method == "POST":
-        form = {"url": (request.form.get("url") or "").strip(),
-                "name": (request.form.get("name") or "").strip(),
-                "schedule": (request.form.get("schedule") or "").strip(),
-                "validation_mode": request.form.get("validation_mode", "lenient"),
-                "allow_private": request.form.get("allow_private") == "yes"}
+        form = _source_form()
         if not org:
             error = "Choose the organisation the source belongs to."
         elif not form["url"]:
@@ -360,11 +365,7 @@ def provider_edit_source(source_id: str) -> BaseResponse:
     form = {"url": source.url, "name": source.name, "schedule": source.schedule or "",
             "validation_mode": source.validation_mode, "allow_private": source.allow_private}
     if request.method == "POST":
-        form = {"url": (request.form.get("url") or "").strip(),
-                "name": (request.form.get("name") or "").strip(),
-                "schedule": (request.form.get("schedule") or "").strip(),
-                "validation_mode": request.form.get("validation_mode", "lenient"),
-                "allow_private": request.form.get("allow_private") == "yes"}
+        form = _source_form()
         changes: dict[str, Any] = {k: form[k] for k in ("url", "name", "schedule",
                                                         "validation_mode")}
         if identity().is_admin:
