@@ -432,13 +432,12 @@ class HarvestService:
                 )
             else:
                 source = repo.get_source(str(row["id"]))
-        source.validation_mode = validation_mode
-        source.allow_private = allow_private or source.allow_private
-        if config:
-            source.config = {**source.config, **config}
+        overrides = {"validation_mode": validation_mode,
+                     "allow_private": allow_private or source.allow_private,
+                     "config": {**source.config, **(config or {})}}
         return self._run(
             identity, source, dry_run=dry_run, progress=progress, allowed_origins=allowed_origins,
-            bearer_token=bearer_token,
+            bearer_token=bearer_token, overrides=overrides,
         )
 
     def _run(
@@ -451,11 +450,15 @@ class HarvestService:
         allowed_origins: frozenset[str],
         on_started: Callable[[str], None] | None = None,
         bearer_token: str | None = None,
+        overrides: dict[str, Any] | None = None,
+        scheduled: bool = False,
     ) -> RunReport:
+        """Run ``source``: read again once its run lock is held (a change or deletion made
+        since it was read is what runs, or refused), with ``overrides`` (a one-shot run's
+        settings) applied. A ``scheduled`` run of a source paused or unscheduled meanwhile is
+        refused (Conflict)."""
         self.mark_stale_runs()
         harvester = _harvester(source.kind)
-        if bearer_token is None:
-            bearer_token = _token(source)
         lock = self.db.pool.getconn()
         try:
             locked = lock.execute(
@@ -466,6 +469,14 @@ class HarvestService:
                 raise Conflict("a run of this source is already in progress")
             with self.db.transaction() as conn:
                 repo = HarvestRepository(conn)
+                try:
+                    source = replace(repo.get_source(source.id), **(overrides or {}))
+                except NotFound:
+                    raise Conflict("the source was deleted before its run started") from None
+                if scheduled and not (source.enabled and source.schedule):
+                    raise Conflict("the source was paused before its run started")
+                if bearer_token is None:
+                    bearer_token = _token(source)
                 previous = repo.last_completed(source.id)
                 run = repo.start_run(
                     source.id, source.organisation_id, source.kind, dry_run, os.getpid()
@@ -580,9 +591,10 @@ class HarvestService:
                         dry_run=False,
                         progress=progress,
                         allowed_origins=frozenset(),
+                        scheduled=True,
                     )
                 )
-            except Conflict:
+            except Conflict:  # running, or paused or deleted since it was found due
                 continue
         return reports
 

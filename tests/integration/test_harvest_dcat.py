@@ -453,6 +453,40 @@ def test_cli_changes_pauses_and_deletes_a_source(orgs: Runtime, db_url: str,
     assert {d["status"] for d in _datasets(orgs).values()} == {"withdrawn"}
 
 
+def test_a_source_paused_or_deleted_after_it_was_found_due_does_not_run(
+    orgs: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scheduler lists the due sources, then runs them one by one: a source paused or
+    deleted in between is not run from the stale listing (nor does it stop the others)."""
+    from catalogue.store.harvest import HarvestRepository
+
+    servers = [DcatServer(DcatSource(generate_records(5, record), page_size=10))
+               for _ in range(3)]
+    for server in servers:
+        server.__enter__()
+    try:
+        paused, deleted, kept = (orgs.harvest.register(SYSTEM, HarvestSource(
+            id="", organisation_id=org, kind="dcat", url=server.url, schedule="@daily",
+            allow_private=True)) for org, server in zip(("org-a", "org-b", "org-a"), servers,
+                                                          strict=True))
+        listed = HarvestRepository.due_sources
+
+        def listed_then_changed(self: HarvestRepository) -> list[HarvestSource]:
+            due = listed(self)
+            orgs.harvest.update_source(SYSTEM, paused.id, {"enabled": False})
+            orgs.harvest.delete_source(SYSTEM, deleted.id)
+            return due
+
+        monkeypatch.setattr(HarvestRepository, "due_sources", listed_then_changed)
+        reports = orgs.harvest.run_due(SYSTEM)
+    finally:
+        for server in servers:
+            server.__exit__(None, None, None)
+    assert [r.source_id for r in reports] == [kept.id]
+    assert reports[0].counts["created"] == 5
+    assert all(not s.requests for s in (servers[0].source, servers[1].source))
+
+
 def test_incremental_runs_ask_for_changes_only_and_never_withdraw(orgs: Runtime) -> None:
     from datetime import UTC, datetime, timedelta
 
