@@ -74,3 +74,51 @@ def test_provider_uploads_invalid_then_valid_and_publishes(visit: Callable[..., 
     other.go(f"/provider/datasets/{e2e_world.ids['draft-b']}", "other-draft", status=404)
     expect(other.page.get_by_role("heading", level=1)).to_have_text("Page not found")
     other.go(dataset_url.removeprefix(tab.base), "published-dataset-page")
+
+
+def test_provider_registers_changes_pauses_and_deletes_a_source(
+    visit: Callable[..., Visit], e2e_world: World
+) -> None:
+    """A source's life in the browser: registered through the form, its schedule changed and
+    paused, then deleted; every step lands on a page saying what happened."""
+    ids = e2e_world.runtime.identities
+    ids.create_organisation(SYSTEM, Organisation("org-sources", "Sources Hospital", "PT"))
+    ids.create_user(SYSTEM, User("", "prov-sources", Role.PROVIDER, "org-sources"))
+    token = ids.issue_token(SYSTEM, "prov-sources", "e2e sources").secret
+    tab = visit()
+    page = tab.page
+    tab.go("/", "home")
+    sign_in(tab, token)
+    tab.go("/provider/sources/new", "new-source")
+    page.get_by_label("Catalogue URL").fill("https://catalogue.example.pt/dcat")
+    page.get_by_label("Name (optional)").fill("Sources Hospital catalogue")
+    page.get_by_label("Schedule (optional)").fill("@weekly")
+    tab.click_to(page.get_by_role("button", name="Register source"), "registered")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Sources Hospital catalogue")
+    expect(page.locator("#source-state")).to_have_text("enabled")
+
+    tab.click_to(page.get_by_role("link", name="Change the URL, name, schedule or validation"),
+                 "edit-form")
+    expect(page.get_by_label("Schedule (optional)")).to_have_value("@weekly")
+    page.get_by_label("Schedule (optional)").fill("every 12h")
+    page.get_by_label("Strict: reject records with violations").check()
+    tab.click_to(page.get_by_role("button", name="Save changes"), "saved")
+    expect(page.get_by_role("status").or_(page.locator(".flash")).first).to_contain_text(
+        "saved")
+    expect(page.locator("dl.facts")).to_contain_text("every 12h")
+    expect(page.locator("dl.facts")).to_contain_text("strict")
+
+    tab.click_to(page.get_by_role("button", name="Pause schedule"), "paused")
+    expect(page.locator("#source-state")).to_have_text("paused")
+    expect(page.locator("dl.facts")).to_contain_text("every 12h (paused)")
+    expect(page.get_by_role("button", name="Resume schedule")).to_be_visible()
+    tab.go("/provider/sources", "listed-paused")
+    expect(page.get_by_role("row", name="Sources Hospital catalogue")).to_contain_text(
+        "every 12h (paused)")
+    tab.click_to(page.get_by_role("link", name="Sources Hospital catalogue"), "source-again")
+
+    page.get_by_label("Also withdraw the datasets it harvested").check()
+    tab.click_to(page.get_by_role("button", name="Delete source"), "deleted")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Harvest sources")
+    expect(page.locator(".flash").first).to_contain_text("The source is deleted")
+    expect(page.get_by_text("Sources Hospital catalogue")).to_have_count(0)
