@@ -19,11 +19,11 @@ BENCH_BUDGET = "1e12"
 
 @contextlib.contextmanager
 def serve_process(folder: Path, port: int, workers: int, processes: int = 1,
-            settings: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    """``catalogue serve`` on the catalogue in ``folder`` (with ``settings``, more
-    ``CATALOGUE_*`` variables); stopped (SIGTERM, then SIGKILL) on exit, whatever happens."""
+                  settings: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """``catalogue serve`` on the catalogue in ``folder`` (``settings``: more ``CATALOGUE_*``
+    variables, over the defaults here); stopped (SIGTERM, then SIGKILL) on exit, whatever
+    happens."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CATALOGUE_")}
-    env.update(settings or {})
     env.update({"CATALOGUE_DATA_DIR": str(folder), "CATALOGUE_COHORT_BUDGET": BENCH_BUDGET,
                 "CATALOGUE_COHORT_ORGANISATION_BUDGET": BENCH_BUDGET,
                 "CATALOGUE_HARVEST_SCHEDULER": "false", "CATALOGUE_LOG_LEVEL": "WARNING",
@@ -31,6 +31,7 @@ def serve_process(folder: Path, port: int, workers: int, processes: int = 1,
                     "CATALOGUE_SEARCH_INDEX_PREFIX", "catalogue-")})
     if os.environ.get("CATALOGUE_DATABASE_URL"):
         env["CATALOGUE_DATABASE_URL"] = os.environ["CATALOGUE_DATABASE_URL"]
+    env.update(settings or {})
     folder.mkdir(parents=True, exist_ok=True)
     log = open(folder / "serve.log", "wb")
     proc = subprocess.Popen(
@@ -51,7 +52,8 @@ def serve_process(folder: Path, port: int, workers: int, processes: int = 1,
 
 
 def wait_ready(port: int, proc: subprocess.Popen[bytes], folder: Path,
-                timeout: float = 120.0) -> None:
+               timeout: float = 120.0) -> None:
+    """Wait until the server in ``proc`` answers ``/readyz``; its log's tail if it exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -537,11 +537,13 @@ class DcatHarvester(Harvester):
         records were refused.
         """
         refused: set[tuple[str, str]] = set()
+        standing: dict[str, str] = {}
         for identifier, who, _unchanged in result.claims:
             key = _claim_key(who)
             first_key, first_page, first_name = claimed.setdefault(
                 identifier, (key, location, who))
             if first_key == key:
+                standing[identifier] = key
                 continue
             refused.add((identifier, who))
             where = "on this page" if first_page == location else f"on {first_page}"
@@ -557,8 +559,7 @@ class DcatHarvester(Harvester):
             unchanged_who = {i: w for i, w, unchanged in result.claims if unchanged}
             result.unchanged = [i for i in result.unchanged
                                 if (i, unchanged_who[i]) not in refused]
-        return ({i: _claim_key(w) for i, w, _ in result.claims if (i, w) not in refused},
-                len(refused))
+        return standing, len(refused)
 
     @staticmethod
     def _stored_name(ctx: RunContext, identifier: str) -> str:

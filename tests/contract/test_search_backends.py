@@ -17,7 +17,7 @@ import pytest
 from catalogue.config import Config
 from catalogue.errors import CatalogueError, NotFound, ValidationError
 from catalogue.search.backends import opensearch_backend
-from catalogue.search.backends.reads import HTTPStatusError
+from catalogue.search.backends.reads import EngineHTTPError
 from catalogue.search.base import Delete, SearchBackend, Upsert
 from catalogue.search.indexer import sort_key
 from catalogue.search.mappings import load_definition
@@ -428,7 +428,7 @@ class _Refused:
         self.path = path
 
     def result(self) -> Any:
-        raise HTTPStatusError(400, {"error": {"reason": "failed to create query: this "
+        raise EngineHTTPError(400, {"error": {"reason": "failed to create query: this "
                                               "Analyzer is closed"}})
 
     def close(self) -> None:

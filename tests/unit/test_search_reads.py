@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from catalogue.errors import SearchUnavailable
-from catalogue.search.backends.reads import HTTPStatusError, ReadPool
+from catalogue.search.backends.reads import EngineHTTPError, ReadPool
 from catalogue.testing.app_server import free_port
 
 
@@ -156,7 +156,7 @@ def test_an_error_status_surfaces_with_the_engines_answer() -> None:
     with engine() as server:
         pool = ReadPool([_url(server)], timeout=5)
         server.status = 404
-        with pytest.raises(HTTPStatusError) as caught:
+        with pytest.raises(EngineHTTPError) as caught:
             pool.send("/gone/_search", b'{"q": 1}').result()
         assert caught.value.status == 404 and caught.value.info["echo"] == {"q": 1}
         server.status = 200  # the connection stays usable after an error status
@@ -212,7 +212,7 @@ def test_a_node_answering_unavailable_sends_the_read_to_the_next_and_the_last_an
         for _ in range(4):
             assert pool.send("/i/_search", b"{}").result()["status"] == 200
         second.status = 503  # both: the caller gets the status
-        with pytest.raises(HTTPStatusError) as caught:
+        with pytest.raises(EngineHTTPError) as caught:
             pool.send("/i/_search", b"{}").result()
         assert caught.value.status == 503
 

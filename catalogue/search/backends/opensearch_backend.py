@@ -23,7 +23,7 @@ import orjson
 from catalogue.errors import CatalogueError, NotFound, SearchUnavailable, ValidationError
 from catalogue.search.analysis import words
 from catalogue.search.backends import es_dsl
-from catalogue.search.backends.reads import HTTPStatusError, ReadPool, SentRead
+from catalogue.search.backends.reads import EngineHTTPError, ReadPool, SentRead
 from catalogue.search.base import (
     Action,
     BulkResult,
@@ -65,20 +65,13 @@ _SEARCH = "/_search?allow_partial_search_results=false"
 _PHYSICAL = re.compile(r"^(?P<logical>.+)-v(?P<version>\d+)-(?P<stamp>\d{20})$")
 
 
-class EngineHTTPError(Exception):
-    def __init__(self, status: int, info: Any) -> None:
-        self.status = status
-        self.info = info
-        super().__init__(f"{status}: {str(info)[:300]}")
-
-
 def _mapped(status: int, method: str, path: str, exc: Exception,
             logged: bool = True) -> CatalogueError:
     """The catalogue's error for an engine's HTTP error status (a rejection is logged unless
     ``logged`` is off: the caller logs it if it stands)."""
     if status == 404:
         return NotFound("search index not found")
-    if status in (429, 502, 503, 504) or status >= 500:
+    if status == 429 or status >= 500:
         return SearchUnavailable()
     if logged:
         log.error("search engine rejected %s %s: %s", method, path, exc)
@@ -251,7 +244,7 @@ class RestSearchBackend(SearchBackend):
         """The answer of a read, its errors mapped as :meth:`_request` maps them."""
         try:
             return sent.result()
-        except HTTPStatusError as exc:
+        except EngineHTTPError as exc:
             raise _mapped(exc.status, "POST", sent.path, exc, logged=False) from None
 
     def close(self) -> None:

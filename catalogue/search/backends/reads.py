@@ -13,7 +13,7 @@ idempotent, so it fails over as the official clients do: one that fails on a con
 server had closed while it was idle is sent again on a new one; one a node drops in flight, or
 answers 502/503/504, goes to the next node; a node that refuses connections is skipped for
 ``DEAD_FOR`` seconds. A timeout is not sent elsewhere. What is left is the caller's to map:
-:class:`HTTPStatusError` for an HTTP status, ``SearchUnavailable`` when no node answered.
+:class:`EngineHTTPError` for an HTTP status, ``SearchUnavailable`` when no node answered.
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ import orjson
 from catalogue.errors import SearchUnavailable
 
 
-class HTTPStatusError(Exception):
-    """The engine answered with a status other than 2xx (``info``: its JSON body, or text)."""
+class EngineHTTPError(Exception):
+    """The engine answered with a status other than 2xx (``info``: its JSON body, or text),
+    on the read connections here or through the official client."""
 
     def __init__(self, status: int, info: Any) -> None:
         self.status = status
@@ -163,7 +164,7 @@ class SentRead:
         return False
 
     def result(self) -> Any:
-        """The engine's JSON answer; ``HTTPStatusError`` for a status other than 2xx,
+        """The engine's JSON answer; ``EngineHTTPError`` for a status other than 2xx,
         ``SearchUnavailable`` when no node answered (refused, reset, timed out)."""
         while True:
             conn, node = self._conn, self._node
@@ -197,7 +198,7 @@ class SentRead:
                 info: Any = orjson.loads(data)
             except orjson.JSONDecodeError:
                 info = data.decode("utf-8", "replace")
-            raise HTTPStatusError(response.status, info)
+            raise EngineHTTPError(response.status, info)
 
     def close(self) -> None:
         if self._conn is not None:
